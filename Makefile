@@ -1,0 +1,64 @@
+# Image Browser: `make dev` runs the whole stack locally, `make test` runs every test,
+# `make bench` writes BENCHMARKS.md. Each installs what it needs first.
+
+PYTHON ?= python3
+VENV   := .venv
+PY     := $(VENV)/bin/python
+MODEL  ?=
+# Local-stack installs (embedded Postgres, moto, uvicorn); tests and the test model add torch & co.
+STAMP_LOCAL := $(VENV)/.stamp-local
+STAMP_DEV   := $(VENV)/.stamp-dev
+NODE_STAMP  := infra/node_modules/.stamp
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+
+.PHONY: dev test bench lint chromium test-model clean
+
+$(VENV)/bin/python:
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+
+$(STAMP_LOCAL): pyproject.toml | $(VENV)/bin/python
+	$(PY) -m pip install -q -e '.[local]'
+	touch $@
+
+# torch is pinned to 2.13.0 in pyproject (CPU build). open_clip_torch only provides the CLIP BPE
+# vocabulary for the test model; --no-deps keeps it from pulling torchvision.
+$(STAMP_DEV): pyproject.toml $(STAMP_LOCAL)
+	$(PY) -m pip install -q -e '.[local,dev]'
+	$(PY) -m pip install -q --no-deps 'open_clip_torch>=3,<4'
+	touch $@
+
+$(NODE_STAMP): infra/package.json infra/package-lock.json
+	npm ci --prefix infra --no-audit --no-fund --loglevel=error
+	touch $@
+
+# Browser tests drive Debian's Chromium (never `playwright install`).
+chromium:
+	@test -x /usr/bin/chromium || { $(SUDO) apt-get update -qq && \
+	  DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq chromium >/dev/null; }
+
+ifeq ($(MODEL),test)
+DEV_DEPS := $(STAMP_DEV)
+DEV_ENV  := IB_MODEL=test
+else
+DEV_DEPS := $(STAMP_LOCAL)
+DEV_ENV  := $(if $(MODEL),IB_MODEL=$(MODEL),)
+endif
+
+dev: $(DEV_DEPS)
+	$(DEV_ENV) $(PY) -m shared.devstack
+
+test: $(STAMP_DEV) $(NODE_STAMP) chromium
+	$(PY) -m pytest
+
+bench: $(STAMP_DEV)
+	$(PY) -m bench.run
+
+test-model: $(STAMP_DEV)
+	$(PY) scripts/make_test_model.py .cache/test-models/manual
+
+lint: $(STAMP_DEV)
+	$(VENV)/bin/ruff check .
+
+clean:
+	rm -rf $(VENV) .cache infra/node_modules test-artifacts

@@ -1,0 +1,138 @@
+"""One settings object, read from `IB_*` environment variables (and an optional `.env`).
+
+Every field here is listed in the README's configuration table; `tests/test_config.py` checks that
+the table and this class agree.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+
+from pydantic import Field, ValidationError, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+from typing_extensions import Annotated
+
+DEFAULT_MODEL = "immich-app/ViT-B-32__openai"
+
+
+class ConfigError(ValueError):
+    """A configuration value is wrong; the message names the variable and what is expected."""
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_prefix="IB_", env_file=".env", env_file_encoding="utf-8", extra="ignore", frozen=True
+    )
+
+    # Database
+    database_url: str | None = Field(
+        None, description="PostgreSQL URL (postgresql://user:pass@host:port/db). Empty: embedded server."
+    )
+    data_dir: Path = Field(Path(".data"), description="Where the embedded PostgreSQL keeps its data.")
+
+    # Object storage
+    bucket: str = Field("photos", description="Default bucket, and so the default collection.")
+    s3_endpoint_url: str | None = Field(None, description="S3-compatible endpoint (moto, MinIO). Empty: AWS.")
+    s3_region: str = Field("us-east-1", description="Region for S3 requests and presigning.")
+    s3_access_key_id: str | None = Field(None, description="Access key; empty: boto3's default chain.")
+    s3_secret_access_key: str | None = Field(None, description="Secret key; empty: boto3's default chain.")
+    r2_account_id: str | None = Field(
+        None, description="Cloudflare account id: use R2 at https://<id>.r2.cloudflarestorage.com."
+    )
+    thumbnail_prefix: str = Field(".thumbnails/", description="Key prefix for thumbnails; never embedded.")
+    thumbnail_size: int = Field(384, ge=32, le=4096, description="Longest side of a WebP thumbnail, pixels.")
+    public_base_url: str | None = Field(
+        None, description="Public URL of the bucket (CDN); empty: presigned URLs are handed out."
+    )
+    presign_expiry_seconds: int = Field(3600, ge=60, le=604800, description="Lifetime of presigned URLs.")
+
+    # Model
+    model: str = Field(
+        DEFAULT_MODEL,
+        description="Model spec: a local directory, a Hugging Face repo in Immich's layout, "
+        "or replicate:krthr/clip-embeddings.",
+    )
+    model_cache_dir: Path = Field(
+        Path.home() / ".cache" / "image-browser" / "models", description="Where downloaded models are kept."
+    )
+    model_threads: int = Field(0, ge=0, le=256, description="ONNX Runtime intra-op threads; 0: one per core.")
+    model_quantized: bool = Field(False, description="Use int8-quantised ONNX models (built on first use).")
+    replicate_api_token: str | None = Field(None, description="Replicate API token (for replicate: models).")
+    replicate_base_url: str = Field("https://api.replicate.com", description="Replicate API base URL.")
+    replicate_concurrency: int = Field(4, ge=1, le=64, description="Concurrent Replicate predictions.")
+
+    # Ingestion
+    embed_batch_size: int = Field(16, ge=1, le=1024, description="Images embedded per model call.")
+    backfill_batch_size: int = Field(64, ge=1, le=10000, description="Rows claimed per backfill round.")
+    backfill_concurrency: int = Field(4, ge=1, le=64, description="Parallel S3 reads during backfill.")
+    max_attempts: int = Field(3, ge=1, le=100, description="Attempts before a failed image is left alone.")
+    max_image_bytes: int = Field(
+        50 * 1024 * 1024, ge=1024, description="Largest object read for embedding, bytes."
+    )
+    max_image_pixels: int = Field(
+        100_000_000, ge=1, description="Largest image decoded, pixels (decompression-bomb guard)."
+    )
+
+    # API
+    max_upload_bytes: int = Field(10 * 1024 * 1024, ge=1024, description="Largest search-by-image upload.")
+    hnsw_ef_search: int = Field(64, ge=1, le=1000, description="pgvector hnsw.ef_search for queries.")
+    api_key: str | None = Field(None, description="If set, API requests need it (Bearer or x-api-key).")
+    cors_origins: Annotated[list[str], NoDecode] = Field(
+        default_factory=list, description="Comma-separated origins allowed by CORS (* for any)."
+    )
+    query_cache_size: int = Field(1024, ge=0, description="Text-query embeddings kept in the LRU cache.")
+
+    # Local stack
+    host: str = Field("127.0.0.1", description="Address the local stack listens on.")
+    api_port: int = Field(8000, ge=1, le=65535, description="Port of the API and gallery (make dev).")
+    s3_port: int = Field(9000, ge=1, le=65535, description="Port of the local S3/SQS server (make dev).")
+    log_level: str = Field("INFO", description="Log level: DEBUG, INFO, WARNING, ERROR.")
+
+    @field_validator("cors_origins", mode="before")
+    @classmethod
+    def _split_origins(cls, value: object) -> object:
+        if isinstance(value, str):
+            return [origin.strip() for origin in value.split(",") if origin.strip()]
+        return value
+
+    @field_validator("thumbnail_prefix")
+    @classmethod
+    def _prefix_ends_with_slash(cls, value: str) -> str:
+        if not value or value.startswith("/"):
+            raise ValueError("must be a non-empty key prefix such as '.thumbnails/'")
+        return value if value.endswith("/") else value + "/"
+
+    @field_validator("log_level")
+    @classmethod
+    def _known_level(cls, value: str) -> str:
+        level = value.upper()
+        if level not in {"DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"}:
+            raise ValueError("must be DEBUG, INFO, WARNING, ERROR or CRITICAL")
+        return level
+
+    @property
+    def s3_endpoint(self) -> str | None:
+        if self.s3_endpoint_url:
+            return self.s3_endpoint_url
+        if self.r2_account_id:
+            return f"https://{self.r2_account_id}.r2.cloudflarestorage.com"
+        return None
+
+
+def load_settings(**overrides: object) -> Settings:
+    """Read the environment; a wrong value raises ConfigError naming the variable."""
+    try:
+        return Settings(**overrides)  # type: ignore[arg-type]
+    except ValidationError as exc:
+        problems = []
+        for error in exc.errors():
+            name = "IB_" + "_".join(str(part) for part in error["loc"]).upper()
+            problems.append(f"{name}={error.get('input')!r}: {error['msg']}")
+        raise ConfigError("invalid configuration: " + "; ".join(problems)) from None
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    """The process-wide settings, read once (Lambda containers and the local stack)."""
+    return load_settings()

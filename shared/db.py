@@ -1,0 +1,176 @@
+"""PostgreSQL connections: URL parsing, a small pool, and one retry on a dropped connection.
+
+pg8000 connections are not thread-safe, so each caller borrows one from the pool for the length of a
+statement or a transaction. A connection that dies under us (server restart, pg_terminate_backend,
+a reset socket) is replaced and the operation is run once more.
+"""
+
+from __future__ import annotations
+
+import queue
+import re
+import threading
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import Any, TypeVar
+from urllib.parse import parse_qs, unquote, urlparse
+
+import pg8000.exceptions
+import pg8000.native
+
+T = TypeVar("T")
+
+# SQLSTATEs that mean the connection (not the statement) is gone: admin shutdown, crash shutdown,
+# cannot connect now, connection failure and friends.
+CONNECTION_LOST_CODES = {"57P01", "57P02", "57P03", "08000", "08003", "08006", "08001", "08004"}
+IDENTIFIER = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
+
+
+class DatabaseUnavailable(RuntimeError):
+    """The database cannot be reached now; a transient condition, retry later."""
+
+
+def quote_ident(name: str) -> str:
+    """Quote an identifier we generated ourselves; anything unexpected is refused, never executed."""
+    if not IDENTIFIER.match(name) or name.startswith("pg_"):
+        raise ValueError(f"refusing unsafe SQL identifier {name!r}")
+    return f'"{name}"'
+
+
+def connect_params(url: str) -> dict[str, Any]:
+    """pg8000 keyword arguments from a postgresql:// URL (`?host=/dir` selects a Unix socket)."""
+    parsed = urlparse(url)
+    if parsed.scheme not in {"postgres", "postgresql", "postgresql+pg8000"}:
+        raise ValueError(f"database URL must start with postgresql://, got {parsed.scheme or url!r}")
+    query = {name: values[-1] for name, values in parse_qs(parsed.query).items()}
+    params: dict[str, Any] = {
+        "user": unquote(parsed.username or "postgres"),
+        "database": unquote(parsed.path.lstrip("/")) or "postgres",
+        "timeout": 30,
+    }
+    if parsed.password:
+        params["password"] = unquote(parsed.password)
+    socket_dir = query.get("host") if query.get("host", "").startswith("/") else None
+    if socket_dir:
+        params["unix_sock"] = f"{socket_dir}/.s.PGSQL.{parsed.port or query.get('port') or 5432}"
+    else:
+        params["host"] = parsed.hostname or "localhost"
+        params["port"] = parsed.port or 5432
+    if query.get("sslmode") in {"require", "verify-ca", "verify-full"}:
+        import ssl
+
+        context = ssl.create_default_context()
+        if query["sslmode"] == "require":
+            context.check_hostname = False
+            context.verify_mode = ssl.CERT_NONE
+        params["ssl_context"] = context
+    if query.get("application_name"):
+        params["application_name"] = query["application_name"]
+    return params
+
+
+def is_connection_lost(exc: BaseException) -> bool:
+    if isinstance(exc, pg8000.exceptions.InterfaceError | ConnectionError | OSError):
+        return True
+    if isinstance(exc, pg8000.exceptions.DatabaseError) and exc.args and isinstance(exc.args[0], dict):
+        return exc.args[0].get("C") in CONNECTION_LOST_CODES
+    return False
+
+
+class Database:
+    """A pool of pg8000 connections to one database."""
+
+    def __init__(self, url: str, *, max_size: int = 8, on_connect: Callable[[Any], None] | None = None):
+        self.url = url
+        self._params = connect_params(url)
+        self._idle: queue.LifoQueue[pg8000.native.Connection] = queue.LifoQueue()
+        self._slots = threading.BoundedSemaphore(max_size)
+        self._on_connect = on_connect
+
+    def _connect(self) -> pg8000.native.Connection:
+        try:
+            conn = pg8000.native.Connection(**self._params)
+        except Exception as exc:
+            where = self._params.get("unix_sock") or f"{self._params.get('host')}:{self._params.get('port')}"
+            raise DatabaseUnavailable(
+                f"cannot connect to PostgreSQL at {where}: {exc}. Check that the server is running "
+                "and IB_DATABASE_URL is right."
+            ) from exc
+        if self._on_connect:
+            self._on_connect(conn)
+        return conn
+
+    @contextmanager
+    def connection(self) -> Iterator[pg8000.native.Connection]:
+        """Borrow a connection; it goes back to the pool unless it broke."""
+        self._slots.acquire()
+        conn: pg8000.native.Connection | None = None
+        try:
+            try:
+                conn = self._idle.get_nowait()
+            except queue.Empty:
+                conn = self._connect()
+            yield conn
+        except BaseException as exc:
+            if conn is not None and is_connection_lost(exc):
+                _close_quietly(conn)
+                conn = None
+            raise
+        finally:
+            if conn is not None:
+                self._idle.put(conn)
+            self._slots.release()
+
+    def run_with_retry(self, operation: Callable[[pg8000.native.Connection], T]) -> T:
+        """Run `operation(conn)`; if the connection was lost, reconnect and run it once more."""
+        for attempt in (1, 2):
+            try:
+                with self.connection() as conn:
+                    return operation(conn)
+            except DatabaseUnavailable:
+                if attempt == 2:
+                    raise
+            except Exception as exc:
+                if not is_connection_lost(exc):
+                    raise
+                self.discard_idle()  # siblings of a dropped connection are likely dead too
+                if attempt == 2:
+                    raise DatabaseUnavailable(f"database connection lost twice: {exc}") from exc
+        raise AssertionError("unreachable")
+
+    def run(self, sql: str, **params: Any) -> list[list[Any]]:
+        """One statement in autocommit, with the reconnect-once rule."""
+        return self.run_with_retry(lambda conn: conn.run(sql, **params))
+
+    def transaction(self, operation: Callable[[pg8000.native.Connection], T]) -> T:
+        """Run `operation` inside BEGIN/COMMIT (rolled back on error), retried once on connection loss."""
+
+        def in_transaction(conn: pg8000.native.Connection) -> T:
+            conn.run("BEGIN")
+            try:
+                result = operation(conn)
+            except BaseException as exc:
+                if not is_connection_lost(exc):
+                    conn.run("ROLLBACK")
+                raise
+            conn.run("COMMIT")
+            return result
+
+        return self.run_with_retry(in_transaction)
+
+    def discard_idle(self) -> None:
+        while True:
+            try:
+                _close_quietly(self._idle.get_nowait())
+            except queue.Empty:
+                return
+
+    def close(self) -> None:
+        self.discard_idle()
+
+
+def _close_quietly(conn: pg8000.native.Connection) -> None:
+    try:
+        conn.close()
+    except Exception:  # the socket is already gone; nothing to do
+        pass

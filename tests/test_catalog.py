@@ -1,0 +1,221 @@
+"""Catalog against the embedded PostgreSQL + pgvector: naming, ordering rules, model checks, reconnects."""
+
+from __future__ import annotations
+
+import threading
+from datetime import UTC, datetime, timedelta
+
+import numpy as np
+import pytest
+
+from shared.catalog import Catalog, CatalogError, ModelMismatch, UnknownCollection, table_name_for
+from shared.db import DatabaseUnavailable, connect_params, quote_ident
+from shared.events import ObjectEvent
+from tests.fixtures.services import unique_name
+
+MODEL, DIM = "test/model", 8
+T0 = datetime(2026, 1, 1, tzinfo=UTC)
+
+
+def unit(seed: int, dim: int = DIM) -> np.ndarray:
+    vector = np.random.default_rng(seed).normal(size=dim).astype(np.float32)
+    return vector / np.linalg.norm(vector)
+
+
+def created(key: str, etag: str = "e1", seq: str | None = None, t: int = 0) -> ObjectEvent:
+    return ObjectEvent("b", key, "created", etag, 10, seq, T0 + timedelta(seconds=t))
+
+
+def removed(key: str, seq: str | None = None, t: int = 0) -> ObjectEvent:
+    return ObjectEvent("b", key, "removed", None, None, seq, T0 + timedelta(seconds=t))
+
+
+@pytest.fixture()
+def coll(catalog: Catalog):
+    return catalog.ensure_collection(unique_name("c"), MODEL, DIM)
+
+
+def test_table_names_are_sanitised_distinct_and_bounded() -> None:
+    assert table_name_for("photos") == "img_photos"
+    assert table_name_for("my-bucket") != table_name_for("my_bucket")
+    assert table_name_for("My_Bucket") != table_name_for("my_bucket")
+    long_a, long_b = "a" * 200, "a" * 199 + "b"
+    assert len(table_name_for(long_a).encode()) <= 56
+    assert table_name_for(long_a) != table_name_for(long_b)
+    for hostile in ['x"; DROP TABLE ib_collections; --', "pg_catalog", "фото-😀", "a'b", "Robert');--"]:
+        name = table_name_for(hostile)
+        assert quote_ident(name) == f'"{name}"'
+        assert name.startswith("img_")
+
+
+def test_quote_ident_refuses_anything_unexpected() -> None:
+    for bad in ['a"b', "pg_class", "1abc", "a" * 64, "a;b", "Ab"]:
+        with pytest.raises(ValueError):
+            quote_ident(bad)
+
+
+@pytest.mark.parametrize(
+    "name", ['x"; DROP TABLE ib_collections; --', "pg_catalog", "фото 😀", "q" * 200, "a;b'c"]
+)
+def test_hostile_collection_names_are_stored_safely(catalog: Catalog, name: str) -> None:
+    collection = catalog.ensure_collection(name + unique_name(""), MODEL, DIM)
+    assert catalog.record_event(collection, created("k"))
+    assert catalog.get_collection(collection.name).table == collection.table
+    assert catalog.db.run("SELECT count(*) FROM ib_collections")[0][0] >= 1  # registry still there
+
+
+def test_invalid_collection_names_are_refused(catalog: Catalog) -> None:
+    for bad in ["", "   ", "x" * 256, "tab\there", "nul\x00"]:
+        with pytest.raises(CatalogError):
+            catalog.ensure_collection(bad, MODEL, DIM)
+
+
+def test_unknown_collection_is_a_clear_error(catalog: Catalog) -> None:
+    with pytest.raises(UnknownCollection, match="no collection named"):
+        catalog.get_collection(unique_name("missing"))
+
+
+def test_model_is_recorded_and_another_model_is_refused(catalog: Catalog, coll) -> None:
+    assert catalog.get_collection(coll.name).model_id == MODEL
+    with pytest.raises(ModelMismatch, match="test/model") as err:
+        catalog.ensure_collection(coll.name, "other/model", 16)
+    assert "other/model" in str(err.value)
+    catalog.record_event(coll, created("k"))
+    with pytest.raises(ModelMismatch):
+        catalog.store_embedding(coll, "k", "e1", unit(1, 16), model_id="other/model")
+
+
+def test_create_then_embed(catalog: Catalog, coll) -> None:
+    assert catalog.record_event(coll, created("a.jpg"))
+    assert catalog.get_row(coll, "a.jpg").status == "pending"
+    assert catalog.store_embedding(coll, "a.jpg", "e1", unit(1), model_id=MODEL, width=4, height=3)
+    row = catalog.get_row(coll, "a.jpg")
+    assert (row.status, row.width, row.height, row.has_embedding) == ("embedded", 4, 3, True)
+    assert catalog.is_embedded(coll, "a.jpg", "e1")
+    assert not catalog.is_embedded(coll, "a.jpg", "e2")
+    assert catalog.counts(coll) == {"embedded": 1, "pending": 0, "failed": 0}
+
+
+def test_duplicate_event_is_a_no_op(catalog: Catalog, coll) -> None:
+    event = created("a.jpg", seq="0A")
+    assert catalog.record_event(coll, event)
+    catalog.store_embedding(coll, "a.jpg", "e1", unit(1), model_id=MODEL)
+    assert not catalog.record_event(coll, event)
+    assert not catalog.record_event(coll, event)
+    assert catalog.get_row(coll, "a.jpg").status == "embedded"
+
+
+def test_older_event_never_overwrites_newer(catalog: Catalog, coll) -> None:
+    assert catalog.record_event(coll, created("a.jpg", etag="new", seq="0B"))
+    assert not catalog.record_event(coll, created("a.jpg", etag="old", seq="0A"))
+    assert catalog.get_row(coll, "a.jpg").etag == "new"
+    # sequencers of different length compare numerically after padding: "FF" < "100"
+    assert catalog.record_event(coll, created("b.jpg", etag="x", seq="FF"))
+    assert catalog.record_event(coll, created("b.jpg", etag="y", seq="100"))
+    assert catalog.get_row(coll, "b.jpg").etag == "y"
+
+
+def test_delete_then_late_older_create_stays_deleted(catalog: Catalog, coll) -> None:
+    catalog.record_event(coll, created("a.jpg", seq="01"))
+    catalog.store_embedding(coll, "a.jpg", "e1", unit(1), model_id=MODEL)
+    assert catalog.record_event(coll, removed("a.jpg", seq="03"))
+    assert not catalog.record_event(coll, created("a.jpg", etag="e0", seq="02"))
+    row = catalog.get_row(coll, "a.jpg")
+    assert row.status == "deleted" and not row.has_embedding
+    # a delete that arrives before any create leaves a tombstone too
+    assert catalog.record_event(coll, removed("z.jpg", t=10))
+    assert not catalog.record_event(coll, created("z.jpg", t=5))
+    assert catalog.get_row(coll, "z.jpg").status == "deleted"
+    # a genuinely newer create brings it back
+    assert catalog.record_event(coll, created("z.jpg", etag="e9", t=20))
+    assert catalog.get_row(coll, "z.jpg").status == "pending"
+
+
+def test_time_orders_events_without_sequencer(catalog: Catalog, coll) -> None:
+    assert catalog.record_event(coll, created("a.jpg", etag="late", t=5))
+    assert not catalog.record_event(coll, created("a.jpg", etag="early", t=1))
+    assert catalog.get_row(coll, "a.jpg").etag == "late"
+
+
+def test_stale_embedding_is_not_written_over_newer_content(catalog: Catalog, coll) -> None:
+    catalog.record_event(coll, created("a.jpg", etag="v1", seq="01"))
+    catalog.record_event(coll, created("a.jpg", etag="v2", seq="02"))
+    assert not catalog.store_embedding(coll, "a.jpg", "v1", unit(1), model_id=MODEL)
+    assert catalog.get_row(coll, "a.jpg").status == "pending"
+
+
+def test_failures_count_attempts(catalog: Catalog, coll) -> None:
+    catalog.record_event(coll, created("bad.jpg"))
+    assert catalog.mark_failed(coll, "bad.jpg", "e1", "corrupt: cannot identify image")
+    assert catalog.mark_failed(coll, "bad.jpg", "e1", "corrupt: cannot identify image")
+    row = catalog.get_row(coll, "bad.jpg")
+    assert (row.status, row.attempts) == ("failed", 2)
+    assert "corrupt" in row.error
+    assert catalog.counts(coll)["failed"] == 1
+
+
+def test_concurrent_first_writers_create_one_collection(catalog: Catalog, pg_url: str) -> None:
+    name, errors = unique_name("race"), []
+
+    def create() -> None:
+        try:
+            Catalog.from_url(pg_url).ensure_collection(name, MODEL, DIM)
+        except Exception as exc:  # pragma: no cover - reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=create) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert errors == []
+    assert catalog.db.run("SELECT count(*) FROM ib_collections WHERE name = :n", n=name)[0][0] == 1
+
+
+def test_reconnects_after_backend_is_killed(catalog: Catalog, coll, pg_url: str) -> None:
+    catalog.record_event(coll, created("before.jpg"))
+    pids = [row[0] for row in catalog.db.run("SELECT pg_backend_pid()")]
+    killer = Catalog.from_url(pg_url)
+    assert killer.db.run("SELECT pg_terminate_backend(:pid)", pid=pids[0])[0][0] is True
+    # the pooled connection is dead; the next operation reconnects and succeeds
+    assert catalog.record_event(coll, created("after.jpg"))
+    assert catalog.get_row(coll, "after.jpg").status == "pending"
+    assert catalog.db.run("SELECT pg_backend_pid()")[0][0] != pids[0]
+
+
+def test_transaction_retried_once_when_killed_mid_work(catalog: Catalog, coll, pg_url: str) -> None:
+    killer = Catalog.from_url(pg_url)
+    calls = []
+
+    def work(conn) -> str:
+        calls.append(1)
+        if len(calls) == 1:
+            pid = conn.run("SELECT pg_backend_pid()")[0][0]
+            killer.db.run("SELECT pg_terminate_backend(:pid)", pid=pid)
+        return conn.run("SELECT 'done'")[0][0]
+
+    assert catalog.db.transaction(work) == "done"
+    assert len(calls) == 2
+
+
+def test_unreachable_database_is_a_clear_error(tmp_path) -> None:
+    cat = Catalog.from_url(f"postgresql://postgres@/postgres?host={tmp_path}")
+    with pytest.raises(DatabaseUnavailable, match="IB_DATABASE_URL"):
+        cat.list_collections()
+
+
+def test_connect_params_parse_urls() -> None:
+    assert connect_params("postgresql://u:p%40ss@db.example:6543/app?sslmode=require")["password"] == "p@ss"
+    params = connect_params("postgresql://postgres@/postgres?host=/tmp/x")
+    assert params["unix_sock"] == "/tmp/x/.s.PGSQL.5432"
+    with pytest.raises(ValueError, match="postgresql://"):
+        connect_params("mysql://x")
+
+
+def test_stats(catalog: Catalog, coll) -> None:
+    catalog.record_event(coll, created("a.jpg"))
+    catalog.record_event(coll, created("b.jpg"))
+    catalog.store_embedding(coll, "a.jpg", "e1", unit(1), model_id=MODEL)
+    stats = catalog.stats(coll)
+    assert stats["counts"] == {"embedded": 1, "pending": 1, "failed": 0}
+    assert stats["bytes"] == 20 and stats["model"] == MODEL and stats["last_update"]
