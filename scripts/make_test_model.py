@@ -21,8 +21,6 @@ import argparse
 import gzip
 import importlib.util
 import json
-import shutil
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -30,17 +28,38 @@ SIZES: dict[str, dict[str, Any]] = {
     # Small but not degenerate: a non-224 image size proves preprocessing is read from the config.
     "tiny": {
         "embed_dim": 32,
-        "vision": {"image_size": 64, "patch_size": 16, "hidden_size": 64, "intermediate_size": 128,
-                   "num_hidden_layers": 2, "num_attention_heads": 4},
-        "text": {"hidden_size": 64, "intermediate_size": 128, "num_hidden_layers": 2, "num_attention_heads": 4},
+        "vision": {
+            "image_size": 64,
+            "patch_size": 16,
+            "hidden_size": 64,
+            "intermediate_size": 128,
+            "num_hidden_layers": 2,
+            "num_attention_heads": 4,
+        },
+        "text": {
+            "hidden_size": 64,
+            "intermediate_size": 128,
+            "num_hidden_layers": 2,
+            "num_attention_heads": 4,
+        },
     },
     # OpenAI ViT-B/32: the default model's shapes.
     "b32": {
         "embed_dim": 512,
-        "vision": {"image_size": 224, "patch_size": 32, "hidden_size": 768, "intermediate_size": 3072,
-                   "num_hidden_layers": 12, "num_attention_heads": 12},
-        "text": {"hidden_size": 512, "intermediate_size": 2048, "num_hidden_layers": 12,
-                 "num_attention_heads": 8},
+        "vision": {
+            "image_size": 224,
+            "patch_size": 32,
+            "hidden_size": 768,
+            "intermediate_size": 3072,
+            "num_hidden_layers": 12,
+            "num_attention_heads": 12,
+        },
+        "text": {
+            "hidden_size": 512,
+            "intermediate_size": 2048,
+            "num_hidden_layers": 12,
+            "num_attention_heads": 8,
+        },
     },
 }
 CONTEXT_LENGTH = 77
@@ -52,7 +71,11 @@ SEED = 1234
 
 def _bytes_to_unicode() -> dict[int, str]:
     # GPT-2/CLIP byte-level alphabet (as open_clip's tokenizer builds it).
-    bs = list(range(ord("!"), ord("~") + 1)) + list(range(ord("¡"), ord("¬") + 1)) + list(range(ord("®"), ord("ÿ") + 1))
+    bs = (
+        list(range(ord("!"), ord("~") + 1))
+        + list(range(ord("¡"), ord("¬") + 1))
+        + list(range(ord("®"), ord("ÿ") + 1))
+    )
     cs = bs[:]
     n = 0
     for b in range(256):
@@ -67,9 +90,12 @@ def clip_vocab() -> tuple[dict[str, int], list[tuple[str, str]]]:
     """The real CLIP BPE vocabulary and merges, from the file open_clip_torch ships."""
     spec = importlib.util.find_spec("open_clip")
     if spec is None or not spec.submodule_search_locations:
-        raise SystemExit("open_clip_torch is not installed: it ships the CLIP BPE vocabulary this script needs.")
+        raise SystemExit(
+            "open_clip_torch is not installed: it ships the CLIP BPE vocabulary this script needs."
+        )
     bpe_path = Path(list(spec.submodule_search_locations)[0]) / "bpe_simple_vocab_16e6.txt.gz"
-    lines = gzip.open(bpe_path).read().decode("utf-8").split("\n")
+    with gzip.open(bpe_path) as f:
+        lines = f.read().decode("utf-8").split("\n")
     merges = [tuple(line.split()) for line in lines[1 : 49152 - 256 - 2 + 1]]
     alphabet = list(_bytes_to_unicode().values())
     tokens = alphabet + [a + "</w>" for a in alphabet] + ["".join(m) for m in merges]
@@ -107,8 +133,14 @@ def build(out_dir: Path, size: str = "tiny") -> Path:
     torch.manual_seed(SEED)
 
     config = CLIPConfig(
-        text_config={**shape["text"], "vocab_size": VOCAB_SIZE, "max_position_embeddings": CONTEXT_LENGTH,
-                     "bos_token_id": 49406, "eos_token_id": 49407, "pad_token_id": 49407},
+        text_config={
+            **shape["text"],
+            "vocab_size": VOCAB_SIZE,
+            "max_position_embeddings": CONTEXT_LENGTH,
+            "bos_token_id": 49406,
+            "eos_token_id": 49407,
+            "pad_token_id": 49407,
+        },
         vision_config={**shape["vision"]},
         projection_dim=shape["embed_dim"],
     )
@@ -119,8 +151,11 @@ def build(out_dir: Path, size: str = "tiny") -> Path:
     tokenizer = CLIPTokenizer(vocab=vocab, merges=merges, model_max_length=CONTEXT_LENGTH)
     image_size = shape["vision"]["image_size"]
     image_processor = CLIPImageProcessor(
-        size={"shortest_edge": image_size}, crop_size={"height": image_size, "width": image_size},
-        image_mean=MEAN, image_std=STD, resample=3,  # 3 = PIL bicubic
+        size={"shortest_edge": image_size},
+        crop_size={"height": image_size, "width": image_size},
+        image_mean=MEAN,
+        image_std=STD,
+        resample=3,  # 3 = PIL bicubic
     )
     hf_dir = out_dir / "hf"
     model.save_pretrained(hf_dir)
@@ -146,48 +181,59 @@ def build(out_dir: Path, size: str = "tiny") -> Path:
             return self.clip.text_projection(pooled)
 
     with torch.no_grad():
-        _export(Visual(), torch.zeros(1, 3, image_size, image_size), out_dir / "visual" / "model.onnx", "image")
-        _export(Textual(), torch.zeros(1, CONTEXT_LENGTH, dtype=torch.int32), out_dir / "textual" / "model.onnx",
-                "text")
+        _export(
+            Visual(), torch.zeros(1, 3, image_size, image_size), out_dir / "visual" / "model.onnx", "image"
+        )
+        _export(
+            Textual(),
+            torch.zeros(1, CONTEXT_LENGTH, dtype=torch.int32),
+            out_dir / "textual" / "model.onnx",
+            "text",
+        )
 
     tokenizer.save_pretrained(out_dir / "textual")
     # Keep only what Immich ships beside the textual model.
     for extra in ("vocab.json", "merges.txt"):
         (out_dir / "textual" / extra).unlink(missing_ok=True)
-    (out_dir / "visual" / "preprocess_cfg.json").write_text(json.dumps({
-        "size": [image_size, image_size], "mode": "RGB", "mean": MEAN, "std": STD,
-        "interpolation": "bicubic", "resize_mode": "shortest", "fill_color": 0,
-    }, indent=2))
-    (out_dir / "config.json").write_text(json.dumps({
-        "model_id": f"test/random-clip-{size}",
-        "test_model": True,
-        "description": "Random-weight test model: embeddings are meaningless.",
-        "embed_dim": shape["embed_dim"],
-        "vision_cfg": {"image_size": image_size, "layers": shape["vision"]["num_hidden_layers"],
-                       "width": shape["vision"]["hidden_size"], "patch_size": shape["vision"]["patch_size"]},
-        "text_cfg": {"context_length": CONTEXT_LENGTH, "vocab_size": VOCAB_SIZE,
-                     "width": shape["text"]["hidden_size"], "heads": shape["text"]["num_attention_heads"],
-                     "layers": shape["text"]["num_hidden_layers"]},
-    }, indent=2))
+    (out_dir / "visual" / "preprocess_cfg.json").write_text(
+        json.dumps(
+            {
+                "size": [image_size, image_size],
+                "mode": "RGB",
+                "mean": MEAN,
+                "std": STD,
+                "interpolation": "bicubic",
+                "resize_mode": "shortest",
+                "fill_color": 0,
+            },
+            indent=2,
+        )
+    )
+    (out_dir / "config.json").write_text(
+        json.dumps(
+            {
+                "model_id": f"test/random-clip-{size}",
+                "test_model": True,
+                "description": "Random-weight test model: embeddings are meaningless.",
+                "embed_dim": shape["embed_dim"],
+                "vision_cfg": {
+                    "image_size": image_size,
+                    "layers": shape["vision"]["num_hidden_layers"],
+                    "width": shape["vision"]["hidden_size"],
+                    "patch_size": shape["vision"]["patch_size"],
+                },
+                "text_cfg": {
+                    "context_length": CONTEXT_LENGTH,
+                    "vocab_size": VOCAB_SIZE,
+                    "width": shape["text"]["hidden_size"],
+                    "heads": shape["text"]["num_attention_heads"],
+                    "layers": shape["text"]["num_hidden_layers"],
+                },
+            },
+            indent=2,
+        )
+    )
     return out_dir
-
-
-def build_atomic(target: Path, size: str) -> Path:
-    """Build into a temporary sibling and rename it into place, so parallel builders never see half a model."""
-    if (target / "config.json").exists():
-        return target
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}-", dir=target.parent))
-    try:
-        build(tmp, size)
-        try:
-            tmp.rename(target)
-        except OSError:
-            if not (target / "config.json").exists():  # someone else won the race, or a real failure
-                raise
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
-    return target
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -8,10 +8,10 @@ from __future__ import annotations
 
 from functools import lru_cache
 from pathlib import Path
+from typing import Annotated
 
 from pydantic import Field, ValidationError, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
-from typing_extensions import Annotated
 
 DEFAULT_MODEL = "immich-app/ViT-B-32__openai"
 
@@ -39,6 +39,22 @@ class Settings(BaseSettings):
     s3_secret_access_key: str | None = Field(None, description="Secret key; empty: boto3's default chain.")
     r2_account_id: str | None = Field(
         None, description="Cloudflare account id: use R2 at https://<id>.r2.cloudflarestorage.com."
+    )
+    r2_queue_id: str | None = Field(
+        None, description="Cloudflare Queue id receiving the R2 bucket's event notifications (r2_pull)."
+    )
+    cloudflare_api_token: str | None = Field(
+        None, description="Cloudflare API token with Queues Edit permission (r2_pull pulls and acks)."
+    )
+    cloudflare_api_url: str = Field(
+        "https://api.cloudflare.com/client/v4", description="Cloudflare API base URL (tests use a local one)."
+    )
+    r2_pull_batch_size: int = Field(10, ge=1, le=100, description="Messages per Cloudflare Queue pull.")
+    r2_pull_visibility_timeout_ms: int = Field(
+        600_000,
+        ge=1000,
+        le=43_200_000,
+        description="Lease of pulled messages, ms; longer than processing one batch takes.",
     )
     thumbnail_prefix: str = Field(".thumbnails/", description="Key prefix for thumbnails; never embedded.")
     thumbnail_size: int = Field(384, ge=32, le=4096, description="Longest side of a WebP thumbnail, pixels.")

@@ -11,7 +11,7 @@ import queue
 import re
 import threading
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from typing import Any, TypeVar
 from urllib.parse import parse_qs, unquote, urlparse
 
@@ -170,7 +170,5 @@ class Database:
 
 
 def _close_quietly(conn: pg8000.native.Connection) -> None:
-    try:
+    with suppress(Exception):  # the socket may already be gone; nothing to do
         conn.close()
-    except Exception:  # the socket is already gone; nothing to do
-        pass

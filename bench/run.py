@@ -1,0 +1,85 @@
+"""`make bench`: run every benchmark in one process, one after another, and write BENCHMARKS.md.
+
+Sections come from bench/bench_embed.py (model throughput), bench/bench_ingest.py (end to end) and
+bench/bench_search.py (vector search and HTTP). `python -m bench.run --quick` is a fast smoke run
+that prints instead of writing the file.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import os
+import platform
+import subprocess
+import sys
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+
+SECTIONS = ["bench.bench_embed", "bench.bench_ingest", "bench.bench_search"]
+OUTPUT = Path(__file__).resolve().parents[1] / "BENCHMARKS.md"
+
+
+def machine() -> str:
+    cpu = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    memory = ""
+    try:
+        kib = int(Path("/proc/meminfo").read_text().split()[1])
+        memory = f", {kib / 1024 / 1024:.0f} GiB RAM"
+    except (OSError, ValueError, IndexError):
+        pass
+    system = f"{platform.system()} {platform.release()}, Python {platform.python_version()}"
+    return f"{os.cpu_count()} cores ({cpu}){memory}, {system}"
+
+
+def git_revision() -> str:
+    try:
+        return subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
+                              check=True).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--quick", action="store_true", help="small sizes; print, do not write BENCHMARKS.md")
+    parser.add_argument("--only", action="append", help="run only these modules (e.g. bench_search)")
+    args = parser.parse_args()
+    started = time.perf_counter()
+    parts = []
+    for name in SECTIONS:
+        if args.only and name.rsplit(".", 1)[1] not in args.only:
+            continue
+        print(f"== {name}", file=sys.stderr, flush=True)
+        module = importlib.import_module(name)
+        section_start = time.perf_counter()
+        parts.append(module.run(quick=args.quick).strip())
+        print(f"   done in {time.perf_counter() - section_start:.0f} s", file=sys.stderr, flush=True)
+    header = (
+        "# Benchmarks\n\n"
+        f"Written by `make bench` (`python -m bench.run`) on {datetime.now(UTC):%Y-%m-%d %H:%M} UTC, "
+        f"commit {git_revision()}, in {time.perf_counter() - started:.0f} s.\n\n"
+        f"Machine: {machine()}. Everything below ran in one process, one section after another, "
+        "against real parts on 127.0.0.1 (embedded PostgreSQL 18 + pgvector 0.8.5, moto S3/SQS).\n"
+        "Figures for the model are for the repo's random-weight test model with ViT-B/32 shapes, "
+        "so compute cost carries over to `immich-app/ViT-B-32__openai`; its results are not meaningful.\n"
+    )
+    text = header + "\n" + "\n\n".join(parts) + "\n"
+    if args.quick:
+        print(text)
+    else:
+        OUTPUT.write_text(text)
+        print(f"wrote {OUTPUT}", file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
