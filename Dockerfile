@@ -20,7 +20,7 @@ WORKDIR ${LAMBDA_TASK_ROOT}
 
 # Only the files the ONNX encoders need: no other runtimes' exports, no fp16/ARM variants.
 RUN if [ -n "${MODEL}" ] && [ "${MODEL#replicate:}" = "${MODEL}" ]; then \
-      python -c "import sys; from huggingface_hub import snapshot_download; \
+      PYTHONPATH="${LAMBDA_TASK_ROOT}" python -c "import sys; from huggingface_hub import snapshot_download; \
 snapshot_download(sys.argv[1], revision=sys.argv[2], local_dir='/opt/model', \
 allow_patterns=['config.json', 'visual/model.onnx*', 'visual/preprocess_cfg.json', \
 'textual/model.onnx*', 'textual/*.json', 'textual/*.txt'])" "${MODEL}" "${MODEL_REVISION}" \

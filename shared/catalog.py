@@ -308,6 +308,7 @@ class Catalog:
                     error = CASE WHEN {same_content} THEN t.error ELSE NULL END,
                     attempts = CASE WHEN {same_content} THEN t.attempts ELSE 0 END,
                     next_attempt_at = CASE WHEN {same_content} THEN t.next_attempt_at ELSE NULL END,
+                    embedding_next = CASE WHEN {same_content} THEN t.embedding_next ELSE NULL END,
                     updated_at = now()
                 WHERE {newer}
                 RETURNING key"""
@@ -429,6 +430,333 @@ class Catalog:
             "bytes": int(total_bytes),
             "last_update": last_update.isoformat() if last_update else None,
         }
+
+
+    # ---- ingestion ----------------------------------------------------------------------------
+
+    def claim_todo(
+        self, collection: Collection, limit: int, *, max_attempts: int, lease_seconds: float = 300
+    ) -> list[tuple[str, str | None, int]]:
+        """Claim up to `limit` rows that need a vector: (key, etag, attempts).
+
+        `pending` rows, and `failed` ones under `max_attempts` whose backoff has passed. A claimed
+        row's `next_attempt_at` becomes a lease, so a second sweep running at the same time skips it
+        (SKIP LOCKED covers the instant of claiming, the lease the time spent embedding).
+        """
+        q = quote_ident(collection.table)
+        rows = self.db.run(
+            f"""UPDATE {q} SET next_attempt_at = now() + make_interval(secs => :lease)
+                WHERE id IN (
+                    SELECT id FROM {q}
+                    WHERE embedding IS NULL
+                      AND (status = 'pending' OR (status = 'failed' AND attempts < :max_attempts))
+                      AND (next_attempt_at IS NULL OR next_attempt_at <= now())
+                    ORDER BY id LIMIT :limit FOR UPDATE SKIP LOCKED)
+                RETURNING key, etag, attempts""",
+            lease=float(lease_seconds), max_attempts=int(max_attempts), limit=int(limit),
+        )
+        return [(key, etag, int(attempts)) for key, etag, attempts in rows]
+
+    def release_claim(self, collection: Collection, key: str, *, retry_after_seconds: float = 0) -> None:
+        """Give a claimed row back early (a transient failure): claimable again after the delay."""
+        q = quote_ident(collection.table)
+        self.db.run(
+            f"UPDATE {q} SET next_attempt_at = now() + make_interval(secs => :delay) "
+            "WHERE key = :key AND status IN ('pending', 'failed')",
+            key=key, delay=float(retry_after_seconds),
+        )
+
+    def count_todo(self, collection: Collection, *, max_attempts: int) -> int:
+        """Rows a sweep would still embed (including failed ones waiting for their backoff)."""
+        q = quote_ident(collection.table)
+        ((count,),) = self.db.run(
+            f"SELECT count(*) FROM {q} WHERE embedding IS NULL "
+            "AND (status = 'pending' OR (status = 'failed' AND attempts < :max_attempts))",
+            max_attempts=int(max_attempts),
+        )
+        return int(count)
+
+    def row_states(self, collection: Collection) -> dict[str, tuple[str | None, str, datetime]]:
+        """key -> (etag, status, updated_at) of every row, tombstones included: the reconcile input."""
+        q = quote_ident(collection.table)
+        return {key: (etag, status, updated) for key, etag, status, updated in
+                self.db.run(f"SELECT key, etag, status, updated_at FROM {q}")}
+
+    def db_now(self) -> datetime:
+        """The database clock (rows' updated_at use it)."""
+        return self.db.run("SELECT now()")[0][0]
+
+    # Moving a collection to another model without downtime: vectors of the new model go into
+    # `embedding_next` beside the live ones, then one short transaction swaps the columns.
+
+    def begin_reembed(self, collection: Collection, model_id: str, dim: int) -> bool:
+        """Record the target model; returns False when this move was already under way (resume)."""
+        if not (0 < int(dim) <= MAX_DIM):
+            raise CatalogError(f"embedding dimension must be 1..{MAX_DIM}, got {dim}")
+        q = quote_ident(collection.table)
+
+        def begin(conn: pg8000.native.Connection) -> bool:
+            ((next_model, next_dim),) = conn.run(
+                f"SELECT next_model_id, next_dim FROM {REGISTRY} WHERE name = :name FOR UPDATE",
+                name=collection.name,
+            )
+            if next_model == model_id and next_dim == int(dim):
+                return False
+            conn.run(f"UPDATE {q} SET embedding_next = NULL WHERE embedding_next IS NOT NULL")
+            conn.run(f"DROP INDEX IF EXISTS {quote_ident(collection.table + '_hnsw2')}")
+            conn.run(f"ALTER TABLE {q} ALTER COLUMN embedding_next TYPE halfvec({int(dim)})")
+            conn.run(
+                f"UPDATE {REGISTRY} SET next_model_id = :model_id, next_dim = :dim WHERE name = :name",
+                model_id=model_id, dim=int(dim), name=collection.name,
+            )
+            return True
+
+        return self.db.transaction(begin)
+
+    def claim_reembed(
+        self, collection: Collection, limit: int, *, lease_seconds: float = 300
+    ) -> list[tuple[str, str | None]]:
+        """Claim embedded rows that have no vector of the next model yet: (key, etag)."""
+        q = quote_ident(collection.table)
+        rows = self.db.run(
+            f"""UPDATE {q} SET next_attempt_at = now() + make_interval(secs => :lease)
+                WHERE id IN (
+                    SELECT id FROM {q}
+                    WHERE status = 'embedded' AND embedding_next IS NULL
+                      AND (next_attempt_at IS NULL OR next_attempt_at <= now())
+                    ORDER BY id LIMIT :limit FOR UPDATE SKIP LOCKED)
+                RETURNING key, etag""",
+            lease=float(lease_seconds), limit=int(limit),
+        )
+        return [(key, etag) for key, etag in rows]
+
+    def store_next_embedding(self, collection: Collection, key: str, etag: str | None, embedding: np.ndarray) -> bool:
+        """The next model's vector for the row's current etag; False if the row moved on."""
+        q = quote_ident(collection.table)
+        rows = self.db.run(
+            f"""UPDATE {q} SET embedding_next = CAST(:vec AS halfvec), next_attempt_at = NULL
+                WHERE key = :key AND status = 'embedded' AND etag IS NOT DISTINCT FROM :etag
+                RETURNING key""",
+            vec=vector_literal(embedding), key=key, etag=etag,
+        )
+        return bool(rows)
+
+    def reembed_progress(self, collection: Collection) -> tuple[int, int]:
+        """(rows with the next model's vector, embedded rows)."""
+        q = quote_ident(collection.table)
+        ((done, total),) = self.db.run(
+            f"SELECT count(*) FILTER (WHERE embedding_next IS NOT NULL), count(*) FROM {q} "
+            "WHERE status = 'embedded'"
+        )
+        return int(done), int(total)
+
+    def build_next_index(self, collection: Collection) -> None:
+        """The next model's HNSW index, built beside the live one without blocking writes."""
+        q = quote_ident(collection.table)
+        self.db.run(
+            f"CREATE INDEX CONCURRENTLY IF NOT EXISTS {quote_ident(collection.table + '_hnsw2')} ON {q} "
+            "USING hnsw (embedding_next halfvec_ip_ops) WITH (m = 16, ef_construction = 64) "
+            "WHERE embedding_next IS NOT NULL"
+        )
+
+    def switch_model(self, collection: Collection, *, force: bool = False) -> bool:
+        """Make the next model live in one short transaction (column renames, no rewrite).
+
+        Rows embedded meanwhile by the old model and still lacking a next vector make it return
+        False, unless `force`, which sets them back to `pending` for a sweep with the new model.
+        """
+        q = quote_ident(collection.table)
+        table = collection.table
+
+        def switch(conn: pg8000.native.Connection) -> bool:
+            ((next_model, next_dim),) = conn.run(
+                f"SELECT next_model_id, next_dim FROM {REGISTRY} WHERE name = :name FOR UPDATE",
+                name=collection.name,
+            )
+            if not next_model:
+                raise CatalogError(f"collection {collection.name!r} is not moving to another model")
+            conn.run(f"LOCK TABLE {q} IN EXCLUSIVE MODE")  # writers wait; readers go on
+            ((left,),) = conn.run(
+                f"SELECT count(*) FROM {q} WHERE status = 'embedded' AND embedding_next IS NULL"
+            )
+            if left and not force:
+                return False
+            conn.run(
+                f"UPDATE {q} SET status = 'pending', embedding = NULL, next_attempt_at = NULL "
+                "WHERE status = 'embedded' AND embedding_next IS NULL"
+            )
+            conn.run(f"ALTER TABLE {q} RENAME COLUMN embedding TO embedding_old")
+            conn.run(f"ALTER TABLE {q} RENAME COLUMN embedding_next TO embedding")
+            conn.run(f"ALTER TABLE {q} DROP COLUMN embedding_old")  # drops the old HNSW index with it
+            conn.run(f"ALTER TABLE {q} ADD COLUMN embedding_next halfvec")
+            conn.run(
+                f"ALTER INDEX IF EXISTS {quote_ident(table + '_hnsw2')} RENAME TO {quote_ident(table + '_hnsw')}"
+            )
+            conn.run(
+                f"CREATE INDEX IF NOT EXISTS {quote_ident(table + '_hnsw')} ON {q} "
+                "USING hnsw (embedding halfvec_ip_ops) WITH (m = 16, ef_construction = 64) "
+                "WHERE embedding IS NOT NULL"
+            )
+            conn.run(
+                f"UPDATE {REGISTRY} SET model_id = next_model_id, dim = next_dim, next_model_id = NULL, "
+                "next_dim = NULL WHERE name = :name",
+                name=collection.name,
+            )
+            return True
+
+        switched = self.db.transaction(switch)
+        if switched:
+            self.forget_cached(collection.name)
+        return switched
+
+    # ---- queries ------------------------------------------------------------------------------
+
+    def search(
+        self,
+        collection: Collection,
+        vector: np.ndarray | None = None,
+        *,
+        similar_to: str | None = None,
+        limit: int = 30,
+        min_score: float | None = None,
+        filters: SearchFilters | None = None,
+        after: tuple[float, int] | None = None,
+        ef_search: int = 64,
+    ) -> list[Hit]:
+        """Nearest embedded rows to `vector` (or to the stored row `similar_to`, itself excluded).
+
+        Best first; `score` is the inner product, i.e. cosine similarity for unit vectors. `after` is
+        the (distance, id) of the previous page's last hit. Filters combine with the HNSW scan through
+        pgvector's iterative scan, so a selective filter still fills the page when enough rows match.
+        Raises KeyError when `similar_to` is not an embedded row.
+        """
+        q = quote_ident(collection.table)
+        params: dict[str, Any] = {"limit": int(limit)}
+        if similar_to is not None:
+            # An InitPlan: the stored vector never leaves the server and the HNSW scan still applies.
+            target = f"(SELECT embedding FROM {q} WHERE key = :source AND status = 'embedded')"
+            params["source"] = similar_to
+        elif vector is not None:
+            if int(np.asarray(vector).shape[-1]) != collection.dim:
+                raise CatalogError(
+                    f"query vector has {np.asarray(vector).shape[-1]} dimensions; "
+                    f"collection {collection.name!r} stores {collection.dim}"
+                )
+            target = "CAST(:vec AS halfvec)"
+            params["vec"] = vector_literal(vector)
+        else:
+            raise CatalogError("search needs a query vector or a key to search like")
+        where = ["embedding IS NOT NULL", "status = 'embedded'"]
+        if similar_to is not None:
+            # A one-time gate: no stored vector (unknown key) means no rows, not NULL distances.
+            where += ["key <> :source", f"{target} IS NOT NULL"]
+        where += (filters or SearchFilters()).sql(params)
+        if after is not None:
+            where.append(f"(embedding <#> {target}, id) > (:after_distance, :after_id)")
+            params["after_distance"], params["after_id"] = float(after[0]), int(after[1])
+        cutoff = ""
+        if min_score is not None:
+            # Applied outside the index scan: hits come best first, so the first weak one ends the
+            # page instead of making the iterative scan walk the whole graph for nothing.
+            cutoff = "WHERE distance <= :max_distance"
+            params["max_distance"] = -float(min_score)
+        sql = f"""
+            WITH hits AS MATERIALIZED (
+                SELECT id, key, size, content_type, width, height, last_modified,
+                       embedding <#> {target} AS distance
+                FROM {q}
+                WHERE {" AND ".join(where)}
+                ORDER BY embedding <#> {target}
+                LIMIT :limit
+            )
+            SELECT id, key, size, content_type, width, height, last_modified, distance
+            FROM hits {cutoff} ORDER BY distance + 0, id"""
+
+        def run(conn: pg8000.native.Connection) -> list[list[Any]]:
+            # SET LOCAL semantics (is_local = true): the settings end with this transaction.
+            conn.run(
+                "SELECT set_config('hnsw.ef_search', :ef, true), "
+                "set_config('hnsw.iterative_scan', 'relaxed_order', true)",
+                ef=str(max(int(ef_search), int(limit))),
+            )
+            return conn.run(sql, **params)
+
+        rows = self.db.transaction(run)
+        if not rows and similar_to is not None and not self.is_embedded_key(collection, similar_to):
+            raise KeyError(similar_to)
+        return [Hit(row[0], row[1], -float(row[7]), row[2], row[3], row[4], row[5], row[6], float(row[7]))
+                for row in rows]
+
+    def is_embedded_key(self, collection: Collection, key: str) -> bool:
+        q = quote_ident(collection.table)
+        return bool(self.db.run(f"SELECT 1 FROM {q} WHERE key = :key AND status = 'embedded'", key=key))
+
+    def recent(
+        self, collection: Collection, *, limit: int = 30, after: tuple[datetime | None, int] | None = None
+    ) -> list[Hit]:
+        """Embedded rows, newest `last_modified` first (undated ones first, as the index orders them).
+
+        Keyset pagination: `after` is the (last_modified, id) of the previous page's last row, so rows
+        added meanwhile never shift later pages (no duplicates, no gaps).
+        """
+        q = quote_ident(collection.table)
+        params: dict[str, Any] = {"limit": int(limit)}
+        where = "status = 'embedded'"
+        if after is not None:
+            params["after_id"] = int(after[1])
+            if after[0] is None:
+                where += " AND (last_modified IS NOT NULL OR id < :after_id)"
+            else:
+                where += " AND (last_modified, id) < (:after_time, :after_id)"
+                params["after_time"] = after[0]
+        rows = self.db.run(
+            f"""SELECT id, key, size, content_type, width, height, last_modified FROM {q}
+                WHERE {where} ORDER BY last_modified DESC, id DESC LIMIT :limit""",
+            **params,
+        )
+        return [Hit(row[0], row[1], None, row[2], row[3], row[4], row[5], row[6]) for row in rows]
+
+
+@dataclass(frozen=True)
+class Hit:
+    """One image in a query answer. `distance` (negative inner product) is the paging position."""
+
+    id: int
+    key: str
+    score: float | None
+    size: int | None
+    content_type: str | None
+    width: int | None
+    height: int | None
+    last_modified: datetime | None
+    distance: float | None = None
+
+
+@dataclass(frozen=True)
+class SearchFilters:
+    """Filters that combine with vector search: key prefix, last_modified range, content type."""
+
+    prefix: str | None = None
+    after: datetime | None = None
+    before: datetime | None = None
+    content_type: str | None = None
+
+    def sql(self, params: dict[str, Any]) -> list[str]:
+        """WHERE terms; the values go into `params`, never into the SQL text."""
+        terms = []
+        if self.prefix:
+            terms.append("starts_with(key, :prefix)")
+            params["prefix"] = self.prefix
+        if self.after is not None:
+            terms.append("last_modified >= :modified_after")
+            params["modified_after"] = self.after
+        if self.before is not None:
+            terms.append("last_modified < :modified_before")
+            params["modified_before"] = self.before
+        if self.content_type:
+            terms.append("content_type = :content_type")
+            params["content_type"] = self.content_type
+        return terms
 
 
 def utcnow() -> datetime:

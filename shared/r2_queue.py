@@ -122,9 +122,7 @@ class R2QueueClient:
             )
         return messages
 
-    def ack(
-        self, acks: Sequence[str], retries: Sequence[str] = (), retry_delay_seconds: int = 0
-    ) -> AckResult:
+    def ack(self, acks: Sequence[str], retries: Sequence[str] = (), retry_delay_seconds: int = 0) -> AckResult:
         """Delete the `acks` leases and hand the `retries` leases back to the queue (after a delay)."""
         if not acks and not retries:
             return AckResult(0, 0)
@@ -149,9 +147,10 @@ class R2QueueClient:
             body = response.json()
         except ValueError:
             body = {}
-        errors = "; ".join(
-            f"{e.get('code')}: {e.get('message')}" for e in body.get("errors") or () if isinstance(e, dict)
-        ) or response.text[:200]
+        errors = (
+            "; ".join(f"{e.get('code')}: {e.get('message')}" for e in body.get("errors") or () if isinstance(e, dict))
+            or response.text[:200]
+        )
         if response.status_code == 429 or response.status_code >= 500:
             raise QueueUnavailable(f"Cloudflare API {path} answered {response.status_code} ({errors}); retry later")
         if response.status_code in (401, 403):

@@ -29,6 +29,7 @@ const els = {
   apiKeyInput: $("#api-key-input"),
   status: $("#status"),
   statusText: $("#status-text"),
+  queryImage: $("#query-image"),
   statusAction: $("#status-action"),
   grid: $("#grid"),
   sentinel: $("#sentinel"),
@@ -118,7 +119,7 @@ async function loadConfig() {
     const config = { ...DEFAULT_CONFIG };
     if (typeof raw.apiBase === "string") config.apiBase = raw.apiBase.replace(/\/+$/, "");
     if (typeof raw.collection === "string") config.collection = raw.collection;
-    if (Number.isInteger(raw.pageSize) && raw.pageSize >= 1 && raw.pageSize <= 500) {
+    if (Number.isInteger(raw.pageSize) && raw.pageSize >= 1 && raw.pageSize <= 100) {
       config.pageSize = raw.pageSize;
     }
     return config;
@@ -294,6 +295,7 @@ async function runQuery() {
   app.focusIndex = 0;
   clearGrid();
   els.moreStatus.textContent = "";
+  showQueryImage();
   const mode = currentModeLabel();
   const verb = mode.kind === "recent" ? "Loading" : "Searching for";
   setStatus("loading", `${verb} ${describeQuery()} in ${collectionLabel()}…`);
@@ -329,8 +331,10 @@ async function loadMore() {
     const data = await fetchPage(cursor, app.abort ? app.abort.signal : undefined);
     if (generation !== app.generation) return;
     const seen = new Set(app.items.map((item) => item.key));
-    appendItems((Array.isArray(data.items) ? data.items : []).filter((item) => !seen.has(item.key)));
-    app.nextCursor = data.next_cursor || null;
+    const fresh = (Array.isArray(data.items) ? data.items : []).filter((item) => !seen.has(item.key));
+    appendItems(fresh);
+    // A page with nothing new (or the same cursor back) would make the scroll loop refetch forever.
+    app.nextCursor = fresh.length && data.next_cursor !== cursor ? data.next_cursor || null : null;
     els.moreStatus.textContent = app.nextCursor ? "" : "That is everything.";
     setStatus("ok", okText(data));
   } catch (err) {
@@ -406,7 +410,7 @@ function makeTile(item, index) {
   img.addEventListener("load", () => tile.classList.add("loaded"), { once: true });
   img.addEventListener("error", () => {
     // No thumbnail yet (or it expired): fall back to the original, then give up visibly.
-    if (item.url && img.src !== new URL(item.url, location.href).href) img.src = item.url;
+    if (item.url && img.src !== item.url) img.src = item.url;
     else tile.classList.add("broken");
   });
   img.src = item.thumbnail_url || item.url;
@@ -426,8 +430,24 @@ function makeTile(item, index) {
   return tile;
 }
 
-function appendItems(items) {
-  if (!items.length) return;
+// Item URLs are normally absolute (presigned or CDN); a relative one (e.g. the API's own redirect
+// route) belongs to the API, which may be on another origin than this page.
+function resolveMediaUrl(url) {
+  if (!url) return null;
+  try {
+    return new URL(url, new URL(`${app.config.apiBase}/`, location.href)).href;
+  } catch {
+    return null;
+  }
+}
+
+function appendItems(rawItems) {
+  if (!rawItems.length) return;
+  const items = rawItems.map((item) => ({
+    ...item,
+    url: resolveMediaUrl(item.url),
+    thumbnail_url: resolveMediaUrl(item.thumbnail_url),
+  }));
   const start = app.items.length;
   const fragment = document.createDocumentFragment();
   const tiles = items.map((item, offset) => {
@@ -795,6 +815,22 @@ function searchByImage(file) {
   app.uploads.set(upload.id, upload);
   navigate({ q: "" }, { imageQuery: upload });
   window.scrollTo({ top: 0 });
+}
+
+// A small preview of the uploaded image beside the status line, as the search box is empty then.
+function showQueryImage() {
+  const upload = app.imageQuery;
+  if (!upload) {
+    els.queryImage.hidden = true;
+    els.queryImage.removeAttribute("src");
+    return;
+  }
+  if (!upload.previewUrl) upload.previewUrl = URL.createObjectURL(upload.file);
+  els.queryImage.onerror = () => {
+    els.queryImage.hidden = true; // a format this browser cannot show (e.g. HEIC): the text says enough
+  };
+  els.queryImage.src = upload.previewUrl;
+  els.queryImage.hidden = false;
 }
 
 els.fileInput.addEventListener("change", () => {

@@ -221,6 +221,12 @@ class OnnxClipEmbedder(Embedder):
         tokenizer.enable_truncation(max_length=self.context_length)
         return tokenizer
 
+    def load_tower(self, tower: str) -> None:
+        """Load a tower now rather than on first use (warm-up, benchmarks)."""
+        if tower not in TOWERS:
+            raise ValueError(f"tower must be one of {TOWERS}")
+        self._session(tower)
+
     def loaded(self) -> dict[str, bool]:
         return {tower: tower in self._sessions for tower in TOWERS}
 
@@ -328,7 +334,7 @@ def _hub_snapshot(repo_id: str, settings: Settings, patterns: list[str]) -> Path
             f"directory. {hint}"
         ) from None
     except Exception as exc:  # connection refused, DNS, timeouts, offline mode: all mean "cannot fetch"
+        detail = " ".join(str(exc).split()).rstrip(".")
         raise ModelUnavailable(
-            f"cannot download model {repo_id!r} from the Hugging Face hub: "
-            f"{type(exc).__name__}: {exc}. {hint}"
+            f"cannot download model {repo_id!r} from the Hugging Face hub: {type(exc).__name__}: {detail}. {hint}"
         ) from None

@@ -1,0 +1,153 @@
+"""Embedding throughput on this CPU: fp32 and int8, batch 1 and 16, raw ONNX beside the whole pipeline.
+
+"Pipeline" = JPEG bytes -> decode (shared.images.decode, with JPEG draft scaling) -> preprocess -> ONNX
+for images, and tokenize -> ONNX for texts. Runs on the random-weight test model with ViT-B/32 shapes
+(built on first use), so the figures carry over to immich-app/ViT-B-32__openai.
+
+    python -m bench.bench_embed          # prints the Markdown section
+"""
+
+from __future__ import annotations
+
+import io
+import statistics
+import time
+from collections.abc import Callable, Sequence
+
+import numpy as np
+import onnxruntime
+
+from shared.config import load_settings
+from shared.embedders.onnx_clip import OnnxClipEmbedder
+from shared.images import decode
+from tests.fixtures.model import ensure_test_model, synthetic_photo
+
+PHOTO_SIZES = [(1600, 1200), (1200, 1600), (1024, 768), (2000, 1125)]
+QUERIES = [
+    "a dog running on the beach",
+    "birthday cake with candles",
+    "snowy mountains at sunrise",
+    "red car parked in front of a house",
+    "two people hiking in the forest",
+    "a cat sleeping on a sofa",
+    "city skyline at night",
+    "plate of pasta",
+    "children playing football",
+    "old black and white portrait",
+]
+
+
+def _rate(count: int, seconds: float) -> str:
+    return f"{count / seconds:,.1f}"
+
+
+def _timed(fn: Callable[[], object]) -> float:
+    start = time.perf_counter()
+    fn()
+    return time.perf_counter() - start
+
+
+def _chunks(items: Sequence, size: int) -> list[Sequence]:
+    return [items[i : i + size] for i in range(0, len(items), size)]
+
+
+def run(quick: bool = False) -> str:
+    model_dir = ensure_test_model("b32")
+    n_images = 16 if quick else 64
+    n_texts = 32 if quick else 256
+    n_queries = 10 if quick else 50
+    photos = []
+    for i in range(n_images):
+        buffer = io.BytesIO()
+        synthetic_photo(*PHOTO_SIZES[i % len(PHOTO_SIZES)], seed=i).save(buffer, "JPEG", quality=90)
+        photos.append(buffer.getvalue())
+    texts = [f"{QUERIES[i % len(QUERIES)]}, picture number {i}" for i in range(n_texts)]
+    queries = [f"{QUERIES[i % len(QUERIES)]} {i}" for i in range(n_queries)]
+
+    rows: list[str] = []
+    latency: list[str] = []
+    loads: list[str] = []
+    vectors: dict[str, dict[str, np.ndarray]] = {}
+    decode_seconds = 0.0
+    for precision in ("fp32", "int8"):
+        settings = load_settings(model_quantized=precision == "int8", embed_batch_size=16)
+        if precision == "int8":  # build the int8 files outside the timings (cached beside the model)
+            from shared.embedders.quantize import quantized_path
+
+            for tower in ("visual", "textual"):
+                quantized_path(model_dir / tower / "model.onnx", settings.model_cache_dir)
+        model = OnnxClipEmbedder(model_dir, settings)
+        load_times = {tower: _timed(lambda t=tower: model.load_tower(t)) for tower in ("textual", "visual")}
+        loads.append(f"{precision}: textual {load_times['textual']:.2f} s, visual {load_times['visual']:.2f} s")
+
+        def decode_all() -> list:
+            return [decode(data, max_pixels=10**8, max_bytes=10**8, min_side=224) for data in photos]
+
+        images = decode_all()
+        decode_seconds = _timed(decode_all)
+        model.embed_images(images[:2])  # warm-up
+        model.embed_texts(texts[:2])
+        for batch in (1, 16):
+            pixels = [model.preprocess(chunk) for chunk in _chunks(images, batch)]
+            raw_images = _timed(lambda: [model.run_visual(p) for p in pixels])  # noqa: B023
+            whole_images = _timed(
+                lambda: [  # noqa: B023
+                    model.embed_images([decode(d, max_pixels=10**8, max_bytes=10**8, min_side=224) for d in chunk])
+                    for chunk in _chunks(photos, batch)  # noqa: B023
+                ]
+            )
+            feeds = [model.tokenize(chunk) for chunk in _chunks(texts, batch)]
+            raw_texts = _timed(lambda: [model.run_textual(f) for f in feeds])  # noqa: B023
+            whole_texts = _timed(lambda: [model.embed_texts(c) for c in _chunks(texts, batch)])  # noqa: B023
+            rows.append(
+                f"| {precision} | {batch} | {_rate(n_images, raw_images)} | {_rate(n_images, whole_images)} "
+                f"| {_rate(n_texts, raw_texts)} | {_rate(n_texts, whole_texts)} |"
+            )
+        times = []
+        for query in queries:
+            start = time.perf_counter()
+            model.embed_text(query)
+            times.append((time.perf_counter() - start) * 1000)
+        times.sort()
+        p95 = times[min(len(times) - 1, int(round(0.95 * (len(times) - 1))))]
+        latency.append(f"| {precision} | {statistics.median(times):.1f} | {p95:.1f} |")
+        vectors[precision] = {"images": model.embed_images(images), "texts": model.embed_texts(texts)}
+
+    def agreement(kind: str) -> float:
+        return float(np.mean(np.sum(vectors["fp32"][kind] * vectors["int8"][kind], axis=1)))
+
+    threads = "ONNX Runtime default (one per core)"
+    return "\n".join(
+        [
+            "## Embedding (bench/bench_embed.py)",
+            "",
+            "Model: the repo's random-weight test model `test/random-clip-b32`, built by "
+            "`scripts/make_test_model.py --size b32` with the layer sizes of `immich-app/ViT-B-32__openai` "
+            "(ViT-B/32 visual at 224 px, 12-layer 512-wide text tower, 512-d output). Compute cost carries "
+            "over; its vectors are meaningless.",
+            f"ONNX Runtime {onnxruntime.__version__}, CPU execution provider, threads: {threads}. "
+            f"{n_images} synthetic JPEG photos ({', '.join(f'{w}x{h}' for w, h in PHOTO_SIZES)}), "
+            f'{n_texts} texts. "ONNX only" times the model call on ready inputs; "pipeline" adds JPEG decode '
+            "(draft-scaled to >= 224 px), preprocessing from preprocess_cfg.json, tokenising and normalising.",
+            "",
+            "| Precision | Batch | Images/s ONNX only | Images/s pipeline | Texts/s ONNX only | Texts/s pipeline |",
+            "|---|---:|---:|---:|---:|---:|",
+            *rows,
+            "",
+            f"Decoding alone: {decode_seconds / n_images * 1000:.1f} ms per photo (draft-scaled JPEG).",
+            "",
+            "Single text query (the search path, tokenize + textual model, one at a time):",
+            "",
+            "| Precision | p50 ms | p95 ms |",
+            "|---|---:|---:|",
+            *latency,
+            "",
+            f"int8 vs fp32 agreement (mean cosine, same inputs): images {agreement('images'):.4f}, "
+            f"texts {agreement('texts'):.4f} (random weights; trained weights usually agree at least as well).",
+            f"Tower load time: {'; '.join(loads)}.",
+        ]
+    )
+
+
+if __name__ == "__main__":
+    print(run())

@@ -1,0 +1,134 @@
+"""Browser-free checks of the static gallery in web/: it must be servable from any CDN as-is.
+
+The browser behaviour itself is covered by the Playwright test of the local stack.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+import subprocess
+from html.parser import HTMLParser
+from pathlib import Path
+
+import pytest
+
+WEB = Path(__file__).resolve().parent.parent / "web"
+
+# Hooks the browser test and users rely on; renaming one breaks them.
+REQUIRED_IDS = {
+    "search-input",
+    "search-form",
+    "min-score",
+    "grid",
+    "lightbox",
+    "more-like-this",
+    "file-input",
+    "collection-select",
+    "stats",
+    "status",
+    "test-model-banner",
+}
+TEST_MODEL_TEXT = "Random-weight test model: search results are not meaningful."
+# The only absolute URL allowed: the SVG namespace inside the inline favicon (never fetched).
+SVG_NAMESPACE = "http://www.w3.org/2000/svg"
+EXTERNAL_URL = re.compile(r"(?:https?:)?//[a-z0-9.-]+\.[a-z]{2,}", re.IGNORECASE)
+
+
+class _Collector(HTMLParser):
+    """Collects element ids, asset references and the text of each element with an id."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.ids: list[str] = []
+        self.refs: list[tuple[str, str, str]] = []  # (tag, attribute, value)
+        self.tags: list[tuple[str, dict[str, str | None]]] = []
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        attributes = dict(attrs)
+        self.tags.append((tag, attributes))
+        if attributes.get("id"):
+            self.ids.append(str(attributes["id"]))
+        for name in ("src", "href"):
+            value = attributes.get(name)
+            if value is not None:
+                self.refs.append((tag, name, value))
+
+
+def _parse_index() -> _Collector:
+    collector = _Collector()
+    collector.feed((WEB / "index.html").read_text(encoding="utf-8"))
+    return collector
+
+
+def test_config_json_has_the_documented_defaults() -> None:
+    config = json.loads((WEB / "config.json").read_text(encoding="utf-8"))
+    assert set(config) == {"apiBase", "collection", "pageSize"}
+    # Empty apiBase means same origin: what the local stack needs, since it serves web/ itself.
+    assert config["apiBase"] == ""
+    assert isinstance(config["collection"], str)
+    from shared.api import MAX_LIMIT  # the API answers 400 to a larger page
+
+    assert isinstance(config["pageSize"], int) and 1 <= config["pageSize"] <= MAX_LIMIT
+
+
+def test_index_references_only_local_assets_that_exist() -> None:
+    collector = _parse_index()
+    assert collector.refs, "index.html references no assets at all"
+    for tag, attribute, value in collector.refs:
+        if value.startswith("data:") or value in {"", "#", "./"} or value.startswith("#"):
+            continue
+        assert not EXTERNAL_URL.match(value), f"<{tag} {attribute}={value!r}> points outside web/"
+        path = (WEB / value.split("?")[0].split("#")[0]).resolve()
+        assert path.is_relative_to(WEB), f"<{tag} {attribute}={value!r}> escapes web/"
+        assert path.is_file(), f"<{tag} {attribute}={value!r}> names a file missing from web/"
+    scripts = [attrs for tag, attrs in collector.tags if tag == "script"]
+    assert scripts == [{"type": "module", "src": "app.js"}]
+
+
+@pytest.mark.parametrize("name", ["index.html", "app.js", "style.css"])
+def test_no_external_urls(name: str) -> None:
+    text = (WEB / name).read_text(encoding="utf-8").replace(SVG_NAMESPACE, "")
+    found = EXTERNAL_URL.findall(text)
+    assert not found, f"{name} loads or links something outside web/: {found}"
+    # Imports must be relative files served from web/ (no bare specifiers, no CDN).
+    for specifier in re.findall(r"""^\s*import\b[^'"]*['"]([^'"]+)['"]""", text, flags=re.MULTILINE):
+        assert specifier.startswith("./") and (WEB / specifier).is_file(), specifier
+
+
+def test_required_ids_are_unique_and_present() -> None:
+    ids = _parse_index().ids
+    assert len(ids) == len(set(ids)), f"duplicate ids: {sorted({i for i in ids if ids.count(i) > 1})}"
+    assert set(ids) >= REQUIRED_IDS, f"missing ids: {sorted(REQUIRED_IDS - set(ids))}"
+
+
+def test_every_element_the_script_looks_up_exists() -> None:
+    ids = set(_parse_index().ids)
+    script = (WEB / "app.js").read_text(encoding="utf-8")
+    looked_up = set(re.findall(r"""\$\(\s*["']#([\w-]+)["']\s*\)""", script))
+    assert looked_up, "app.js looks up no elements by id"
+    assert looked_up <= ids, f"app.js needs ids missing from index.html: {sorted(looked_up - ids)}"
+
+
+def test_page_basics_for_phones_dark_mode_and_the_test_model() -> None:
+    html = (WEB / "index.html").read_text(encoding="utf-8")
+    css = (WEB / "style.css").read_text(encoding="utf-8")
+    assert 'name="viewport"' in html
+    assert "prefers-color-scheme: dark" in css
+    banner = re.search(r'<div id="test-model-banner"[^>]*>(.*?)</div>', html, flags=re.DOTALL)
+    assert banner is not None
+    assert " ".join(banner.group(1).split()) == TEST_MODEL_TEXT
+    # Form controls have labels a screen reader can announce.
+    for control in ("search-input", "collection-select", "min-score", "api-key-input"):
+        assert f'for="{control}"' in html, f"#{control} has no <label for>"
+
+
+def test_app_js_parses() -> None:
+    node = shutil.which("node")
+    if node is None:
+        pytest.skip("node is not installed; cannot syntax-check web/app.js")
+    result = subprocess.run(
+        [node, "--check", str(WEB / "app.js")], capture_output=True, text=True, timeout=60, check=False
+    )
+    assert result.returncode == 0, result.stderr
