@@ -11,11 +11,14 @@ from __future__ import annotations
 
 import io
 import statistics
+import sys
 import time
 from collections.abc import Callable, Sequence
+from functools import partial
 
 import numpy as np
 import onnxruntime
+from PIL import Image
 
 from shared.config import load_settings
 from shared.embedders.onnx_clip import OnnxClipEmbedder
@@ -41,20 +44,50 @@ def _rate(count: int, seconds: float) -> str:
     return f"{count / seconds:,.1f}"
 
 
-def _timed(fn: Callable[[], object]) -> float:
-    start = time.perf_counter()
-    fn()
-    return time.perf_counter() - start
+def _timed(fn: Callable[[], object], repeats: int = 1) -> float:
+    """Best of `repeats` runs: the other processes on a shared 2-core machine only ever add time."""
+    best = float("inf")
+    for _ in range(repeats):
+        start = time.perf_counter()
+        fn()
+        best = min(best, time.perf_counter() - start)
+    return best
 
 
 def _chunks(items: Sequence, size: int) -> list[Sequence]:
     return [items[i : i + size] for i in range(0, len(items), size)]
 
 
+def _decode(data: bytes) -> Image.Image:
+    return decode(data, max_pixels=10**8, max_bytes=10**8, min_side=224)
+
+
+def _decode_all(photos: list[bytes]) -> list[Image.Image]:
+    return [_decode(data) for data in photos]
+
+
+def _row(
+    model: OnnxClipEmbedder, precision: str, batch: int, photos: list[bytes], texts: list[str], repeats: int
+) -> str:
+    images = [_decode(data) for data in photos]
+    pixels = [model.preprocess(chunk) for chunk in _chunks(images, batch)]
+    raw_images = _timed(lambda: [model.run_visual(p) for p in pixels], repeats)
+    whole_images = _timed(
+        lambda: [model.embed_images([_decode(d) for d in chunk]) for chunk in _chunks(photos, batch)], repeats
+    )
+    feeds = [model.tokenize(chunk) for chunk in _chunks(texts, batch)]
+    raw_texts = _timed(lambda: [model.run_textual(f) for f in feeds], repeats)
+    whole_texts = _timed(lambda: [model.embed_texts(chunk) for chunk in _chunks(texts, batch)], repeats)
+    return (
+        f"| {precision} | {batch} | {_rate(len(photos), raw_images)} | {_rate(len(photos), whole_images)} "
+        f"| {_rate(len(texts), raw_texts)} | {_rate(len(texts), whole_texts)} |"
+    )
+
+
 def run(quick: bool = False) -> str:
     model_dir = ensure_test_model("b32")
     n_images = 16 if quick else 64
-    n_texts = 32 if quick else 256
+    n_texts = 32 if quick else 128
     n_queries = 10 if quick else 50
     photos = []
     for i in range(n_images):
@@ -64,6 +97,7 @@ def run(quick: bool = False) -> str:
     texts = [f"{QUERIES[i % len(QUERIES)]}, picture number {i}" for i in range(n_texts)]
     queries = [f"{QUERIES[i % len(QUERIES)]} {i}" for i in range(n_queries)]
 
+    repeats = 1 if quick else 3
     rows: list[str] = []
     latency: list[str] = []
     loads: list[str] = []
@@ -77,32 +111,13 @@ def run(quick: bool = False) -> str:
             for tower in ("visual", "textual"):
                 quantized_path(model_dir / tower / "model.onnx", settings.model_cache_dir)
         model = OnnxClipEmbedder(model_dir, settings)
-        load_times = {tower: _timed(lambda t=tower: model.load_tower(t)) for tower in ("textual", "visual")}
+        load_times = {tower: _timed(partial(model.load_tower, tower)) for tower in ("textual", "visual")}
         loads.append(f"{precision}: textual {load_times['textual']:.2f} s, visual {load_times['visual']:.2f} s")
-
-        def decode_all() -> list:
-            return [decode(data, max_pixels=10**8, max_bytes=10**8, min_side=224) for data in photos]
-
-        images = decode_all()
-        decode_seconds = _timed(decode_all)
+        images = [_decode(data) for data in photos]
+        decode_seconds = _timed(partial(_decode_all, photos), repeats)
         model.embed_images(images[:2])  # warm-up
         model.embed_texts(texts[:2])
-        for batch in (1, 16):
-            pixels = [model.preprocess(chunk) for chunk in _chunks(images, batch)]
-            raw_images = _timed(lambda: [model.run_visual(p) for p in pixels])  # noqa: B023
-            whole_images = _timed(
-                lambda: [  # noqa: B023
-                    model.embed_images([decode(d, max_pixels=10**8, max_bytes=10**8, min_side=224) for d in chunk])
-                    for chunk in _chunks(photos, batch)  # noqa: B023
-                ]
-            )
-            feeds = [model.tokenize(chunk) for chunk in _chunks(texts, batch)]
-            raw_texts = _timed(lambda: [model.run_textual(f) for f in feeds])  # noqa: B023
-            whole_texts = _timed(lambda: [model.embed_texts(c) for c in _chunks(texts, batch)])  # noqa: B023
-            rows.append(
-                f"| {precision} | {batch} | {_rate(n_images, raw_images)} | {_rate(n_images, whole_images)} "
-                f"| {_rate(n_texts, raw_texts)} | {_rate(n_texts, whole_texts)} |"
-            )
+        rows.extend(_row(model, precision, batch, photos, texts, repeats) for batch in (1, 16))
         times = []
         for query in queries:
             start = time.perf_counter()
@@ -150,4 +165,4 @@ def run(quick: bool = False) -> str:
 
 
 if __name__ == "__main__":
-    print(run())
+    print(run(quick="--quick" in sys.argv[1:]))

@@ -71,11 +71,7 @@ SEED = 1234
 
 def _bytes_to_unicode() -> dict[int, str]:
     # GPT-2/CLIP byte-level alphabet (as open_clip's tokenizer builds it).
-    bs = (
-        list(range(ord("!"), ord("~") + 1))
-        + list(range(ord("¡"), ord("¬") + 1))
-        + list(range(ord("®"), ord("ÿ") + 1))
-    )
+    bs = list(range(ord("!"), ord("~") + 1)) + list(range(ord("¡"), ord("¬") + 1)) + list(range(ord("®"), ord("ÿ") + 1))
     cs = bs[:]
     n = 0
     for b in range(256):
@@ -90,9 +86,7 @@ def clip_vocab() -> tuple[dict[str, int], list[tuple[str, str]]]:
     """The real CLIP BPE vocabulary and merges, from the file open_clip_torch ships."""
     spec = importlib.util.find_spec("open_clip")
     if spec is None or not spec.submodule_search_locations:
-        raise SystemExit(
-            "open_clip_torch is not installed: it ships the CLIP BPE vocabulary this script needs."
-        )
+        raise SystemExit("open_clip_torch is not installed: it ships the CLIP BPE vocabulary this script needs.")
     bpe_path = Path(list(spec.submodule_search_locations)[0]) / "bpe_simple_vocab_16e6.txt.gz"
     with gzip.open(bpe_path) as f:
         lines = f.read().decode("utf-8").split("\n")
@@ -181,9 +175,7 @@ def build(out_dir: Path, size: str = "tiny") -> Path:
             return self.clip.text_projection(pooled)
 
     with torch.no_grad():
-        _export(
-            Visual(), torch.zeros(1, 3, image_size, image_size), out_dir / "visual" / "model.onnx", "image"
-        )
+        _export(Visual(), torch.zeros(1, 3, image_size, image_size), out_dir / "visual" / "model.onnx", "image")
         _export(
             Textual(),
             torch.zeros(1, CONTEXT_LENGTH, dtype=torch.int32),

@@ -67,8 +67,8 @@ def reconcile(ingestor: Ingestor, collection: Collection, summary: SweepSummary,
     listing_started = catalog.db_now()
     rows = catalog.row_states(collection)
     seen: set[str] = set()
-    for info in storage.list(collection.bucket):
-        if time_left is not None and time_left() <= 0:
+    for index, info in enumerate(storage.list(collection.bucket)):
+        if time_left is not None and index % 1000 == 0 and time_left() <= 0:  # once a listing page
             summary.stopped_early = True
             return False
         if storage.is_thumbnail(info.key) or not is_image_key(info.key, info.content_type):

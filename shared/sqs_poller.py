@@ -13,6 +13,7 @@ import threading
 import time
 import uuid
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
@@ -131,7 +132,10 @@ class SqsPoller:
 
     def poll_once(self) -> int:
         """One receive + invoke + acknowledge; returns how many messages were received."""
-        messages = self.receive()
+        return self.handle(self.receive())
+
+    def handle(self, messages: list[dict[str, Any]]) -> int:
+        """Invoke the handler with these messages and acknowledge the ones it did not report as failed."""
         if not messages:
             return 0
         event = self.to_event(messages)
@@ -185,12 +189,22 @@ class SqsPoller:
         return self
 
     def _run(self) -> None:
-        while not self._stop.is_set():
-            try:
-                self.poll_once()
-            except Exception:  # the queue endpoint went away, or a bug: keep the loop alive, slowly
-                log.exception("SQS poll failed; retrying in 1 s")
-                self._stop.wait(1.0)
+        # Like Lambda's pollers, the next batch is received while the handler works on this one.
+        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="sqs-receive") as receiver:
+            upcoming = receiver.submit(self.receive)
+            while not self._stop.is_set():
+                try:
+                    messages = upcoming.result()
+                except Exception:  # the queue endpoint went away: keep the loop alive, slowly
+                    log.exception("SQS receive failed; retrying in 1 s")
+                    self._stop.wait(1.0)
+                    messages = []
+                upcoming = receiver.submit(self.receive)
+                try:
+                    self.handle(messages)
+                except Exception:  # acknowledging failed: the messages come back, which is safe
+                    log.exception("acknowledging SQS messages failed")
+            upcoming.cancel()
 
     def stop(self, timeout: float = 30.0) -> None:
         self._stop.set()

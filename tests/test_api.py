@@ -20,8 +20,9 @@ from PIL import Image
 
 from shared.api import create_app
 from shared.api.urls import UrlSigner
-from shared.catalog import Catalog, Collection
+from shared.catalog import Catalog, Collection, vector_literal
 from shared.config import Settings, load_settings
+from shared.db import quote_ident
 from shared.embedders import Embedder, load
 from shared.embedders.onnx_clip import OnnxClipEmbedder
 from shared.events import ObjectEvent
@@ -131,17 +132,34 @@ def test_min_score_cuts_off_weak_matches(world: World) -> None:
 
 
 def test_prefix_filter_still_fills_the_page(world: World) -> None:
-    # ef_search 1 and limit 6: a plain HNSW scan would see a handful of candidates, mostly common keys;
-    # the iterative scan keeps going until six rare ones are found.
+    # 3,000 rows (enough for the planner to use the HNSW index), 1 in 20 under "rare/". With ef_search 1
+    # and limit 6 a plain HNSW scan sees ~6 candidates, of which ~0.3 are rare; the iterative scan goes
+    # on until six rare ones are found. (With hnsw.iterative_scan off this test fails.)
+    catalog, embedder = world.catalog, world.embedder
+    coll = catalog.ensure_collection(unique_name("crowd"), embedder.model_id, embedder.dim)
+    base = embedder.embed_images([synthetic_photo(48, 48, seed=900 + i) for i in range(300)])
+    rng = np.random.default_rng(1)
+    vectors = np.repeat(base, 10, axis=0) + rng.normal(0, 0.05, size=(3000, base.shape[1])).astype(np.float32)
+    keys = [f"rare/{i:04d}.jpg" if i % 20 == 0 else f"common/{i:04d}.jpg" for i in range(3000)]
+    catalog.db.run(
+        f"""INSERT INTO {quote_ident(coll.table)} (key, status, embedding)
+            SELECT k, 'embedded', CAST(e AS halfvec)
+            FROM unnest(CAST(:keys AS text[]), CAST(:vecs AS text[])) AS u(k, e)""",
+        keys=keys, vecs=[vector_literal(v / np.linalg.norm(v)) for v in vectors],
+    )
+    catalog.db.run(f"ANALYZE {quote_ident(coll.table)}")
     app = create_app(world.settings.model_copy(update={"hnsw_ef_search": 1}),
                      catalog=world.catalog, embedder=world.embedder)
+    seen: list[str] = []
     with TestClient(app) as client:
-        page = client.get("/api/search", params={"q": "green field", "prefix": "rare/", "limit": 6}).json()
-        assert [item["key"][:5] for item in page["items"]] == ["rare/"] * 6
-        rest = client.get("/api/search", params={"q": "green field", "prefix": "rare/", "limit": 6,
-                                                 "cursor": page["next_cursor"]}).json()
-    keys = [item["key"] for item in page["items"] + rest["items"]]
-    assert sorted(keys) == sorted(k for k in world.vectors if k.startswith("rare/"))
+        cursor = None
+        for _ in range(3):
+            params = {"q": "green field", "prefix": "rare/", "limit": 6, "collection": coll.name}
+            page = client.get("/api/search", params=params | ({"cursor": cursor} if cursor else {})).json()
+            assert len(page["items"]) == 6
+            seen += [item["key"] for item in page["items"]]
+            cursor = page["next_cursor"]
+    assert all(key.startswith("rare/") for key in seen) and len(set(seen)) == 18
 
 
 def test_type_and_date_filters(world: World) -> None:

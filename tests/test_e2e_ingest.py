@@ -15,13 +15,14 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pg8000.native
 import pytest
 
 from functions import backfill as backfill_function
 from functions import embed as embed_function
 from shared import runtime
 from shared.catalog import Catalog, Collection
-from shared.db import quote_ident
+from shared.db import DatabaseUnavailable, connect_params, quote_ident
 from shared.images import decode, is_image_key
 from shared.ingest import Ingestor, default_ingestor, reset_default_ingestor
 from shared.localstack import MotoServer, aws_client, wire_bucket_to_queue
@@ -239,19 +240,20 @@ def test_database_connection_killed_mid_batch(stack: Stack, monkeypatch: pytest.
     def kill_then_embed(batch: list[Any], report: Any) -> None:
         if not killed.is_set():
             killed.set()
-            # Kill every connection of this process's pool, and refuse the next reconnects for a moment.
-            catalog.db.run(
+            # From outside the pool: kill every other connection, and refuse reconnects for a moment.
+            killer = pg8000.native.Connection(**connect_params(catalog.db.url))
+            killer.run(
                 "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE pid <> pg_backend_pid() "
-                "AND datname = current_database() AND backend_type = 'client backend' "
-                "AND application_name = ''"
+                "AND datname = current_database() AND backend_type = 'client backend'"
             )
+            killer.close()
             refusals["left"] = 2
         original_batch(batch, report)
 
     def flaky_connect() -> Any:
         if refusals["left"] > 0:
             refusals["left"] -= 1
-            raise ConnectionRefusedError("the server is restarting")
+            raise DatabaseUnavailable("the server is restarting (injected by the test)")
         return original_connect()
 
     monkeypatch.setattr(ingestor, "_embed_batch", kill_then_embed)

@@ -202,3 +202,15 @@ def test_keys_and_content_types() -> None:
     assert content_type_for("a.JPEG") == "image/jpeg"
     assert content_type_for("a.avif") == "image/avif"
     assert content_type_for("a.txt") is None
+
+
+@pytest.mark.parametrize("fmt", ["PNG", "WEBP", "TIFF", "HEIF", "AVIF"])
+def test_exif_orientation_in_other_formats_is_applied_once(fmt: str) -> None:
+    stored = Image.new("RGB", (40, 20), (0, 0, 255))
+    stored.paste((255, 0, 0), (0, 0, 20, 20))
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    image = decode(encode(stored, fmt, exif=exif.tobytes(), quality=95), **LIMITS)
+    assert image.size == (20, 40)
+    assert close(image.getpixel((10, 5)), (255, 0, 0))  # rotated once, not twice
+    assert close(image.getpixel((10, 35)), (0, 0, 255))

@@ -114,9 +114,7 @@ class OnnxClipEmbedder(Embedder):
         self.repo_id = repo_id  # set when towers may still need downloading
         config = _read_json(self.root / "config.json")
         if "embed_dim" not in config:
-            raise EmbedderError(
-                f"{self.root / 'config.json'} has no embed_dim: is this an Immich CLIP model?"
-            )
+            raise EmbedderError(f"{self.root / 'config.json'} has no embed_dim: is this an Immich CLIP model?")
         self.config = config
         self.dim = int(config["embed_dim"])
         self.model_id = model_id or str(config.get("model_id") or self.root.name)
@@ -154,7 +152,8 @@ class OnnxClipEmbedder(Embedder):
     def _tower_dir(self, tower: str) -> Path:
         directory = self.root / tower
         if self.repo_id and not (directory / "model.onnx").exists():
-            _hub_snapshot(self.repo_id, self.settings, ["config.json", f"{tower}/*"])
+            # The hub may hand back a newer snapshot directory than config.json came from: use it.
+            directory = _hub_snapshot(self.repo_id, self.settings, ["config.json", f"{tower}/*"]) / tower
         if not (directory / "model.onnx").exists():
             raise EmbedderError(f"{directory / 'model.onnx'} is missing: the model directory is incomplete")
         return directory
@@ -323,9 +322,7 @@ def _hub_snapshot(repo_id: str, settings: Settings, patterns: list[str]) -> Path
     try:
         log.info("downloading %s (%s) into %s", repo_id, ", ".join(patterns), cache_dir)
         return Path(
-            snapshot_download(
-                repo_id, cache_dir=cache_dir, allow_patterns=patterns, ignore_patterns=HUB_IGNORE
-            )
+            snapshot_download(repo_id, cache_dir=cache_dir, allow_patterns=patterns, ignore_patterns=HUB_IGNORE)
         )
     except (RepositoryNotFoundError, GatedRepoError, RevisionNotFoundError) as exc:
         raise ModelUnavailable(

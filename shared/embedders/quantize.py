@@ -24,9 +24,7 @@ OP_TYPES = ["MatMul", "Gemm"]
 
 def _cache_target(model_path: Path, cache_dir: Path) -> Path:
     stat = model_path.stat()
-    digest = hashlib.sha256(f"{model_path.resolve()}:{stat.st_size}:{stat.st_mtime_ns}".encode()).hexdigest()[
-        :16
-    ]
+    digest = hashlib.sha256(f"{model_path.resolve()}:{stat.st_size}:{stat.st_mtime_ns}".encode()).hexdigest()[:16]
     return cache_dir / "quantized" / f"{model_path.parent.name}-{digest}.int8.onnx"
 
 

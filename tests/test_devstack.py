@@ -1,0 +1,105 @@
+"""`make dev` itself: `python -m shared.devstack` starts, answers, embeds uploads through the event
+path, stops cleanly on Ctrl-C, keeps its data for the next start, and says which port is busy."""
+
+from __future__ import annotations
+
+import io
+import socket
+import subprocess
+import sys
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from shared.localstack import free_port
+from tests.fixtures.devstack import ARTIFACTS, HOST, Stack, embedded_by_events, get_json, start_stack
+from tests.fixtures.model import synthetic_photo
+
+KEYS = ["camera/first.jpg", "camera/second photo.png", "third.jpg"]
+
+
+@pytest.fixture(scope="module")
+def stack(tmp_path_factory: pytest.TempPathFactory, test_model_dir: Path) -> Iterator[Stack]:
+    data_dir = tmp_path_factory.mktemp("devstack") / "data"
+    log_path = ARTIFACTS / "devstack.log"
+    log_path.unlink(missing_ok=True)
+    running = start_stack(data_dir, str(test_model_dir), log_path=log_path)
+    yield running
+    running.stop()
+
+
+def upload(stack: Stack, key: str, seed: int) -> bytes:
+    buffer = io.BytesIO()
+    synthetic_photo(240 + 40 * seed, 180, seed=seed).save(buffer, "PNG" if key.endswith(".png") else "JPEG")
+    stack.s3().put_object(Bucket=stack.bucket, Key=key, Body=buffer.getvalue())
+    return buffer.getvalue()
+
+
+def test_starts_answers_health_and_prints_next_steps(stack: Stack) -> None:
+    health = stack.health()
+    assert health is not None and health["status"] == "ok" and health["database"] is True
+    assert health["test_model"] is True
+    out = stack.output()
+    assert "search results are not meaningful" in out  # the terminal says the test model is in use
+    assert f"Local S3:         {stack.s3_endpoint}   bucket: photos" in out
+    assert f"aws --endpoint-url {stack.s3_endpoint} s3 cp ~/Pictures s3://photos/ --recursive" in out
+    assert "image-browser sync ~/Pictures --collection photos" in out
+    assert f"IB_S3_ENDPOINT_URL={stack.s3_endpoint}" in out
+    assert f"Then open {stack.api_url} in a browser" in out
+    # The gallery is served at / by the same server.
+    with urllib.request.urlopen(f"{stack.api_url}/", timeout=10) as response:
+        assert "<title>Image Browser</title>" in response.read().decode()
+    assert get_json(f"{stack.api_url}/config.json")["pageSize"] >= 1
+
+
+def test_uploads_embed_through_events_and_survive_a_restart(stack: Stack, tmp_path: Path) -> None:
+    originals = {key: upload(stack, key, seed) for seed, key in enumerate(KEYS)}
+    stats = stack.wait_embedded(len(KEYS))
+    assert stats["counts"] == {"embedded": len(KEYS), "pending": 0, "failed": 0}
+    # Embedded by the SQS worker calling functions.embed.handler, not by the periodic backfill.
+    assert embedded_by_events(stack.output()) == len(KEYS)
+
+    assert stack.stop() == 0
+    out = stack.output()
+    assert "Stopping..." in out and "Traceback" not in out
+    assert "Saved 6 objects" in out  # 3 originals + their 3 thumbnails
+    assert not (stack.data_dir / "postgres" / "postmaster.pid").exists()  # PostgreSQL was shut down
+
+    # Same data directory, the `test` model spec (resolves to the same cached test model).
+    again = start_stack(stack.data_dir, "test", log_path=tmp_path / "restart.log")
+    try:
+        assert "6 objects restored" in again.output()
+        stats = get_json(f"{again.api_url}/api/stats")
+        assert stats["counts"] == {"embedded": len(KEYS), "pending": 0, "failed": 0}
+        items = get_json(f"{again.api_url}/api/recent")["items"]
+        assert sorted(item["key"] for item in items) == sorted(KEYS)
+        for item in items:  # the originals are back in the local S3, byte for byte
+            with urllib.request.urlopen(item["url"], timeout=10) as response:
+                assert response.read() == originals[item["key"]]
+        assert get_json(f"{again.api_url}/api/search?q=a%20photo")["items"]
+    finally:
+        assert again.stop() == 0
+
+
+@pytest.mark.parametrize("variable", ["IB_API_PORT", "IB_S3_PORT"])
+def test_a_port_in_use_names_the_port_and_the_variable(variable: str, tmp_path: Path,
+                                                        test_model_dir: Path) -> None:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as busy:
+        busy.bind((HOST, 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        env = {
+            "PATH": "/usr/bin:/bin", "HOME": str(tmp_path), "IB_MODEL": str(test_model_dir),
+            "IB_DATA_DIR": str(tmp_path / "data"), "IB_HOST": HOST,
+            "IB_API_PORT": str(free_port(HOST)), "IB_S3_PORT": str(free_port(HOST)),
+        }
+        env[variable] = str(port)
+        result = subprocess.run([sys.executable, "-m", "shared.devstack"], cwd=tmp_path, env=env,
+                                capture_output=True, text=True, timeout=60)
+    assert result.returncode != 0
+    assert f"port {port} on {HOST} is already in use" in result.stdout
+    assert f"set {variable} to a free port" in result.stdout
+    assert not (tmp_path / "data" / "postgres").exists()  # failed before starting anything
+
