@@ -128,7 +128,7 @@ def _pipeline(endpoint: str, bucket: str, photos: list[bytes], prefix: str,
         while catalog.counts(collection)["embedded"] - before < len(photos):
             if time.perf_counter() - start > 600:
                 raise TimeoutError("the pipeline did not embed every image within 10 minutes")
-            time.sleep(0.02)
+            time.sleep(0.25)  # polling the catalog costs CPU the pipeline needs
         seconds = time.perf_counter() - start
     finally:
         poller.stop()

@@ -71,10 +71,10 @@ def reconcile(ingestor: Ingestor, collection: Collection, summary: SweepSummary,
         if time_left is not None and index % 1000 == 0 and time_left() <= 0:  # once a listing page
             summary.stopped_early = True
             return False
+        seen.add(info.key)  # any object present keeps its row (an image may lack an extension)
         if storage.is_thumbnail(info.key) or not is_image_key(info.key, info.content_type):
             continue
         summary.listed += 1
-        seen.add(info.key)
         state = rows.get(info.key)
         if state is not None and state[1] != "deleted" and state[0] == info.etag:
             continue

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import io
 import logging
+import threading
 import time
 from collections import deque
 from collections.abc import Iterable, Sequence
@@ -82,15 +83,20 @@ class ObjectOutcome:
 
 @dataclass
 class IngestReport:
+    """What happened to each object; filled from the worker threads and the calling thread."""
+
     outcomes: list[ObjectOutcome] = field(default_factory=list)
     errors: dict[tuple[str, str], BaseException] = field(default_factory=dict)  # transient, by (bucket, key)
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
 
     def add(self, bucket: str, key: str, action: str, outcome: Outcome, reason: str | None = None,
             seconds: float | None = None) -> None:
-        self.outcomes.append(ObjectOutcome(bucket, key, action, outcome, reason, seconds))
+        with self._lock:
+            self.outcomes.append(ObjectOutcome(bucket, key, action, outcome, reason, seconds))
 
     def retry(self, bucket: str, key: str, action: str, exc: BaseException) -> None:
-        self.errors[(bucket, key)] = exc
+        with self._lock:
+            self.errors[(bucket, key)] = exc
         self.add(bucket, key, action, "retry", f"{type(exc).__name__}: {exc}")
 
     def keys(self, outcome: Outcome) -> list[str]:
@@ -102,9 +108,6 @@ class IngestReport:
             counts[o.outcome] += 1
         return counts
 
-    def merge(self, other: IngestReport) -> None:
-        self.outcomes.extend(other.outcomes)
-        self.errors.update(other.errors)
 
 
 @dataclass(frozen=True)
@@ -116,6 +119,23 @@ class WorkItem:
     etag: str | None
     attempts: int = 0
     action: str = "created"
+
+    @property
+    def bucket(self) -> str:
+        return self.collection.bucket
+
+
+@dataclass(frozen=True)
+class KeyEvents:
+    """The events of one object in a batch, still to be applied to the catalog (in a worker thread)."""
+
+    bucket: str
+    key: str
+    events: tuple[ObjectEvent, ...]
+
+    @property
+    def action(self) -> str:
+        return self.events[-1].action
 
 
 @dataclass
@@ -189,20 +209,15 @@ class Ingestor:
         by_key: dict[tuple[str, str], list[ObjectEvent]] = {}
         for event in events:
             by_key.setdefault((event.bucket, event.key), []).append(event)
-        items: list[WorkItem] = []
-        for (bucket, key), key_events in by_key.items():
-            action = key_events[-1].action
-            try:
-                item = self._record(bucket, key, key_events, report)
-            except TRANSIENT_ERRORS as exc:
-                report.retry(bucket, key, action, exc)
-                continue
-            if item is not None:
-                items.append(item)
-        self.embed_items(items, report, missing="skip")
+        for bucket in {bucket for bucket, _ in by_key}:
+            self.collection_for(bucket)  # once, before the workers need it
+        # Catalog updates run in the worker threads too, so the model starts on the first images at once.
+        jobs = [KeyEvents(bucket, key, tuple(key_events)) for (bucket, key), key_events in by_key.items()]
+        self.embed_items(jobs, report, missing="skip")
         return report
 
-    def _record(self, bucket: str, key: str, events: list[ObjectEvent], report: IngestReport) -> WorkItem | None:
+    def _record(self, bucket: str, key: str, events: Sequence[ObjectEvent], report: IngestReport) -> WorkItem | None:
+        """Apply one object's events; the row to embed, or None (the outcome is reported)."""
         action = events[-1].action
         if self.storage.is_thumbnail(key):
             report.add(bucket, key, action, "skipped", "thumbnail (our own write)")
@@ -236,13 +251,14 @@ class Ingestor:
 
     # ---- the pipeline ---------------------------------------------------------------------------
 
-    def embed_items(self, items: Sequence[WorkItem], report: IngestReport, *, missing: MissingPolicy) -> None:
+    def embed_items(self, items: Sequence[WorkItem | KeyEvents], report: IngestReport, *,
+                    missing: MissingPolicy) -> None:
         """Read, decode, thumbnail and embed `items` in batches, S3 reads overlapping the model."""
         if not items:
             return
         batch_size = self.settings.embed_batch_size
         window = max(2 * batch_size, self.workers)  # bounded: decoded photos are big
-        queue: deque[tuple[WorkItem, Future[Prepared | None]]] = deque()
+        queue: deque[tuple[WorkItem | KeyEvents, Future[Prepared | None]]] = deque()
         pending = iter(items)
         with ThreadPoolExecutor(max_workers=min(self.workers, len(items)), thread_name_prefix="ingest") as pool:
 
@@ -251,14 +267,14 @@ class Ingestor:
                     item = next(pending, None)
                     if item is None:
                         return
-                    queue.append((item, pool.submit(self._prepare, item)))
+                    queue.append((item, pool.submit(self._prepare, item, report, missing)))
 
             refill()
             batch: list[Prepared] = []
             while queue:
                 item, future = queue.popleft()
                 refill()
-                prepared = self._collect(item, future, report, missing)
+                prepared = self._collect(item, future, report)
                 if prepared is not None:
                     batch.append(prepared)
                 if len(batch) >= batch_size:
@@ -267,13 +283,30 @@ class Ingestor:
             if batch:
                 self._embed_batch(batch, report)
 
-    def _prepare(self, item: WorkItem) -> Prepared | None:
-        """Worker thread: everything per object that does not need the model."""
+    def _prepare(self, job: WorkItem | KeyEvents, report: IngestReport, missing: MissingPolicy) -> Prepared | None:
+        """Worker thread: everything per object that does not need the model. None: outcome reported.
+
+        Permanent failures and vanished objects are handled here; transient errors propagate.
+        """
         started = time.perf_counter()
-        bucket = item.collection.bucket
+        item = self._record(job.bucket, job.key, job.events, report) if isinstance(job, KeyEvents) else job
+        if item is None:
+            return None
+        try:
+            return self._read_and_decode(item, started, report)
+        except PERMANENT_ERRORS as exc:
+            self._mark_failed(item, exc, report)
+        except ObjectMissing:
+            self._object_gone(item, report, missing)
+        return None
+
+    def _read_and_decode(self, item: WorkItem, started: float, report: IngestReport) -> Prepared | None:
+        bucket = item.bucket
         obj = self.storage.read(bucket, item.key, self.settings.max_image_bytes)
         if item.etag and obj.info.etag and obj.info.etag != item.etag:
-            return None  # replaced since the event: the newer event (or the sweep) embeds the new content
+            # Replaced since the event: the newer event (or the sweep) embeds the new content.
+            report.add(bucket, item.key, item.action, "skipped", "object replaced since the event (etag differs)")
+            return None
         image = decode(
             obj.data,
             max_pixels=self.settings.max_image_pixels,
@@ -289,27 +322,16 @@ class Ingestor:
             return Prepared(item, obj.info, width, height, None, pixels, started)
         return Prepared(item, obj.info, width, height, image, None, started)
 
-    def _collect(self, item: WorkItem, future: Future[Prepared | None], report: IngestReport,
-                 missing: MissingPolicy) -> Prepared | None:
-        bucket = item.collection.bucket
+    @staticmethod
+    def _collect(job: WorkItem | KeyEvents, future: Future[Prepared | None], report: IngestReport) -> Prepared | None:
         try:
-            prepared = future.result()
-        except PERMANENT_ERRORS as exc:
-            self._mark_failed(item, exc, report)
-            return None
-        except ObjectMissing:
-            self._object_gone(item, report, missing)
-            return None
+            return future.result()
         except TRANSIENT_ERRORS as exc:
-            report.retry(bucket, item.key, item.action, exc)
-            return None
+            report.retry(job.bucket, job.key, job.action, exc)
         except Exception as exc:  # a bug or an unexpected storage answer: retry that object, keep the batch
-            log.exception("unexpected error preparing s3://%s/%s", bucket, item.key)
-            report.retry(bucket, item.key, item.action, exc)
-            return None
-        if prepared is None:
-            report.add(bucket, item.key, item.action, "skipped", "object replaced since the event (etag differs)")
-        return prepared
+            log.exception("unexpected error preparing s3://%s/%s", job.bucket, job.key)
+            report.retry(job.bucket, job.key, job.action, exc)
+        return None
 
     def _embed_batch(self, batch: list[Prepared], report: IngestReport) -> None:
         try:

@@ -315,3 +315,35 @@ def test_handler_accepts_direct_s3_and_eventbridge_events(stack: Stack) -> None:
     stack.poller.drain()
     stack.assert_reconciled()
     assert np.isfinite(stack.search_top(jpeg(601))[1])
+
+
+def test_only_the_failing_message_is_reported_and_malformed_ones_are_dropped(
+    stack: Stack, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from shared.storage import StorageUnavailable
+
+    stack.put("partial/ok.jpg", jpeg(700))
+    stack.put("partial/busy.jpg", jpeg(701))
+    messages = stack.raw_messages(2)
+    event = stack.poller.to_event(messages)
+    event["Records"].append({**event["Records"][0], "messageId": "malformed-1", "body": "not json at all"})
+    storage = runtime.storage()
+    real_read = storage.read
+
+    def busy_read(bucket: str, key: str, max_bytes: int | None = None) -> Any:
+        if key == "partial/busy.jpg":
+            raise StorageUnavailable("SlowDown: retry later (injected by the test)")
+        return real_read(bucket, key, max_bytes)
+
+    monkeypatch.setattr(storage, "read", busy_read)
+    response = embed_function.handler(event, LocalContext())
+    busy_id = next(m["MessageId"] for m in messages if "busy" in m["Body"])
+    assert response == {"batchItemFailures": [{"itemIdentifier": busy_id}]}
+    assert stack.status("partial/ok.jpg") == "embedded" and stack.status("partial/busy.jpg") == "pending"
+    monkeypatch.setattr(storage, "read", real_read)
+    stack.sqs.send_message(QueueUrl=stack.queue_url, MessageBody="not json at all")  # acknowledged, not looping
+    stack.sqs.send_message(QueueUrl=stack.queue_url,
+                           MessageBody=next(m["Body"] for m in messages if "busy" in m["Body"]))
+    stack.poller.drain()
+    assert stack.status("partial/busy.jpg") == "embedded"
+    stack.assert_reconciled()

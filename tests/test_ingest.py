@@ -85,6 +85,10 @@ def test_events_embed_skip_and_stay_idempotent(ingestor: Ingestor, storage: Stor
     assert row is not None and (row.width, row.height) == (80, 60) and row.content_type == "image/jpeg"
     again = ingestor.process_events(events[:5])
     assert again.summary()["embedded"] == 0 and again.summary()["skipped"] == 5
+    # A sweep leaves it all alone, the image known only by its content type included.
+    swept = sweep(ingestor, bucket)
+    assert (swept.embedded, swept.removed, swept.added, swept.remaining) == (0, 0, 0, 0)
+    assert ingestor.catalog.get_row(ingestor.collection_for(bucket), "a/no-extension").status == "embedded"
 
 
 def test_transient_storage_error_fails_only_that_object(
