@@ -2,7 +2,7 @@
 # One image for every function (embed, backfill, api, r2Pull); serverless.yml picks the handler with
 # `image.command`. Build for Lambda's architecture (x86_64 unless you set the `architecture` param):
 #   docker build --platform linux/amd64 -t image-browser .
-# The CLIP model is baked in at build time (docs/DEPLOY.md, "Model: baked in, not fetched").
+# The CLIP model is baked in at build time (README.md, "The container image: model baked in, not fetched").
 FROM public.ecr.aws/lambda/python:3.12
 
 # Any model in Immich's layout on Hugging Face; empty or `replicate:…` skips the download.

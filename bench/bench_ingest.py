@@ -24,9 +24,7 @@ from pathlib import Path
 import numpy as np
 
 from shared import runtime
-from shared.config import get_settings
-from shared.images import decode
-from shared.ingest import DECODE_MIN_SIDE, default_ingestor, reset_default_ingestor
+from shared.ingest import default_ingestor, reset_default_ingestor
 from shared.localstack import EmbeddedPostgres, aws_client, free_port, wire_bucket_to_queue
 from shared.sqs_poller import PollStats, SqsPoller
 from tests.fixtures.model import ensure_test_model, synthetic_photo
@@ -92,9 +90,7 @@ def _cpu_seconds() -> float:
 def _raw_model(photos: list[bytes]) -> dict[str, float]:
     """Images/s of the model on decoded images: with its preprocessing, and the ONNX call alone."""
     embedder = runtime.embedder()
-    settings = get_settings()
-    images = [decode(p, max_pixels=settings.max_image_pixels, max_bytes=settings.max_image_bytes,
-                     min_side=max(settings.thumbnail_size, DECODE_MIN_SIDE)) for p in photos]
+    images = [default_ingestor().decode(p) for p in photos]  # as the pipeline decodes them
     embedder.embed_images(images[:BATCH_SIZE])  # warm-up
     start, cpu = time.perf_counter(), _cpu_seconds()
     for i in range(0, len(images), BATCH_SIZE):

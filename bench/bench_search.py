@@ -3,7 +3,7 @@ latency and throughput, storage per image, index build time.
 
 Data: synthetic 512-d unit vectors with CLIP-like structure (see `clustered_vectors`), stored as
 halfvec in a collection made by the real catalog code; rows are loaded first (binary COPY) and the
-HNSW index is built afterwards with the catalog's parameters (m 16, ef_construction 64). Queries are
+HNSW index is built afterwards with the catalog's parameters (`hnsw_index_sql`). Queries are
 held-out vectors from the same distribution; ground truth is an exact numpy scan over the stored
 (half-precision) vectors. The HTTP server is uvicorn running `functions/api.py`'s app in its own
 process, with the random-weight ViT-B/32-shaped test model for text queries (encode cost is real).
@@ -30,7 +30,7 @@ from pathlib import Path
 import httpx
 import numpy as np
 
-from shared.catalog import Catalog, Collection
+from shared.catalog import HNSW_EF_CONSTRUCTION, HNSW_M, Catalog, Collection, hnsw_index_sql
 from shared.db import quote_ident
 from shared.localstack import EmbeddedPostgres, free_port
 from tests.fixtures.model import ensure_test_model
@@ -96,14 +96,11 @@ def copy_rows(catalog: Catalog, coll: Collection, vectors: np.ndarray) -> list[s
 
 def build_index(catalog: Catalog, coll: Collection) -> float:
     """(Re)build the catalog's HNSW index on the loaded rows; seconds taken."""
-    q, index = quote_ident(coll.table), quote_ident(coll.table + "_hnsw")
-
     def build(conn: object) -> float:
         conn.run("SET maintenance_work_mem = '1GB'")  # the whole graph in memory: no slow spill phase
         conn.run("SET max_parallel_maintenance_workers = 2")
         started = time.perf_counter()
-        conn.run(f"CREATE INDEX {index} ON {q} USING hnsw (embedding halfvec_ip_ops) "
-                 "WITH (m = 16, ef_construction = 64) WHERE embedding IS NOT NULL")
+        conn.run(hnsw_index_sql(coll.table))
         seconds = time.perf_counter() - started
         conn.run("RESET maintenance_work_mem")
         conn.run("RESET max_parallel_maintenance_workers")
@@ -243,7 +240,7 @@ def bench_size(catalog: Catalog, n: int, *, model_id: str, model_dir: Path, pg_u
     exact_recall = recall([[row[0] for row in exact_sql(catalog, coll, qv)] for qv in queries[:20]], truth[:20])
 
     hnsw_rows = []
-    for ef in (40, 64, 100) if not quick else (40, 64):
+    for ef in (40, 64, 100, 128) if not quick else (40, 100):
         for query in queries[:20]:  # warm the index pages into shared buffers
             catalog.search(coll, query, limit=K, ef_search=ef)
         samples, found = [], []
@@ -320,11 +317,13 @@ def render(results: list[dict], quick: bool) -> str:
         "",
         f"Command: `python -m bench.bench_search{' --quick' if quick else ''}` (part of `make bench`). "
         "512-d halfvec rows with CLIP-like clustered vectors (shared direction + Zipf-sized clusters + noise; "
-        "see `clustered_vectors`), loaded by binary COPY, then the catalog's HNSW index (m 16, "
-        "ef_construction 64) built with maintenance_work_mem 1 GB and 2 parallel workers. Queries are "
+        "see `clustered_vectors`), loaded by binary COPY, then the catalog's HNSW index "
+        f"(m {HNSW_M}, ef_construction {HNSW_EF_CONSTRUCTION}) built with maintenance_work_mem 1 GB and 2 "
+        "parallel workers. Queries are "
         "held-out vectors from the same distribution; recall@30 is against an exact numpy scan of the "
         "stored half-precision vectors. HNSW times are `Catalog.search` end to end through pg8000 "
-        "(transaction, `set_config` of ef_search and iterative scan, query, commit). HTTP: uvicorn "
+        "(one statement: `set_config` of ef_search and iterative scan for its transaction, then the query; "
+        "the server's default is `IB_HNSW_EF_SEARCH` = 100). HTTP: uvicorn "
         "(1 process) serving `functions/api.py`'s app, 30 results per answer, presigned URLs included; text "
         "queries encode with the ViT-B/32-shaped test model (1 thread) — *cold* = every text new, *cached* = "
         "repeated texts (LRU hit).",

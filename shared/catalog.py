@@ -118,6 +118,23 @@ def vector_literal(vector: Sequence[float] | np.ndarray) -> str:
     return "[" + ",".join(f"{value:.6g}" for value in values.tolist()) + "]"
 
 
+# HNSW graph parameters (bench/bench_search.py measures them): m 16 links per node, and a wider
+# ef_construction than pgvector's default 64 for a better graph, i.e. more recall per query-time ef.
+HNSW_M = 16
+HNSW_EF_CONSTRUCTION = 128
+
+
+def hnsw_index_sql(table: str, column: str = "embedding", *, index: str | None = None,
+                   concurrently: bool = False) -> str:
+    """The one definition of a collection's vector index: HNSW, inner product, embedded rows only."""
+    col = quote_ident(column)
+    return (
+        f"CREATE INDEX {'CONCURRENTLY ' if concurrently else ''}IF NOT EXISTS "
+        f"{quote_ident(index or table + '_hnsw')} ON {quote_ident(table)} USING hnsw ({col} halfvec_ip_ops) "
+        f"WITH (m = {HNSW_M}, ef_construction = {HNSW_EF_CONSTRUCTION}) WHERE {col} IS NOT NULL"
+    )
+
+
 def _padded(sequencer: str | None) -> str | None:
     return sequencer_sort_key(sequencer) if sequencer else None
 
@@ -218,11 +235,7 @@ class Catalog:
                 embedding_next halfvec
             )"""
         )
-        conn.run(
-            f"CREATE INDEX IF NOT EXISTS {quote_ident(table + '_hnsw')} ON {q} "
-            "USING hnsw (embedding halfvec_ip_ops) WITH (m = 16, ef_construction = 64) "
-            "WHERE embedding IS NOT NULL"
-        )
+        conn.run(hnsw_index_sql(table))
         conn.run(
             f"CREATE INDEX IF NOT EXISTS {quote_ident(table + '_recent')} ON {q} "
             "(last_modified DESC, id DESC) WHERE status = 'embedded'"
@@ -552,12 +565,8 @@ class Catalog:
 
     def build_next_index(self, collection: Collection) -> None:
         """The next model's HNSW index, built beside the live one without blocking writes."""
-        q = quote_ident(collection.table)
-        self.db.run(
-            f"CREATE INDEX CONCURRENTLY IF NOT EXISTS {quote_ident(collection.table + '_hnsw2')} ON {q} "
-            "USING hnsw (embedding_next halfvec_ip_ops) WITH (m = 16, ef_construction = 64) "
-            "WHERE embedding_next IS NOT NULL"
-        )
+        self.db.run(hnsw_index_sql(collection.table, "embedding_next", index=collection.table + "_hnsw2",
+                                   concurrently=True))
 
     def switch_model(self, collection: Collection, *, force: bool = False) -> bool:
         """Make the next model live in one short transaction (column renames, no rewrite).
@@ -592,11 +601,7 @@ class Catalog:
             conn.run(
                 f"ALTER INDEX IF EXISTS {quote_ident(table + '_hnsw2')} RENAME TO {quote_ident(table + '_hnsw')}"
             )
-            conn.run(
-                f"CREATE INDEX IF NOT EXISTS {quote_ident(table + '_hnsw')} ON {q} "
-                "USING hnsw (embedding halfvec_ip_ops) WITH (m = 16, ef_construction = 64) "
-                "WHERE embedding IS NOT NULL"
-            )
+            conn.run(hnsw_index_sql(table))
             conn.run(
                 f"UPDATE {REGISTRY} SET model_id = next_model_id, dim = next_dim, next_model_id = NULL, "
                 "next_dim = NULL WHERE name = :name",
@@ -658,34 +663,33 @@ class Catalog:
         if min_score is not None:
             # Applied outside the index scan: hits come best first, so the first weak one ends the
             # page instead of making the iterative scan walk the whole graph for nothing.
-            cutoff = "WHERE distance <= :max_distance"
+            cutoff = "WHERE h.distance <= :max_distance"
             params["max_distance"] = -float(min_score)
+        params["ef"] = str(max(int(ef_search), int(limit)))
+        # One statement, one round trip. `set_config(..., true)` is SET LOCAL: it lasts for this
+        # statement's own transaction. The lateral subquery refers to `cfg`, so the settings are in
+        # place before the index scan starts.
         sql = f"""
-            WITH hits AS MATERIALIZED (
+            WITH cfg AS MATERIALIZED (
+                SELECT set_config('hnsw.ef_search', :ef, true) AS ef,
+                       set_config('hnsw.iterative_scan', 'relaxed_order', true) AS scan
+            )
+            SELECT h.id, h.key, h.size, h.content_type, h.width, h.height,
+                   extract(epoch FROM h.last_modified)::float8, h.distance
+            FROM cfg CROSS JOIN LATERAL (
                 SELECT id, key, size, content_type, width, height, last_modified,
                        embedding <#> {target} AS distance
                 FROM {q}
-                WHERE {" AND ".join(where)}
+                WHERE {" AND ".join(where)} AND cfg.scan IS NOT NULL
                 ORDER BY embedding <#> {target}
                 LIMIT :limit
-            )
-            SELECT id, key, size, content_type, width, height, last_modified, distance
-            FROM hits {cutoff} ORDER BY distance + 0, id"""
-
-        def run(conn: pg8000.native.Connection) -> list[list[Any]]:
-            # SET LOCAL semantics (is_local = true): the settings end with this transaction.
-            conn.run(
-                "SELECT set_config('hnsw.ef_search', :ef, true), "
-                "set_config('hnsw.iterative_scan', 'relaxed_order', true)",
-                ef=str(max(int(ef_search), int(limit))),
-            )
-            return conn.run(sql, **params)
-
-        rows = self.db.transaction(run)
+            ) AS h
+            {cutoff} ORDER BY h.distance + 0, h.id"""
+        rows = self.db.run(sql, **params)
         if not rows and similar_to is not None and not self.is_embedded_key(collection, similar_to):
             raise KeyError(similar_to)
-        return [Hit(row[0], row[1], -float(row[7]), row[2], row[3], row[4], row[5], row[6], float(row[7]))
-                for row in rows]
+        return [Hit(row[0], row[1], -float(row[7]), row[2], row[3], row[4], row[5], _from_epoch(row[6]),
+                    float(row[7])) for row in rows]
 
     def is_embedded_key(self, collection: Collection, key: str) -> bool:
         q = quote_ident(collection.table)
@@ -710,11 +714,11 @@ class Catalog:
                 where += " AND (last_modified, id) < (:after_time, :after_id)"
                 params["after_time"] = after[0]
         rows = self.db.run(
-            f"""SELECT id, key, size, content_type, width, height, last_modified FROM {q}
-                WHERE {where} ORDER BY last_modified DESC, id DESC LIMIT :limit""",
+            f"""SELECT id, key, size, content_type, width, height, extract(epoch FROM last_modified)::float8
+                FROM {q} WHERE {where} ORDER BY last_modified DESC, id DESC LIMIT :limit""",
             **params,
         )
-        return [Hit(row[0], row[1], None, row[2], row[3], row[4], row[5], row[6]) for row in rows]
+        return [Hit(row[0], row[1], None, row[2], row[3], row[4], row[5], _from_epoch(row[6])) for row in rows]
 
 
 @dataclass(frozen=True)
@@ -757,6 +761,11 @@ class SearchFilters:
             terms.append("content_type = :content_type")
             params["content_type"] = self.content_type
         return terms
+
+
+def _from_epoch(seconds: float | None) -> datetime | None:
+    """Timestamps come back as epoch seconds: parsing pg8000's text timestamps costs ~15 µs each."""
+    return None if seconds is None else datetime.fromtimestamp(seconds, UTC)
 
 
 def utcnow() -> datetime:

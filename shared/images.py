@@ -65,12 +65,15 @@ def is_image_key(key: str, content_type: str | None = None) -> bool:
     return False
 
 
-def decode(data: bytes, *, max_pixels: int, max_bytes: int, min_side: int | None = None) -> Image.Image:
+def decode(
+    data: bytes, *, max_pixels: int, max_bytes: int, min_side: int | None = None, min_long_side: int | None = None
+) -> Image.Image:
     """Bytes -> loaded RGB image, EXIF-oriented, transparency composited on white.
 
     Limits are checked before any pixel is decoded: `max_bytes` on the input, `max_pixels` on the size
-    the header declares (decompression-bomb guard). `min_side`, if given, lets JPEGs decode at a reduced
-    scale (DCT scaling, much faster for big photos) while keeping the shorter side >= min_side.
+    the header declares (decompression-bomb guard). `min_side` (and `min_long_side`), if given, let JPEGs
+    decode at a reduced scale (DCT scaling, much faster for big photos) while keeping the shorter side
+    >= min_side and the longer side >= min_long_side: what the model and the thumbnail need.
     """
     if not data:
         raise ImageError("empty", "the object is empty (0 bytes): re-upload the file")
@@ -92,9 +95,10 @@ def decode(data: bytes, *, max_pixels: int, max_bytes: int, min_side: int | None
             "or raise the limit",
         )
     try:
-        if min_side and image.format in ("JPEG", "MPO") and min(width, height) > 2 * min_side:
-            scale = min_side / min(width, height)
-            image.draft("RGB", (math.ceil(width * scale), math.ceil(height * scale)))
+        if min_side and image.format in ("JPEG", "MPO"):
+            scale = max(min_side / min(width, height), (min_long_side or 0) / max(width, height))
+            if scale <= 0.5:  # draft only reduces by 1/2, 1/4 or 1/8
+                image.draft("RGB", (math.ceil(width * scale), math.ceil(height * scale)))
         image.seek(0)  # first frame of animations / multi-page TIFFs
         image.load()
         image = ImageOps.exif_transpose(image) or image

@@ -50,7 +50,6 @@ PERMANENT_ERRORS: tuple[type[BaseException], ...] = (ImageError, ObjectTooLarge)
 
 RETRY_BASE_SECONDS = 60.0  # failed rows wait 1 min, 4 min, 16 min, ... before a sweep retries them
 RETRY_MAX_SECONDS = 24 * 3600.0
-DECODE_MIN_SIDE = 448  # JPEGs decode at reduced scale down to this shorter side (both model and thumbnail fit)
 DEFAULT_WORKERS = 4
 
 Outcome = Literal["embedded", "skipped", "failed", "removed", "missing", "retry"]
@@ -300,6 +299,16 @@ class Ingestor:
             self._object_gone(item, report, missing)
         return None
 
+    def decode(self, data: bytes) -> Image.Image:
+        """Decode for embedding and the thumbnail: big JPEGs at a reduced scale that still covers both."""
+        return decode(
+            data,
+            max_pixels=self.settings.max_image_pixels,
+            max_bytes=self.settings.max_image_bytes,
+            min_side=self.embedder.input_side,
+            min_long_side=self.settings.thumbnail_size if self.write_thumbnails else None,
+        )
+
     def _read_and_decode(self, item: WorkItem, started: float, report: IngestReport) -> Prepared | None:
         bucket = item.bucket
         obj = self.storage.read(bucket, item.key, self.settings.max_image_bytes)
@@ -307,12 +316,7 @@ class Ingestor:
             # Replaced since the event: the newer event (or the sweep) embeds the new content.
             report.add(bucket, item.key, item.action, "skipped", "object replaced since the event (etag differs)")
             return None
-        image = decode(
-            obj.data,
-            max_pixels=self.settings.max_image_pixels,
-            max_bytes=self.settings.max_image_bytes,
-            min_side=max(self.settings.thumbnail_size, DECODE_MIN_SIDE),
-        )
+        image = self.decode(obj.data)
         width, height = original_size(obj.data, image.size)
         if self.write_thumbnails:
             thumb = thumbnail(image, self.settings.thumbnail_size)

@@ -368,7 +368,7 @@ def test_cloudflare_pages_config_points_at_the_gallery() -> None:
     web = (INFRA / "cloudflare" / config["pages_build_output_dir"]).resolve()
     assert web == ROOT / "web" and (web / "index.html").is_file()
     assert re.fullmatch(r"\d{4}-\d{2}-\d{2}", config["compatibility_date"])
-    docs = (INFRA / "cloudflare" / "README.md").read_text() + (ROOT / "docs" / "DEPLOY.md").read_text()
+    docs = (INFRA / "cloudflare" / "README.md").read_text() + (ROOT / "README.md").read_text()
     for event_type in ("object-create", "object-delete"):
         assert f"r2 bucket notification create photos --event-type {event_type} --queue image-browser-events" in docs
     assert "queues consumer http add image-browser-events" in docs

@@ -43,6 +43,8 @@ class Embedder(ABC):
     model_id: str
     dim: int
     is_test_model: bool = False
+    # The shorter side the model's input needs: big photos may be decoded at a reduced scale down to it.
+    input_side: int = 224
 
     @abstractmethod
     def embed_images(self, images: Sequence[Image.Image]) -> np.ndarray: ...

@@ -121,6 +121,8 @@ class OnnxClipEmbedder(Embedder):
         self.is_test_model = bool(config.get("test_model", False))
         self.quantized = settings.model_quantized
         self.context_length = int((config.get("text_cfg") or {}).get("context_length", 77))
+        image_size = (config.get("vision_cfg") or {}).get("image_size", 224)
+        self.input_side = int(max(image_size) if isinstance(image_size, list) else image_size)
         self._sessions: dict[str, ort.InferenceSession] = {}
         self._locks = {tower: threading.Lock() for tower in TOWERS}
         self._preprocess: Preprocessor | None = None
