@@ -6,6 +6,7 @@ the table and this class agree.
 
 from __future__ import annotations
 
+import os
 from functools import lru_cache
 from pathlib import Path
 from typing import Annotated
@@ -72,7 +73,16 @@ class Settings(BaseSettings):
     model_cache_dir: Path = Field(
         Path.home() / ".cache" / "image-browser" / "models", description="Where downloaded models are kept."
     )
-    model_threads: int = Field(0, ge=0, le=256, description="ONNX Runtime intra-op threads; 0: one per core.")
+    model_threads: int = Field(
+        0, ge=0, le=256,
+        description="ONNX Runtime threads per model call; 0: one per core for texts, one per call for images "
+        "(image batches then run side by side, see IB_EMBED_PARALLEL).",
+    )
+    embed_parallel: int = Field(
+        0, ge=0, le=64,
+        description="Image batches embedded at the same time; 0: one per core. Side-by-side single-threaded "
+        "calls keep the cores busy while decoding and I/O share them.",
+    )
     model_quantized: bool = Field(False, description="Use int8-quantised ONNX models (built on first use).")
     replicate_api_token: str | None = Field(None, description="Replicate API token (for replicate: models).")
     replicate_base_url: str = Field("https://api.replicate.com", description="Replicate API base URL.")
@@ -128,6 +138,11 @@ class Settings(BaseSettings):
         if level not in {"DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"}:
             raise ValueError("must be DEBUG, INFO, WARNING, ERROR or CRITICAL")
         return level
+
+    @property
+    def image_model_calls(self) -> int:
+        """How many image batches run at once (IB_EMBED_PARALLEL, 0 = one per core)."""
+        return self.embed_parallel or os.cpu_count() or 1
 
     @property
     def s3_endpoint(self) -> str | None:

@@ -4,7 +4,7 @@ One `Ingestor` serves the embed function (events), the backfill sweep (claimed r
 Work flows as a small pipeline so the model is never idle waiting for S3:
 
     worker threads: read object -> decode -> thumbnail (write it) -> model preprocessing
-    calling thread: batches of `embed_batch_size` -> model -> store vectors
+    model threads: batches of `embed_batch_size` -> model -> store vectors (IB_EMBED_PARALLEL side by side)
 
 Failures are sorted three ways:
 - permanent (corrupt image, bomb, too large, unsupported): the row is marked `failed` with the reason and
@@ -42,6 +42,7 @@ if TYPE_CHECKING:
     from shared.embedders import Embedder
 
 log = logging.getLogger(__name__)
+THUMBNAIL_SKIP = "thumbnail (our own write)"
 
 # Worth retrying later: the message (or the claimed row) comes back.
 TRANSIENT_ERRORS: tuple[type[BaseException], ...] = (DatabaseUnavailable, StorageUnavailable, EmbedderTemporaryError)
@@ -219,7 +220,7 @@ class Ingestor:
         """Apply one object's events; the row to embed, or None (the outcome is reported)."""
         action = events[-1].action
         if self.storage.is_thumbnail(key):
-            report.add(bucket, key, action, "skipped", "thumbnail (our own write)")
+            report.add(bucket, key, action, "skipped", THUMBNAIL_SKIP)
             return None
         creates = any(event.action == "created" for event in events)
         collection = self.collection_for(bucket)
@@ -256,10 +257,21 @@ class Ingestor:
         if not items:
             return
         batch_size = self.settings.embed_batch_size
-        window = max(2 * batch_size, self.workers)  # bounded: decoded photos are big
+        model_calls = self.settings.image_model_calls
+        window = max((model_calls + 1) * batch_size, self.workers)  # bounded: decoded photos are big
         queue: deque[tuple[WorkItem | KeyEvents, Future[Prepared | None]]] = deque()
+        embedding: deque[Future[None]] = deque()
         pending = iter(items)
-        with ThreadPoolExecutor(max_workers=min(self.workers, len(items)), thread_name_prefix="ingest") as pool:
+        with (
+            ThreadPoolExecutor(max_workers=min(self.workers, len(items)), thread_name_prefix="ingest") as pool,
+            ThreadPoolExecutor(max_workers=model_calls, thread_name_prefix="model") as model,
+        ):
+
+            def embed(batch: list[Prepared]) -> None:
+                # Up to `model_calls` batches in the model at once; wait for the oldest beyond that.
+                while len(embedding) >= model_calls:
+                    embedding.popleft().result()
+                embedding.append(model.submit(self._embed_batch, batch, report))
 
             def refill() -> None:
                 while len(queue) < window:
@@ -277,10 +289,12 @@ class Ingestor:
                 if prepared is not None:
                     batch.append(prepared)
                 if len(batch) >= batch_size:
-                    self._embed_batch(batch, report)
+                    embed(batch)
                     batch = []
             if batch:
-                self._embed_batch(batch, report)
+                embed(batch)
+            for future in embedding:
+                future.result()
 
     def _prepare(self, job: WorkItem | KeyEvents, report: IngestReport, missing: MissingPolicy) -> Prepared | None:
         """Worker thread: everything per object that does not need the model. None: outcome reported.
@@ -438,5 +452,7 @@ def log_outcomes(report: IngestReport, logger: Any) -> None:
                   "reason": o.reason, "seconds": o.seconds}
         if o.outcome in ("failed", "retry"):
             logger.warning("object %s", o.outcome, extra=fields)
+        elif o.reason == THUMBNAIL_SKIP:
+            logger.debug("object %s", o.outcome, extra=fields)  # the echo of our own write, every time
         else:
             logger.info("object %s", o.outcome, extra=fields)

@@ -80,16 +80,16 @@ class FakeReplicate:
                     failure = fake.failures.pop(0) if fake.failures else None
                     fake.active += 1
                     fake.max_active = max(fake.max_active, fake.active)
-                try:
-                    if failure:
-                        status, headers = failure
-                        self._send(status, {"title": "error", "detail": f"fake {status}", "status": status}, headers)
-                        return
+                if not failure:
                     time.sleep(fake.delay)  # lets concurrent predictions overlap
-                    self._send(201, fake.prediction(body))
-                finally:
-                    with fake.lock:
-                        fake.active -= 1
+                # Done before answering: once the client has the answer it may start the next one.
+                with fake.lock:
+                    fake.active -= 1
+                if failure:
+                    status, headers = failure
+                    self._send(status, {"title": "error", "detail": f"fake {status}", "status": status}, headers)
+                    return
+                self._send(201, fake.prediction(body))
 
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self.url = f"http://127.0.0.1:{self.server.server_address[1]}"

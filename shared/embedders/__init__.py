@@ -81,7 +81,7 @@ def load(spec: str, settings: Settings | None = None) -> Embedder:
 
     settings = settings or get_settings()
     spec = spec.strip()
-    key = (spec, settings.model_quantized, settings.model_threads)
+    key = (spec, settings.model_quantized, settings.model_threads, settings.embed_parallel)
     with _cache_lock:
         embedder = _cache.get(key)
         if embedder is None:

@@ -179,7 +179,7 @@ class OnnxClipEmbedder(Embedder):
 
             model_path = quantized_path(model_path, self.settings.model_cache_dir)
         options = ort.SessionOptions()
-        options.intra_op_num_threads = self.settings.model_threads  # 0: ONNX Runtime's default (one per core)
+        options.intra_op_num_threads = self._threads(tower)
         options.inter_op_num_threads = 1
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         try:
@@ -221,6 +221,16 @@ class OnnxClipEmbedder(Embedder):
         )
         tokenizer.enable_truncation(max_length=self.context_length)
         return tokenizer
+
+    def _threads(self, tower: str) -> int:
+        """Intra-op threads. Image batches run side by side (IB_EMBED_PARALLEL), one thread each: under
+        CPU contention that degrades gently, where one call spread over all cores stalls at every
+        operator waiting for its slowest thread. Text queries come one at a time: all cores (0)."""
+        if self.settings.model_threads:
+            return self.settings.model_threads
+        if tower == "visual" and self.settings.image_model_calls > 1:
+            return 1
+        return 0
 
     def load_tower(self, tower: str) -> None:
         """Load a tower now rather than on first use (warm-up, benchmarks)."""
