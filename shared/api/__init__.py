@@ -37,11 +37,11 @@ from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.middleware.cors import CORSMiddleware
 
-from shared.api.urls import UrlSigner
 from shared.catalog import Catalog, CatalogError, Collection, Hit, ModelMismatch, SearchFilters, UnknownCollection
 from shared.config import Settings, get_settings
 from shared.db import DatabaseUnavailable
 from shared.embedders import EmbedderError, EmbedderTemporaryError
+from shared.storage import UrlSigner
 
 if TYPE_CHECKING:
     from shared.embedders import Embedder
