@@ -18,11 +18,13 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+import numpy as np
+
 from shared.catalog import Collection
 from shared.embedders import Embedder
 from shared.events import ObjectEvent
 from shared.images import is_image_key
-from shared.ingest import TRANSIENT_ERRORS, Ingestor, IngestReport, WorkItem
+from shared.ingest import TRANSIENT_ERRORS, Ingestor, IngestReport, Prepared, WorkItem
 
 log = logging.getLogger(__name__)
 
@@ -189,22 +191,10 @@ class _NextModelIngestor(Ingestor):
 
     write_thumbnails = False
 
-    def _embed_batch(self, batch, report):  # type: ignore[no-untyped-def]
-        try:
-            vectors = self._vectors(batch)
-        except TRANSIENT_ERRORS as exc:
-            for p in batch:
-                report.retry(p.item.collection.bucket, p.item.key, p.item.action, exc)
-            return
-        for p, vector in zip(batch, vectors, strict=True):
-            item = p.item
-            try:
-                stored = self.catalog.store_next_embedding(item.collection, item.key, item.etag, vector)
-            except TRANSIENT_ERRORS as exc:
-                report.retry(item.collection.bucket, item.key, item.action, exc)
-                continue
-            report.add(item.collection.bucket, item.key, item.action, "embedded" if stored else "skipped")
+    def _store(self, p: Prepared, vector: np.ndarray) -> bool:
+        item = p.item
+        return self.catalog.store_next_embedding(item.collection, item.key, item.etag, vector)
 
-    def _mark_failed(self, item, exc, report):  # type: ignore[no-untyped-def]
+    def _mark_failed(self, item: WorkItem, exc: BaseException, report: IngestReport) -> None:
         # The live row keeps its old vector; only this move skips it (it goes pending at the switch).
         report.add(item.collection.bucket, item.key, item.action, "failed", str(exc))

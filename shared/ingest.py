@@ -361,12 +361,7 @@ class Ingestor:
         for p, vector in zip(batch, vectors, strict=True):
             item, bucket = p.item, p.item.collection.bucket
             try:
-                stored = self.catalog.store_embedding(
-                    item.collection, item.key, item.etag, vector, model_id=self.embedder.model_id,
-                    width=p.width, height=p.height, size=p.info.size,
-                    content_type=p.info.content_type or content_type_for(item.key),
-                    last_modified=p.info.last_modified,
-                )
+                stored = self._store(p, vector)
             except TRANSIENT_ERRORS as exc:
                 report.retry(bucket, item.key, item.action, exc)
                 continue
@@ -376,6 +371,16 @@ class Ingestor:
             else:
                 report.add(bucket, item.key, item.action, "skipped", "row changed meanwhile (newer etag or deleted)",
                            seconds)
+
+    def _store(self, p: Prepared, vector: np.ndarray) -> bool:
+        """Write one vector for the row's current etag; False if the row moved on."""
+        item = p.item
+        return self.catalog.store_embedding(
+            item.collection, item.key, item.etag, vector, model_id=self.embedder.model_id,
+            width=p.width, height=p.height, size=p.info.size,
+            content_type=p.info.content_type or content_type_for(item.key),
+            last_modified=p.info.last_modified,
+        )
 
     def _vectors(self, batch: list[Prepared]) -> np.ndarray:
         if self._split:
