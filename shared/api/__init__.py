@@ -342,6 +342,33 @@ def _filters(prefix: str | None, after: datetime | None, before: datetime | None
     return SearchFilters(prefix=prefix or None, after=after, before=before, content_type=content_type)
 
 
+@dataclass(frozen=True)
+class VectorQuery:
+    """What every vector search takes besides its target: where, how many, how good, which page."""
+
+    collection: str | None
+    limit: int
+    min_score: float | None
+    filters: SearchFilters
+    cursor: str | None
+
+
+def vector_query(
+    collection: CollectionParam = None,
+    limit: LimitParam = 30,
+    min_score: MinScoreParam = None,
+    prefix: PrefixParam = None,
+    after: AfterParam = None,
+    before: BeforeParam = None,
+    type: TypeParam = None,  # noqa: A002 - the public parameter name
+    cursor: CursorParam = None,
+) -> VectorQuery:
+    return VectorQuery(collection, limit, min_score, _filters(prefix, after, before, type), cursor)
+
+
+VectorQueryParams = Annotated[VectorQuery, Depends(vector_query)]
+
+
 def _add_routes(app: FastAPI, services: Services) -> None:
     settings = services.settings
 
@@ -363,13 +390,13 @@ def _add_routes(app: FastAPI, services: Services) -> None:
     guarded = [Depends(require_key)]
 
     def vector_page(
-        collection: Collection, *, vector: np.ndarray | None = None, similar_to: str | None = None,
-        limit: int, min_score: float | None, filters: SearchFilters, cursor: str | None, started: float,
+        collection: Collection, query: VectorQuery, *, vector: np.ndarray | None = None,
+        similar_to: str | None = None, started: float,
     ) -> JSONResponse:
         try:
             hits = services.catalog.search(
-                collection, vector, similar_to=similar_to, limit=limit, min_score=min_score,
-                filters=filters, after=vector_after(cursor), ef_search=settings.hnsw_ef_search,
+                collection, vector, similar_to=similar_to, limit=query.limit, min_score=query.min_score,
+                filters=query.filters, after=vector_after(query.cursor), ef_search=settings.hnsw_ef_search,
             )
         except KeyError:
             raise ApiError(
@@ -379,7 +406,7 @@ def _add_routes(app: FastAPI, services: Services) -> None:
             ) from None
         return JSONResponse({
             "items": [services.item(collection, hit) for hit in hits],
-            "next_cursor": vector_cursor(hits, limit),
+            "next_cursor": vector_cursor(hits, query.limit),
             "took_ms": round((time.perf_counter() - started) * 1000, 3),
             "model": services.embedder.model_id,
             "collection": collection.name,
@@ -388,49 +415,30 @@ def _add_routes(app: FastAPI, services: Services) -> None:
     @app.get("/api/search", dependencies=guarded, tags=["search"])
     def search(
         q: Annotated[str, Query(min_length=1, max_length=2000, description="Text, or similar:<key>.")],
-        collection: CollectionParam = None,
-        limit: LimitParam = 30,
-        min_score: MinScoreParam = None,
-        prefix: PrefixParam = None,
-        after: AfterParam = None,
-        before: BeforeParam = None,
-        type: TypeParam = None,  # noqa: A002 - the public parameter name
-        cursor: CursorParam = None,
+        query: VectorQueryParams,
     ) -> JSONResponse:
         """Natural-language search, best match first (`score` = cosine similarity)."""
         started = time.perf_counter()
         text = q.strip()
         if not text:
             raise ApiError(400, "bad_parameter", "parameter 'q' is blank: type what to look for")
-        coll = services.collection(collection, check_model=True)
-        filters = _filters(prefix, after, before, type)
+        coll = services.collection(query.collection, check_model=True)
         if text.lower().startswith(SIMILAR_PREFIX):
             key = text[len(SIMILAR_PREFIX):].strip()
             if not key:
                 raise ApiError(400, "bad_parameter", "parameter 'q' is 'similar:' without a key")
-            return vector_page(coll, similar_to=key, limit=limit, min_score=min_score, filters=filters,
-                               cursor=cursor, started=started)
-        vector = services.encode_text(text)
-        return vector_page(coll, vector=vector, limit=limit, min_score=min_score, filters=filters,
-                           cursor=cursor, started=started)
+            return vector_page(coll, query, similar_to=key, started=started)
+        return vector_page(coll, query, vector=services.encode_text(text), started=started)
 
     @app.get("/api/similar", dependencies=guarded, tags=["search"])
     def similar(
         key: Annotated[str, Query(min_length=1, max_length=1024, description="Key of a stored image.")],
-        collection: CollectionParam = None,
-        limit: LimitParam = 30,
-        min_score: MinScoreParam = None,
-        prefix: PrefixParam = None,
-        after: AfterParam = None,
-        before: BeforeParam = None,
-        type: TypeParam = None,  # noqa: A002
-        cursor: CursorParam = None,
+        query: VectorQueryParams,
     ) -> JSONResponse:
         """Images like a stored one, the image itself excluded."""
         started = time.perf_counter()
-        coll = services.collection(collection, check_model=True)
-        return vector_page(coll, similar_to=key, limit=limit, min_score=min_score,
-                           filters=_filters(prefix, after, before, type), cursor=cursor, started=started)
+        coll = services.collection(query.collection, check_model=True)
+        return vector_page(coll, query, similar_to=key, started=started)
 
     @app.post(
         "/api/search/image", dependencies=guarded, tags=["search"],
@@ -440,27 +448,14 @@ def _add_routes(app: FastAPI, services: Services) -> None:
             "image/*": {"schema": {"type": "string", "format": "binary"}},
         }}},
     )
-    async def search_image(
-        request: Request,
-        collection: CollectionParam = None,
-        limit: LimitParam = 30,
-        min_score: MinScoreParam = None,
-        prefix: PrefixParam = None,
-        after: AfterParam = None,
-        before: BeforeParam = None,
-        type: TypeParam = None,  # noqa: A002
-        cursor: CursorParam = None,
-    ) -> JSONResponse:
+    async def search_image(request: Request, query: VectorQueryParams) -> JSONResponse:
         """Images like an uploaded one (multipart field `file`, or the raw image as the body); not stored."""
         started = time.perf_counter()
         data = await _read_upload(request, settings.max_upload_bytes)
-        filters = _filters(prefix, after, before, type)
 
         def answer() -> JSONResponse:
-            coll = services.collection(collection, check_model=True)
-            vector = _embed_upload(services, data)
-            return vector_page(coll, vector=vector, limit=limit, min_score=min_score, filters=filters,
-                               cursor=cursor, started=started)
+            coll = services.collection(query.collection, check_model=True)
+            return vector_page(coll, query, vector=_embed_upload(services, data), started=started)
 
         return await run_in_threadpool(answer)
 
