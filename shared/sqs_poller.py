@@ -59,7 +59,8 @@ class SqsPoller:
 
     def __init__(self, sqs: Any, queue_url: str, handler: Handler, *, batch_size: int = 10,
                  batching_window: float = 0.0, visibility_timeout: int | None = None, wait_seconds: int = 1,
-                 function_name: str = "embed", function_timeout: float = 900.0, region: str = "us-east-1"):
+                 function_name: str = "embed", function_timeout: float = 900.0, region: str = "us-east-1",
+                 concurrency: int = 1):
         self.sqs = sqs
         self.queue_url = queue_url
         self.handler = handler
@@ -73,7 +74,9 @@ class SqsPoller:
         self.stats = PollStats()
         self._arn: str | None = None
         self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
+        self.concurrency = concurrency  # like the event source mapping's MaximumConcurrency
+        self._threads: list[threading.Thread] = []
+        self._stats_lock = threading.Lock()
 
     @property
     def queue_arn(self) -> str:
@@ -139,15 +142,13 @@ class SqsPoller:
         if not messages:
             return 0
         event = self.to_event(messages)
-        self.stats.invocations += 1
-        self.stats.received += len(messages)
+        self._count(invocations=1, received=len(messages))
         try:
             response = self.handler(event, LocalContext(self.function_name, self.function_timeout))
         except Exception:
             log.exception("handler failed the whole batch of %d messages; they come back after the "
                           "visibility timeout", len(messages))
-            self.stats.handler_errors += 1
-            self.stats.failed += len(messages)
+            self._count(handler_errors=1, failed=len(messages))
             return len(messages)
         failures = {item["itemIdentifier"] for item in (response or {}).get("batchItemFailures", [])}
         done = [m for m in messages if m["MessageId"] not in failures]
@@ -156,9 +157,13 @@ class SqsPoller:
             self.sqs.delete_message_batch(QueueUrl=self.queue_url, Entries=[
                 {"Id": str(i), "ReceiptHandle": m["ReceiptHandle"]} for i, m in enumerate(chunk)
             ])
-        self.stats.deleted += len(done)
-        self.stats.failed += len(messages) - len(done)
+        self._count(deleted=len(done), failed=len(messages) - len(done))
         return len(messages)
+
+    def _count(self, **deltas: int) -> None:
+        with self._stats_lock:  # several poller threads may count at once
+            for name, delta in deltas.items():
+                setattr(self.stats, name, getattr(self.stats, name) + delta)
 
     def queue_depth(self) -> int:
         """Visible + in-flight messages (approximate, as SQS reports them)."""
@@ -182,10 +187,12 @@ class SqsPoller:
     # ---- background -----------------------------------------------------------------------------
 
     def start(self) -> SqsPoller:
-        """Poll in a daemon thread until `stop()`."""
+        """Poll in `concurrency` daemon threads (invocations at once) until `stop()`."""
         self._stop.clear()
-        self._thread = threading.Thread(target=self._run, name="sqs-poller", daemon=True)
-        self._thread.start()
+        self._threads = [threading.Thread(target=self._run, name=f"sqs-poller-{i}", daemon=True)
+                         for i in range(self.concurrency)]
+        for thread in self._threads:
+            thread.start()
         return self
 
     def _run(self) -> None:
@@ -208,6 +215,6 @@ class SqsPoller:
 
     def stop(self, timeout: float = 30.0) -> None:
         self._stop.set()
-        if self._thread is not None:
-            self._thread.join(timeout)
-            self._thread = None
+        for thread in self._threads:
+            thread.join(timeout)
+        self._threads = []
