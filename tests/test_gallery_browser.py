@@ -171,7 +171,8 @@ def test_lightbox_and_more_like_this(stack: Stack, page: Page) -> None:
     expect(page.locator("#lb-key")).to_have_text(key)
     page.click("#more-like-this")
     expect(page.locator("#lightbox")).not_to_have_attribute("open", "")
-    expect(page.locator("#status-text")).to_contain_text(f"images like {key}")
+    # "matches for": the answer is drawn (while loading, the status says "Finding images like …").
+    expect(page.locator("#status-text")).to_contain_text(f"matches for images like {key}")
     expect(page).to_have_url(re.compile(r"[?&]q=similar%3A"))
     keys = page.locator("#grid .tile").evaluate_all("tiles => tiles.map(t => t.dataset.key)")
     assert len(keys) == PAGE_SIZE and key not in keys  # the image itself is left out of its look-alikes
@@ -187,7 +188,7 @@ def test_search_by_uploaded_image(stack: Stack, page: Page, images: dict[str, tu
     page.goto(stack.api_url)
     expect(page.locator("#status")).to_have_attribute("data-state", "ok")
     page.set_input_files("#file-input", files=[{"name": "my upload.jpg", "mimeType": mime, "buffer": body}])
-    expect(page.locator("#status-text")).to_contain_text("images similar to my upload.jpg")
+    expect(page.locator("#status-text")).to_contain_text("matches for images similar to my upload.jpg")
     expect(page.locator("#query-image")).to_be_visible()
     expect(page.locator("#grid .tile").first).to_have_attribute("data-key", key)
     assert tile_scores(page)[0] == pytest.approx(1.0, abs=0.002)
