@@ -219,3 +219,17 @@ def test_stats(catalog: Catalog, coll) -> None:
     stats = catalog.stats(coll)
     assert stats["counts"] == {"embedded": 1, "pending": 1, "failed": 0}
     assert stats["bytes"] == 20 and stats["model"] == MODEL and stats["last_update"]
+
+
+def test_search_settings_are_local_to_the_query(catalog: Catalog, coll) -> None:
+    """ef_search / iterative scan are set for the query's own transaction only (SET LOCAL semantics):
+    a pooled connection, or a transaction-mode pooler, never keeps them."""
+    for i in range(40):
+        catalog.record_event(coll, created(f"k{i}.jpg"))
+        catalog.store_embedding(coll, f"k{i}.jpg", "e1", unit(i), model_id=MODEL)
+    catalog.db.discard_idle()
+    settings = "SELECT current_setting('hnsw.ef_search', true), current_setting('hnsw.iterative_scan', true)"
+    hits = catalog.search(coll, unit(3), limit=30, ef_search=7)
+    assert len(hits) == 30 and hits[0].key == "k3.jpg" and abs(hits[0].score - 1.0) < 1e-2
+    with catalog.db.connection() as conn:  # the same pooled connection (LIFO pool, one caller)
+        assert conn.run(settings)[0] == ["40", "off"]  # pgvector's defaults, not 7 / relaxed_order
