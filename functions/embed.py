@@ -71,8 +71,11 @@ def _handle_sqs(event: dict[str, Any], context: Any) -> dict[str, Any]:
 
     response = process_partial_response(event=event, record_handler=record_handler, processor=processor,
                                         context=context)
-    logger.info("batch done", extra={
-        "messages": len(event["Records"]), "summary": report.summary(),
+    summary = report.summary()
+    # A batch that only skipped (typically the echoes of our own thumbnail writes) is debug noise.
+    log = logger.info if any(count for outcome, count in summary.items() if outcome != "skipped") else logger.debug
+    log("batch done", extra={
+        "messages": len(event["Records"]), "summary": summary,
         "failed_messages": len(response.get("batchItemFailures", [])),
         "seconds": round(time.perf_counter() - started, 3),
     })
