@@ -41,6 +41,7 @@ class SweepSummary:
     embedded: int = 0
     failed: int = 0
     removed: int = 0
+    purged: int = 0  # tombstones old enough that no delayed event can still need them
     skipped: int = 0
     retry: int = 0
     remaining: int = 0
@@ -110,6 +111,7 @@ def sweep(ingestor: Ingestor, collection_name: str, *, remaining_ms: Callable[[]
 
     if reconcile_bucket:
         reconcile(ingestor, collection, summary, time_left)
+        summary.purged = catalog.purge_tombstones(collection)  # else deleted keys pile up forever
     for _ in range(max_rounds):
         if time_left() <= 0:
             summary.stopped_early = True

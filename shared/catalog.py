@@ -38,6 +38,9 @@ MAX_COLLECTION_NAME = 255
 MAX_TABLE_NAME = 56
 MAX_DIM = 4000  # halfvec HNSW indexes support up to 4,000 dimensions
 REGISTRY = "ib_collections"
+ANY_ETAG: Any = object()  # is_embedded(): whatever the etag
+# A tombstone must outlive any delayed event for its key: SQS keeps messages at most 14 days.
+TOMBSTONE_DAYS = 14
 
 
 class CatalogError(ValueError):
@@ -386,7 +389,7 @@ class Catalog:
         )
         return bool(rows)
 
-    def purge_tombstones(self, collection: Collection, older_than_days: float = 7) -> int:
+    def purge_tombstones(self, collection: Collection, older_than_days: float = TOMBSTONE_DAYS) -> int:
         """Drop tombstones old enough that no delayed event for them can still arrive."""
         q = quote_ident(collection.table)
         rows = self.db.run(
@@ -408,15 +411,13 @@ class Catalog:
         )
         return ImageRow(*rows[0]) if rows else None
 
-    def is_embedded(self, collection: Collection, key: str, etag: str | None) -> bool:
-        """True when this key's current etag already has a vector (the idempotency check)."""
+    def is_embedded(self, collection: Collection, key: str, etag: str | None = ANY_ETAG) -> bool:
+        """True when `key` has a vector; with `etag`, only when it is the vector of that content."""
         q = quote_ident(collection.table)
-        rows = self.db.run(
-            f"SELECT 1 FROM {q} WHERE key = :key AND status = 'embedded' AND embedding IS NOT NULL "
-            "AND etag IS NOT DISTINCT FROM :etag",
-            key=key, etag=etag,
-        )
-        return bool(rows)
+        sql = f"SELECT 1 FROM {q} WHERE key = :key AND status = 'embedded' AND embedding IS NOT NULL"
+        if etag is ANY_ETAG:
+            return bool(self.db.run(sql, key=key))
+        return bool(self.db.run(sql + " AND etag IS NOT DISTINCT FROM :etag", key=key, etag=etag))
 
     def embedded_keys(self, collection: Collection) -> set[str]:
         q = quote_ident(collection.table)
@@ -686,14 +687,10 @@ class Catalog:
             ) AS h
             {cutoff} ORDER BY h.distance + 0, h.id"""
         rows = self.db.run(sql, **params)
-        if not rows and similar_to is not None and not self.is_embedded_key(collection, similar_to):
+        if not rows and similar_to is not None and not self.is_embedded(collection, similar_to):
             raise KeyError(similar_to)
         return [Hit(row[0], row[1], -float(row[7]), row[2], row[3], row[4], row[5], _from_epoch(row[6]),
                     float(row[7])) for row in rows]
-
-    def is_embedded_key(self, collection: Collection, key: str) -> bool:
-        q = quote_ident(collection.table)
-        return bool(self.db.run(f"SELECT 1 FROM {q} WHERE key = :key AND status = 'embedded'", key=key))
 
     def recent(
         self, collection: Collection, *, limit: int = 30, after: tuple[datetime | None, int] | None = None
@@ -766,7 +763,3 @@ class SearchFilters:
 def _from_epoch(seconds: float | None) -> datetime | None:
     """Timestamps come back as epoch seconds: parsing pg8000's text timestamps costs ~15 µs each."""
     return None if seconds is None else datetime.fromtimestamp(seconds, UTC)
-
-
-def utcnow() -> datetime:
-    return datetime.now(UTC)

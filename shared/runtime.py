@@ -6,7 +6,6 @@ time, so a cold start pays only for what the first request needs.
 
 from __future__ import annotations
 
-import threading
 from functools import lru_cache
 from typing import TYPE_CHECKING
 
@@ -16,9 +15,6 @@ if TYPE_CHECKING:
     from shared.catalog import Catalog
     from shared.embedders import Embedder
     from shared.storage import Storage
-
-_lock = threading.Lock()
-
 
 @lru_cache(maxsize=1)
 def database_url() -> str:
@@ -45,8 +41,7 @@ def embedder() -> Embedder:
     """The configured model; loading its sessions is itself lazy (text vs. images)."""
     from shared.embedders import load
 
-    with _lock:
-        return load(get_settings().model, get_settings())
+    return load(get_settings().model, get_settings())  # cached per process, under the loader's lock
 
 
 def reset() -> None:

@@ -93,6 +93,7 @@ def test_create_then_embed(catalog: Catalog, coll) -> None:
     assert (row.status, row.width, row.height, row.has_embedding) == ("embedded", 4, 3, True)
     assert catalog.is_embedded(coll, "a.jpg", "e1")
     assert not catalog.is_embedded(coll, "a.jpg", "e2")
+    assert catalog.is_embedded(coll, "a.jpg") and not catalog.is_embedded(coll, "b.jpg")
     assert catalog.counts(coll) == {"embedded": 1, "pending": 0, "failed": 0}
 
 
@@ -233,3 +234,17 @@ def test_search_settings_are_local_to_the_query(catalog: Catalog, coll) -> None:
     assert len(hits) == 30 and hits[0].key == "k3.jpg" and abs(hits[0].score - 1.0) < 1e-2
     with catalog.db.connection() as conn:  # the same pooled connection (LIFO pool, one caller)
         assert conn.run(settings)[0] == ["40", "off"]  # pgvector's defaults, not 7 / relaxed_order
+
+
+def test_old_tombstones_are_purged_recent_ones_kept(catalog: Catalog, coll) -> None:
+    from shared.db import quote_ident
+
+    catalog.record_event(coll, removed("old.jpg", t=1))
+    catalog.record_event(coll, removed("new.jpg", t=2))
+    catalog.record_event(coll, created("live.jpg"))
+    catalog.db.run(f"UPDATE {quote_ident(coll.table)} SET updated_at = now() - interval '15 days' "
+                   "WHERE key = 'old.jpg'")
+    assert catalog.purge_tombstones(coll) == 1
+    assert catalog.get_row(coll, "old.jpg") is None
+    assert catalog.get_row(coll, "new.jpg").status == "deleted"  # still guards against late creates
+    assert catalog.get_row(coll, "live.jpg").status == "pending"
