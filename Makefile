@@ -46,7 +46,7 @@ DEV_ENV  := $(if $(MODEL),IB_MODEL=$(MODEL),)
 endif
 
 dev: $(DEV_DEPS)
-	$(DEV_ENV) $(PY) -m shared.devstack
+	$(DEV_ENV) $(PY) -m shared.dev.stack
 
 test: $(STAMP_DEV) $(NODE_STAMP) chromium
 	$(PY) -m pytest
@@ -55,7 +55,7 @@ bench: $(STAMP_DEV)
 	$(PY) -m bench.run
 
 test-model: $(STAMP_DEV)
-	$(PY) scripts/make_test_model.py .cache/test-models/manual
+	$(PY) -m shared.dev.test_model .cache/test-models/manual
 
 lint: $(STAMP_DEV)
 	$(VENV)/bin/ruff check .

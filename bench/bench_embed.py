@@ -139,7 +139,7 @@ def run(quick: bool = False) -> str:
             "## Embedding (bench/bench_embed.py)",
             "",
             "Model: the repo's random-weight test model `test/random-clip-b32`, built by "
-            "`scripts/make_test_model.py --size b32` with the layer sizes of `immich-app/ViT-B-32__openai` "
+            "`shared/dev/test_model.py --size b32` with the layer sizes of `immich-app/ViT-B-32__openai` "
             "(ViT-B/32 visual at 224 px, 12-layer 512-wide text tower, 512-d output). Compute cost carries "
             "over; its vectors are meaningless.",
             f"ONNX Runtime {onnxruntime.__version__}, CPU execution provider, threads: {threads}. "

@@ -25,9 +25,9 @@ import numpy as np
 
 from shared import runtime
 from shared.config import get_settings
+from shared.dev.services import EmbeddedPostgres, aws_client, free_port, wire_bucket_to_queue
+from shared.dev.sqs_poller import PollStats, SqsPoller
 from shared.ingest import default_ingestor, reset_default_ingestor
-from shared.localstack import EmbeddedPostgres, aws_client, free_port, wire_bucket_to_queue
-from shared.sqs_poller import PollStats, SqsPoller
 from tests.fixtures.model import ensure_test_model, synthetic_photo
 
 PHOTO_SIZES = [(1600, 1200), (1200, 1600), (1024, 768), (2000, 1125)]

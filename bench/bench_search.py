@@ -32,7 +32,7 @@ import numpy as np
 
 from shared.catalog import HNSW_EF_CONSTRUCTION, HNSW_M, Catalog, Collection, hnsw_index_sql
 from shared.db import quote_ident
-from shared.localstack import EmbeddedPostgres, free_port
+from shared.dev.services import EmbeddedPostgres, free_port
 from tests.fixtures.model import ensure_test_model
 
 DIM = 512

@@ -9,7 +9,7 @@ from __future__ import annotations
 from functools import lru_cache
 from typing import TYPE_CHECKING
 
-from shared.config import get_settings
+from shared.config import ConfigError, get_settings
 
 if TYPE_CHECKING:
     from shared.catalog import Catalog
@@ -18,9 +18,13 @@ if TYPE_CHECKING:
 
 @lru_cache(maxsize=1)
 def database_url() -> str:
-    from shared.localstack import database_url as resolve
-
-    return resolve(get_settings())
+    url = get_settings().database_url
+    if not url:
+        raise ConfigError(
+            "IB_DATABASE_URL is not set: give the PostgreSQL URL (postgresql://user:pass@host:5432/db). "
+            "Locally, `make dev` starts a database and sets it."
+        )
+    return url
 
 
 @lru_cache(maxsize=1)

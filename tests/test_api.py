@@ -22,10 +22,10 @@ from shared.api import create_app
 from shared.catalog import Catalog, Collection, vector_literal
 from shared.config import Settings, load_settings
 from shared.db import quote_ident
+from shared.dev.services import MotoServer, aws_client, free_port
 from shared.embedders import Embedder, load
 from shared.embedders.onnx_clip import OnnxClipEmbedder
 from shared.events import ObjectEvent
-from shared.localstack import MotoServer, aws_client, free_port
 from shared.storage import UrlSigner
 from tests.fixtures.model import synthetic_photo
 from tests.fixtures.services import unique_name

@@ -10,8 +10,8 @@ import pytest
 
 from shared import runtime
 from shared.cli import main
+from shared.dev.services import MotoServer, aws_client
 from shared.ingest import reset_default_ingestor
-from shared.localstack import MotoServer, aws_client
 from tests.fixtures.model import synthetic_photo
 from tests.fixtures.services import unique_name
 

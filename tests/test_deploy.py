@@ -21,7 +21,7 @@ from typing import Any
 import pytest
 import yaml
 
-from shared.localstack import MotoServer, aws_client
+from shared.dev.services import MotoServer, aws_client
 
 ROOT = Path(__file__).resolve().parents[1]
 INFRA = ROOT / "infra"

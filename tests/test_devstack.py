@@ -1,4 +1,4 @@
-"""`make dev` itself: `python -m shared.devstack` starts, answers, embeds uploads through the event
+"""`make dev` itself: `python -m shared.dev.stack` starts, answers, embeds uploads through the event
 path, stops cleanly on Ctrl-C, keeps its data for the next start, and says which port is busy."""
 
 from __future__ import annotations
@@ -13,8 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from shared.devstack import S3Snapshot
-from shared.localstack import MotoServer, aws_client, free_port
+from shared.dev.services import MotoServer, aws_client, free_port
+from shared.dev.stack import S3Snapshot
 from tests.fixtures.devstack import ARTIFACTS, HOST, Stack, embedded_by_events, get_json, start_stack
 from tests.fixtures.model import synthetic_photo
 from tests.fixtures.services import unique_name
@@ -99,7 +99,7 @@ def test_a_port_in_use_names_the_port_and_the_variable(variable: str, tmp_path: 
             "IB_API_PORT": str(free_port(HOST)), "IB_S3_PORT": str(free_port(HOST)),
         }
         env[variable] = str(port)
-        result = subprocess.run([sys.executable, "-m", "shared.devstack"], cwd=tmp_path, env=env,
+        result = subprocess.run([sys.executable, "-m", "shared.dev.stack"], cwd=tmp_path, env=env,
                                 capture_output=True, text=True, timeout=60)
     assert result.returncode != 0
     assert f"port {port} on {HOST} is already in use" in result.stdout

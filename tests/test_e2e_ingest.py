@@ -23,10 +23,10 @@ from functions import embed as embed_function
 from shared import runtime
 from shared.catalog import Catalog, Collection
 from shared.db import DatabaseUnavailable, connect_params, quote_ident
+from shared.dev.services import MotoServer, aws_client, wire_bucket_to_queue
+from shared.dev.sqs_poller import LocalContext, SqsPoller
 from shared.images import decode, is_image_key
 from shared.ingest import Ingestor, default_ingestor, reset_default_ingestor
-from shared.localstack import MotoServer, aws_client, wire_bucket_to_queue
-from shared.sqs_poller import LocalContext, SqsPoller
 from tests.fixtures.model import synthetic_photo
 from tests.fixtures.services import unique_name
 

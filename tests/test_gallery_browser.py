@@ -1,6 +1,6 @@
 """The gallery in a real browser against the real local stack (`make dev`), as a person uses it.
 
-Starts `python -m shared.devstack` on free ports, uploads photo-like PNG/JPEG images with boto3 to its
+Starts `python -m shared.dev.stack` on free ports, uploads photo-like PNG/JPEG images with boto3 to its
 S3 endpoint, waits until the SQS worker has embedded them, then drives Debian's Chromium with
 Playwright: grid, text search with scores, back button, lightbox + "more like this", search by an
 uploaded image, infinite scroll, an error state, dark mode. Screenshots go to test-artifacts/.

@@ -1,6 +1,10 @@
 """Build a random-weight test model in Immich's CLIP layout (no network, fixed seed).
 
-    python scripts/make_test_model.py OUT_DIR [--size tiny|b32]
+    python -m shared.dev.test_model OUT_DIR [--size tiny|b32]
+
+`ensure_test_model(size)` builds it once per checkout into .cache/test-models/ (the directory name
+carries a hash of this file, so editing it rebuilds) for the tests, `make dev MODEL=test` and the
+benchmarks.
 
 Layout written (the same files Immich publishes for its models, so the loader has one code path):
 
@@ -19,8 +23,14 @@ from __future__ import annotations
 
 import argparse
 import gzip
+import hashlib
 import importlib.util
 import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -67,6 +77,36 @@ VOCAB_SIZE = 49408
 MEAN = [0.48145466, 0.4578275, 0.40821073]
 STD = [0.26862954, 0.26130258, 0.27577711]
 SEED = 1234
+CACHE = Path(__file__).resolve().parents[2] / ".cache" / "test-models"
+
+
+def model_cache_path(size: str = "tiny") -> Path:
+    digest = hashlib.sha256(Path(__file__).read_bytes()).hexdigest()[:12]
+    return CACHE / f"{size}-{digest}"
+
+
+def ensure_test_model(size: str = "tiny") -> Path:
+    """Path of the built test model, building it first if needed (atomically: temp dir + rename)."""
+    target = model_cache_path(size)
+    if (target / "config.json").exists():
+        return target
+    CACHE.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}-", dir=CACHE))
+    try:
+        # A child process: the caller never imports torch just to build the model.
+        env = {**os.environ, "PYTHONWARNINGS": "ignore"}
+        result = subprocess.run([sys.executable, "-m", "shared.dev.test_model", str(tmp), "--size", size],
+                                capture_output=True, text=True, env=env, cwd=CACHE.parents[1])
+        if result.returncode != 0:
+            raise RuntimeError(f"building the {size} test model failed:\n{result.stderr[-4000:]}")
+        try:
+            tmp.rename(target)
+        except OSError:
+            if not (target / "config.json").exists():  # lost a race is fine; anything else is not
+                raise
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return target
 
 
 def _bytes_to_unicode() -> dict[int, str]:

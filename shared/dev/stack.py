@@ -14,7 +14,6 @@ import logging
 import os
 import signal
 import socket
-import sys
 import threading
 import time
 import warnings
@@ -25,7 +24,6 @@ from typing import Any
 
 from shared.config import ConfigError, Settings, load_settings
 
-REPO = Path(__file__).resolve().parents[1]
 TEST_MODEL_SPEC = "test"
 BACKFILL_EVERY_SECONDS = 60.0
 FIRST_SWEEP_AFTER_RESTORE_SECONDS = 5.0  # restored objects whose events were lost get embedded soon
@@ -45,10 +43,8 @@ def resolve_model(spec: str) -> str:
     """`test` means the repo's random-weight test model (built once into .cache, shared with the tests)."""
     if spec != TEST_MODEL_SPEC:
         return spec
-    if str(REPO) not in sys.path:
-        sys.path.insert(0, str(REPO))  # tests/ is not an installed package
     try:
-        from tests.fixtures.model import ensure_test_model, model_cache_path
+        from shared.dev.test_model import ensure_test_model, model_cache_path
 
         if not (model_cache_path("tiny") / "config.json").exists():
             say("Building the random-weight test model (once; well under a minute)...")
@@ -79,7 +75,7 @@ def check_model(settings: Settings) -> Any:
 
 def bind_port(host: str, port: int, variable: str) -> socket.socket:
     """Bind the API's socket now (uvicorn serves on it later), so a busy port fails first and clearly."""
-    from shared.localstack import PortInUse
+    from shared.dev.services import PortInUse
 
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
@@ -219,7 +215,7 @@ def main() -> int:
         for name in QUIET_LOGGERS:  # moto logs every request, pgserver every command it runs
             logging.getLogger(name).setLevel(logging.WARNING)
     warnings.filterwarnings("ignore", message=".*XDG_RUNTIME_DIR.*")
-    from shared.localstack import PortInUse, check_port_free
+    from shared.dev.services import PortInUse, check_port_free
 
     try:
         api_socket = bind_port(settings.host, settings.api_port, "IB_API_PORT")
@@ -261,7 +257,7 @@ def main() -> int:
 
 def run(settings: Settings, api_socket: socket.socket, cleanups: list[tuple[str, Callable[[], Any]]]) -> int:
     """Start everything, serve until Ctrl-C; `cleanups` collects how to stop what has started."""
-    from shared.localstack import EmbeddedPostgres, MotoServer, aws_client, wire_bucket_to_queue
+    from shared.dev.services import EmbeddedPostgres, MotoServer, aws_client, wire_bucket_to_queue
 
     started_at = time.monotonic()
     data_dir = settings.data_dir.resolve()
@@ -303,7 +299,7 @@ def run(settings: Settings, api_socket: socket.socket, cleanups: list[tuple[str,
     runtime.catalog().ensure_collection(settings.bucket, embedder.model_id, embedder.dim)
 
     from functions import backfill, embed
-    from shared.sqs_poller import LocalContext, SqsPoller
+    from shared.dev.sqs_poller import LocalContext, SqsPoller
 
     poller = SqsPoller(aws_client("sqs", endpoint, settings.s3_region), queue_url, embed.handler,
                        region=settings.s3_region)
