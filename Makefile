@@ -21,11 +21,10 @@ $(STAMP_LOCAL): pyproject.toml | $(VENV)/bin/python
 	$(PY) -m pip install -q -e '.[local]'
 	touch $@
 
-# torch is pinned to 2.13.0 in pyproject (CPU build). open_clip_torch only provides the CLIP BPE
-# vocabulary for the test model; --no-deps keeps it from pulling torchvision.
+# torch is pinned to 2.13.0 and torchvision to its matching 0.28.0 in pyproject (CPU build), so
+# open_clip_torch installs with its dependencies and pulls no other torch.
 $(STAMP_DEV): pyproject.toml $(STAMP_LOCAL)
 	$(PY) -m pip install -q -e '.[local,dev]'
-	$(PY) -m pip install -q --no-deps 'open_clip_torch>=3,<4'
 	touch $@
 
 $(NODE_STAMP): infra/package.json infra/package-lock.json

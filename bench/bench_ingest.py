@@ -27,7 +27,7 @@ from shared import runtime
 from shared.config import get_settings
 from shared.dev.services import EmbeddedPostgres, aws_client, free_port, wire_bucket_to_queue
 from shared.dev.sqs_poller import PollStats, SqsPoller
-from shared.ingest import default_ingestor, reset_default_ingestor
+from shared.ingest import Writes
 from tests.fixtures.model import ensure_test_model, synthetic_photo
 
 PHOTO_SIZES = [(1600, 1200), (1200, 1600), (1024, 768), (2000, 1125)]
@@ -42,7 +42,6 @@ def _env(values: dict[str, str]) -> Iterator[None]:
     saved = {name: os.environ.get(name) for name in values}
     os.environ.update(values)
     runtime.reset()
-    reset_default_ingestor()
     try:
         yield
     finally:
@@ -52,7 +51,6 @@ def _env(values: dict[str, str]) -> Iterator[None]:
             else:
                 os.environ[name] = value
         runtime.reset()
-        reset_default_ingestor()
 
 
 @contextmanager
@@ -108,9 +106,10 @@ def _raw_model(photos: list[bytes]) -> dict[str, float]:
     Run the way the pipeline runs the model: IB_EMBED_PARALLEL batches side by side, so the ratio
     compares the pipeline with the best the model does on this machine, not with a handicapped model.
     """
-    embedder = runtime.embedder()
+    ingestor = runtime.ingestor()
+    embedder, writes = ingestor.embedder, Writes(ingestor.embedder)
     calls = get_settings().image_model_calls
-    images = [default_ingestor().decode(p) for p in photos]  # as the pipeline decodes them
+    images = [ingestor.decode(p, writes) for p in photos]  # as the pipeline decodes them
     batches = [images[i:i + BATCH_SIZE] for i in range(0, len(images), BATCH_SIZE)]
     embedder.embed_images(batches[0])  # warm-up
     with ThreadPoolExecutor(calls) as pool:
@@ -132,7 +131,7 @@ def _pipeline(endpoint: str, bucket: str, photos: list[bytes], prefix: str,
     from starting the poller to the last row embedded (thumbnails written): (upload s, pipeline s, counts)."""
     s3 = aws_client("s3", endpoint)
     catalog = runtime.catalog()
-    collection = default_ingestor().collection_for(bucket)
+    collection = runtime.ingestor().collection_for(bucket)
     before = catalog.counts(collection)["embedded"]
     start = time.perf_counter()
     with ThreadPoolExecutor(8) as pool:

@@ -30,6 +30,7 @@ from pathlib import Path
 import httpx
 import numpy as np
 
+from shared import queries as catalog_queries
 from shared.catalog import HNSW_EF_CONSTRUCTION, HNSW_M, Catalog, Collection, hnsw_index_sql
 from shared.db import quote_ident
 from shared.dev.services import EmbeddedPostgres, free_port
@@ -250,11 +251,11 @@ def bench_size(catalog: Catalog, n: int, *, model_id: str, model_dir: Path, pg_u
     hnsw_rows = []
     for ef in (40, 64, 100, 128) if not quick else (40, 100):
         for query in queries[:20]:  # warm the index pages into shared buffers
-            catalog.search(coll, query, limit=K, ef_search=ef)
+            catalog_queries.search(catalog, coll, query, limit=K, ef_search=ef)
         samples, found = [], []
         for query in queries:
             started = time.perf_counter()
-            hits = catalog.search(coll, query, limit=K, ef_search=ef)
+            hits = catalog_queries.search(catalog, coll, query, limit=K, ef_search=ef)
             samples.append((time.perf_counter() - started) * 1000)
             found.append([hit.id for hit in hits])
         p50, p95 = percentiles(samples)

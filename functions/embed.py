@@ -18,8 +18,9 @@ from aws_lambda_powertools import Logger
 from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, process_partial_response
 from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 
+from shared import runtime
 from shared.events import ObjectEvent, UnsupportedEvent, parse, parse_record
-from shared.ingest import IngestRetry, default_ingestor, log_outcomes
+from shared.ingest import IngestRetry, log_outcomes
 
 logger = Logger(service="image-browser-embed")
 processor = BatchProcessor(event_type=EventType.SQS)
@@ -38,7 +39,7 @@ def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
         return _handle_sqs(event, context)
     started = time.perf_counter()
     events = parse(event)  # an unknown shape raises: a direct invocation with garbage should fail loudly
-    report = default_ingestor().process_events(events)
+    report = runtime.ingestor().process_events(events)
     log_outcomes(report, logger)
     summary = report.summary()
     logger.info("batch done", extra={"summary": summary, "seconds": round(time.perf_counter() - started, 3)})
@@ -59,7 +60,7 @@ def _handle_sqs(event: dict[str, Any], context: Any) -> dict[str, Any]:
                                                               "error": str(exc)})
             per_message[record["messageId"]] = []
     events = [e for message_events in per_message.values() for e in message_events]
-    report = default_ingestor().process_events(events)
+    report = runtime.ingestor().process_events(events)
     log_outcomes(report, logger)
 
     def record_handler(record: SQSRecord) -> None:

@@ -13,13 +13,11 @@ from typing import Any
 
 from shared.config import get_settings
 from shared.events import UnsupportedEvent, parse
-from shared.ingest import ingest_events
+from shared.ingest import DEADLINE_MARGIN_MS, ingest_events
 from shared.r2_queue import R2QueueClient
 
 logger = logging.getLogger(__name__)
 
-# Stop pulling when less than this is left: a batch must finish (and be acked) before Lambda stops us.
-SAFETY_MARGIN_MS = 60_000
 MAX_ROUNDS = 1000  # a bound on one run, whatever the clock says
 RETRY_DELAY_SECONDS = 30
 
@@ -29,7 +27,7 @@ def handler(event: dict[str, Any], context: Any) -> dict[str, int]:
     totals = {"pulled": 0, "acked": 0, "retried": 0, "malformed": 0}
     with R2QueueClient.from_settings(settings) as queue:
         for _ in range(MAX_ROUNDS):
-            if context is not None and context.get_remaining_time_in_millis() < SAFETY_MARGIN_MS:
+            if context is not None and context.get_remaining_time_in_millis() < DEADLINE_MARGIN_MS:
                 break
             messages = queue.pull(settings.r2_pull_batch_size, settings.r2_pull_visibility_timeout_ms)
             if not messages:

@@ -4,10 +4,8 @@
    `pending` row; rows whose object is gone get a tombstone. Rows touched after the listing began are
    left alone, so a sweep never undoes an event that raced it.
 2. Sweep: claim rows in batches (`FOR UPDATE SKIP LOCKED` + a lease, so two sweeps at once split the
-   work) and run them through the same pipeline as events. Stops before the deadline.
-
-Also the model move (`reembed`): vectors of the new model are written beside the live ones, then
-switched in one short transaction.
+   work) and run them through the same pipeline as events, with the model the collection records at
+   each round. Stops before the deadline.
 """
 
 from __future__ import annotations
@@ -18,18 +16,14 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-import numpy as np
-
 from shared.catalog import Collection
-from shared.embedders import Embedder
 from shared.events import ObjectEvent
 from shared.images import is_image_key
-from shared.ingest import TRANSIENT_ERRORS, Ingestor, IngestReport, Prepared, WorkItem
+from shared.ingest import DEADLINE_MARGIN_MS, TRANSIENT_ERRORS, Ingestor, IngestReport, WorkItem
 
 log = logging.getLogger(__name__)
 
 CLAIM_LEASE_SECONDS = 600.0  # a claimed row is ours this long; a crashed sweep's rows come back after it
-SWITCH_TRIES = 3
 TRANSIENT_RETRY_SECONDS = 60.0  # a row that hit a transient error waits this long
 
 
@@ -96,7 +90,8 @@ def reconcile(ingestor: Ingestor, collection: Collection, summary: SweepSummary,
 
 
 def sweep(ingestor: Ingestor, collection_name: str, *, remaining_ms: Callable[[], int] | None = None,
-          margin_ms: int = 30_000, reconcile_bucket: bool = True, max_rounds: int = 100_000) -> SweepSummary:
+          margin_ms: int = DEADLINE_MARGIN_MS, reconcile_bucket: bool = True,
+          max_rounds: int = 100_000) -> SweepSummary:
     """Reconcile, then embed claimed rows in rounds until none are left or the deadline nears."""
     started = time.monotonic()
     settings, catalog = ingestor.settings, ingestor.catalog
@@ -117,13 +112,19 @@ def sweep(ingestor: Ingestor, collection_name: str, *, remaining_ms: Callable[[]
             summary.stopped_early = True
             break
         round_started = time.monotonic()
+        try:  # each round: the model the collection records now (a move may switch it meanwhile)
+            collection = catalog.get_collection(collection.name)
+            writes = ingestor.writes_for(collection)
+        except TRANSIENT_ERRORS as exc:
+            summary.errors.append(str(exc))
+            break
         claimed = catalog.claim_todo(collection, settings.backfill_batch_size, max_attempts=settings.max_attempts,
                                      lease_seconds=CLAIM_LEASE_SECONDS)
         if not claimed:
             break
         items = [WorkItem(collection, key, etag, attempts, "backfill") for key, etag, attempts in claimed]
         report = IngestReport()
-        ingestor.embed_items(items, report, missing="remove")
+        ingestor.embed_items(items, writes, report, missing="remove")
         summary.add_report(report)
         for _, key in report.errors:
             with contextlib.suppress(*TRANSIENT_ERRORS):  # else the lease runs out by itself
@@ -135,68 +136,3 @@ def sweep(ingestor: Ingestor, collection_name: str, *, remaining_ms: Callable[[]
     summary.seconds = round(time.monotonic() - started, 3)
     log.info("backfill %s: %s", collection.name, summary.as_dict())
     return summary
-
-
-# ---- reembed ----------------------------------------------------------------------------------------
-
-
-@dataclass
-class ReembedSummary:
-    collection: str
-    model: str
-    embedded: int = 0
-    failed: int = 0
-    switched: bool = False
-    reset_to_pending: int = 0
-
-
-def reembed(ingestor: Ingestor, collection_name: str, new_embedder: Embedder,
-            progress: Callable[[int, int], None] | None = None) -> ReembedSummary:
-    """Move a collection to `new_embedder`'s model while searches keep using the old vectors.
-
-    `ingestor` carries the collection's current model (the one events still use). Rows that change
-    while this runs are caught by the loop; any left at the switch go back to `pending`, for a sweep
-    with the new model. Deploy the new IB_MODEL to the functions after the switch.
-    """
-    catalog = ingestor.catalog
-    collection = catalog.get_collection(collection_name)
-    if collection.model_id == new_embedder.model_id and collection.dim == new_embedder.dim:
-        return ReembedSummary(collection.name, new_embedder.model_id, switched=True)
-    catalog.begin_reembed(collection, new_embedder.model_id, new_embedder.dim)
-    summary = ReembedSummary(collection.name, new_embedder.model_id)
-    writer = _NextModelIngestor(ingestor.settings, catalog, ingestor.storage, new_embedder)
-    for attempt in range(SWITCH_TRIES + 1):
-        while claimed := catalog.claim_reembed(collection, ingestor.settings.backfill_batch_size,
-                                               lease_seconds=CLAIM_LEASE_SECONDS):
-            report = IngestReport()
-            writer.embed_items([WorkItem(collection, key, etag, 0, "reembed") for key, etag in claimed],
-                               report, missing="skip")
-            counts = report.summary()
-            summary.embedded += counts["embedded"]
-            summary.failed += counts["failed"]
-            if report.errors and len(report.errors) == len(claimed):
-                raise next(iter(report.errors.values()))
-            if progress is not None:
-                progress(*catalog.reembed_progress(collection))
-        catalog.build_next_index(collection)
-        force = attempt == SWITCH_TRIES
-        done, total = catalog.reembed_progress(collection)
-        if catalog.switch_model(collection, force=force):
-            summary.switched = True
-            summary.reset_to_pending = total - done
-            break
-    return summary
-
-
-class _NextModelIngestor(Ingestor):
-    """The pipeline writing into `embedding_next` instead of the live vector (thumbnails exist already)."""
-
-    write_thumbnails = False
-
-    def _store(self, p: Prepared, vector: np.ndarray) -> bool:
-        item = p.item
-        return self.catalog.store_next_embedding(item.collection, item.key, item.etag, vector)
-
-    def _mark_failed(self, item: WorkItem, exc: BaseException, report: IngestReport) -> None:
-        # The live row keeps its old vector; only this move skips it (it goes pending at the switch).
-        report.add(item.collection.bucket, item.key, item.action, "failed", str(exc))

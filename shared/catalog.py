@@ -10,12 +10,14 @@ from __future__ import annotations
 import hashlib
 import re
 import unicodedata
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any, Literal
 
 import numpy as np
+import pg8000.exceptions
 import pg8000.native
 
 from shared.db import Database, DatabaseUnavailable, quote_ident
@@ -27,6 +29,7 @@ __all__ = [
     "Collection",
     "DatabaseUnavailable",
     "ImageRow",
+    "ModelChanged",
     "ModelMismatch",
     "UnknownCollection",
     "table_name_for",
@@ -38,7 +41,7 @@ MAX_COLLECTION_NAME = 255
 MAX_TABLE_NAME = 56
 MAX_DIM = 4000  # halfvec HNSW indexes support up to 4,000 dimensions
 REGISTRY = "ib_collections"
-ANY_ETAG: Any = object()  # is_embedded(): whatever the etag
+COLLECTION_FIELDS = "name, bucket, table_name, model_id, dim, created_at, next_model_id, next_dim"
 # A tombstone must outlive any delayed event for its key: SQS keeps messages at most 14 days.
 TOMBSTONE_DAYS = 14
 
@@ -61,6 +64,13 @@ class ModelMismatch(CatalogError):
         )
 
 
+class ModelChanged(RuntimeError):
+    """The collection switched models while a vector of the old one was on its way: retry with the new one."""
+
+    def __init__(self, collection: str, model_id: str):
+        super().__init__(f"collection {collection!r} moved off model {model_id!r} during this request; retry")
+
+
 @dataclass(frozen=True)
 class Collection:
     name: str
@@ -69,6 +79,8 @@ class Collection:
     model_id: str
     dim: int
     created_at: datetime
+    next_model_id: str | None = None  # set while the collection moves to another model
+    next_dim: int | None = None
 
 
 @dataclass(frozen=True)
@@ -121,6 +133,24 @@ def vector_literal(vector: Sequence[float] | np.ndarray) -> str:
     return "[" + ",".join(f"{value:.6g}" for value in values.tolist()) + "]"
 
 
+def model_guard(column: Literal["model_id", "next_model_id"] = "model_id") -> str:
+    """SQL: the registry still records `:collection`'s (next) model as the parameter of the same name.
+    A vector of a model the collection has left must never be written or compared."""
+    return f"EXISTS (SELECT 1 FROM {REGISTRY} WHERE name = :collection AND {column} = :{column})"
+
+
+@contextmanager
+def vectors_of(collection: Collection, model_id: str) -> Iterator[None]:
+    """Turn pgvector's dimension errors into ModelChanged: the collection switched to a model of another size."""
+    try:
+        yield
+    except pg8000.exceptions.DatabaseError as exc:
+        detail = exc.args[0] if exc.args and isinstance(exc.args[0], dict) else {}
+        if detail.get("C") == "22000" and "dimensions" in str(detail.get("M", "")):
+            raise ModelChanged(collection.name, model_id) from None
+        raise
+
+
 # HNSW graph parameters (bench/bench_search.py measures them): m 16 links per node, and a wider
 # ef_construction than pgvector's default 64 for a better graph, i.e. more recall per query-time ef.
 HNSW_M = 16
@@ -162,7 +192,6 @@ class Catalog:
 
     def __init__(self, db: Database):
         self.db = db
-        self._collections: dict[str, Collection] = {}
         self._schema_ready = False
 
     @classmethod
@@ -189,23 +218,25 @@ class Catalog:
         )
         self._schema_ready = True
 
-    def ensure_collection(self, name: str, model_id: str, dim: int, *, bucket: str | None = None) -> Collection:
-        """Create the collection (and its table) if missing; refuse another model for an existing one."""
+    def open_collection(self, name: str, model_id: str, dim: int, *, bucket: str | None = None) -> Collection:
+        """The collection as the registry has it now; created with this model (and its table) if missing."""
         self.ensure_schema()
         validate_collection_name(name)
+        try:
+            return self.get_collection(name)
+        except UnknownCollection:
+            pass
         if not (0 < int(dim) <= MAX_DIM):
             raise CatalogError(f"embedding dimension must be 1..{MAX_DIM}, got {dim}")
-        try:
-            existing = self.get_collection(name)
-        except UnknownCollection:
-            existing = None
-        if existing is None:
-            table = table_name_for(name)
-            self.db.transaction(lambda conn: self._create_collection(conn, name, bucket or name, table, model_id, dim))
-            self._collections.pop(name, None)
-            existing = self.get_collection(name)
-        self.check_model(existing, model_id, dim)
-        return existing
+        table = table_name_for(name)
+        self.db.transaction(lambda conn: self._create_collection(conn, name, bucket or name, table, model_id, dim))
+        return self.get_collection(name)
+
+    def ensure_collection(self, name: str, model_id: str, dim: int, *, bucket: str | None = None) -> Collection:
+        """`open_collection`, refusing an existing collection of another model (ModelMismatch)."""
+        collection = self.open_collection(name, model_id, dim, bucket=bucket)
+        self.check_model(collection, model_id, dim)
+        return collection
 
     def _create_collection(
         self, conn: pg8000.native.Connection, name: str, bucket: str, table: str, model_id: str, dim: int
@@ -254,37 +285,21 @@ class Catalog:
         )
 
     def get_collection(self, name: str) -> Collection:
-        cached = self._collections.get(name)
-        if cached is not None:
-            return cached
+        """The registry row, read every time: another process may have moved the collection to another
+        model a moment ago (one primary-key lookup, well under a millisecond)."""
         self.ensure_schema()
         validate_collection_name(name)
-        rows = self.db.run(
-            f"SELECT name, bucket, table_name, model_id, dim, created_at FROM {REGISTRY} WHERE name = :name",
-            name=name,
-        )
+        rows = self.db.run(f"SELECT {COLLECTION_FIELDS} FROM {REGISTRY} WHERE name = :name", name=name)
         if not rows:
             raise UnknownCollection(
                 f"no collection named {name!r}. Upload images to that bucket first, or list collections "
                 "with `image-browser status`."
             )
-        collection = Collection(*rows[0])
-        self._collections[name] = collection
-        return collection
+        return Collection(*rows[0])
 
     def list_collections(self) -> list[Collection]:
         self.ensure_schema()
-        rows = self.db.run(
-            f"SELECT name, bucket, table_name, model_id, dim, created_at FROM {REGISTRY} ORDER BY name"
-        )
-        return [Collection(*row) for row in rows]
-
-    def forget_cached(self, name: str | None = None) -> None:
-        """Drop cached collection records (after a model switch done by another process)."""
-        if name is None:
-            self._collections.clear()
-        else:
-            self._collections.pop(name, None)
+        return [Collection(*row) for row in self.db.run(f"SELECT {COLLECTION_FIELDS} FROM {REGISTRY} ORDER BY name")]
 
     @staticmethod
     def check_model(collection: Collection, model_id: str, dim: int) -> None:
@@ -353,27 +368,66 @@ class Catalog:
         embedding: np.ndarray,
         *,
         model_id: str,
+        next_vector: np.ndarray | None = None,
+        next_model_id: str | None = None,
         width: int | None = None,
         height: int | None = None,
         size: int | None = None,
         content_type: str | None = None,
         last_modified: datetime | None = None,
     ) -> bool:
-        """Write the vector for the row's current etag; False if the row moved on (newer etag, deleted)."""
+        """Write the vector (and, while the collection moves, the next model's) for the row's current etag.
+
+        False if the row moved on (newer etag, deleted); ModelChanged if the collection left `model_id`
+        (or `next_model_id`) meanwhile, so the vector is never written into another model's column.
+        """
         self.check_model(collection, model_id, int(np.asarray(embedding).shape[-1]))
         q = quote_ident(collection.table)
-        rows = self.db.run(
-            f"""UPDATE {q} SET embedding = CAST(:vec AS halfvec), status = 'embedded', error = NULL,
-                    width = :width, height = :height, size = COALESCE(:size, size),
-                    content_type = COALESCE(:content_type, content_type),
-                    last_modified = COALESCE(:last_modified, last_modified),
-                    next_attempt_at = NULL, updated_at = now()
-                WHERE key = :key AND status <> 'deleted' AND etag IS NOT DISTINCT FROM :etag
-                RETURNING key""",
-            vec=vector_literal(embedding), width=width, height=height, size=size,
-            content_type=content_type, last_modified=last_modified, key=key, etag=etag,
-        )
+        params: dict[str, Any] = {"vec": vector_literal(embedding), "collection": collection.name,
+                                  "model_id": model_id, "next_model_id": next_model_id}
+        guard, set_next = model_guard(), ""
+        if next_vector is not None:
+            guard += " AND " + model_guard("next_model_id")
+            set_next, params["next_vec"] = "embedding_next = CAST(:next_vec AS halfvec),", vector_literal(next_vector)
+        with vectors_of(collection, model_id):
+            rows = self.db.run(
+                f"""UPDATE {q} SET embedding = CAST(:vec AS halfvec), {set_next} status = 'embedded', error = NULL,
+                        width = :width, height = :height, size = COALESCE(:size, size),
+                        content_type = COALESCE(:content_type, content_type),
+                        last_modified = COALESCE(:last_modified, last_modified),
+                        next_attempt_at = NULL, updated_at = now()
+                    WHERE key = :key AND status <> 'deleted' AND etag IS NOT DISTINCT FROM :etag AND {guard}
+                    RETURNING key""",
+                width=width, height=height, size=size, content_type=content_type, last_modified=last_modified,
+                key=key, etag=etag, **params,
+            )
+        if not rows:
+            self.raise_if_moved(collection, model_id, next_model_id if next_vector is not None else None)
         return bool(rows)
+
+    def store_next_embedding(self, collection: Collection, key: str, etag: str | None, embedding: np.ndarray,
+                             *, model_id: str) -> bool:
+        """The next model's vector (a model move) for the row's current etag; False if the row moved on."""
+        q = quote_ident(collection.table)
+        with vectors_of(collection, model_id):
+            rows = self.db.run(
+                f"""UPDATE {q} SET embedding_next = CAST(:vec AS halfvec), next_attempt_at = NULL
+                    WHERE key = :key AND status = 'embedded' AND etag IS NOT DISTINCT FROM :etag
+                      AND {model_guard("next_model_id")}
+                    RETURNING key""",
+                vec=vector_literal(embedding), key=key, etag=etag, collection=collection.name, next_model_id=model_id,
+            )
+        if not rows:
+            self.raise_if_moved(collection, None, model_id)
+        return bool(rows)
+
+    def raise_if_moved(self, collection: Collection, model_id: str | None, next_model_id: str | None) -> None:
+        """ModelChanged if the registry no longer records these models for the collection."""
+        current = self.get_collection(collection.name)
+        if model_id is not None and current.model_id != model_id:
+            raise ModelChanged(collection.name, model_id)
+        if next_model_id is not None and current.next_model_id != next_model_id:
+            raise ModelChanged(collection.name, next_model_id)
 
     def mark_failed(
         self, collection: Collection, key: str, etag: str | None, error: str, *, retry_after_seconds: float = 0
@@ -411,17 +465,11 @@ class Catalog:
         )
         return ImageRow(*rows[0]) if rows else None
 
-    def is_embedded(self, collection: Collection, key: str, etag: str | None = ANY_ETAG) -> bool:
-        """True when `key` has a vector; with `etag`, only when it is the vector of that content."""
+    def is_embedded(self, collection: Collection, key: str) -> bool:
+        """True when `key` has a vector of the collection's model."""
         q = quote_ident(collection.table)
         sql = f"SELECT 1 FROM {q} WHERE key = :key AND status = 'embedded' AND embedding IS NOT NULL"
-        if etag is ANY_ETAG:
-            return bool(self.db.run(sql, key=key))
-        return bool(self.db.run(sql + " AND etag IS NOT DISTINCT FROM :etag", key=key, etag=etag))
-
-    def embedded_keys(self, collection: Collection) -> set[str]:
-        q = quote_ident(collection.table)
-        return {row[0] for row in self.db.run(f"SELECT key FROM {q} WHERE status = 'embedded'")}
+        return bool(self.db.run(sql, key=key))
 
     def counts(self, collection: Collection) -> dict[str, int]:
         q = quote_ident(collection.table)
@@ -430,21 +478,6 @@ class Catalog:
             if status in counts:
                 counts[status] = int(count)
         return counts
-
-    def stats(self, collection: Collection) -> dict[str, Any]:
-        """Counts by status, bytes of originals, last update: the gallery's stats widget."""
-        q = quote_ident(collection.table)
-        (total_bytes, last_update), = self.db.run(
-            f"SELECT COALESCE(sum(size) FILTER (WHERE status <> 'deleted'), 0), max(updated_at) FROM {q}"
-        )
-        return {
-            "collection": collection.name,
-            "model": collection.model_id,
-            "counts": self.counts(collection),
-            "bytes": int(total_bytes),
-            "last_update": last_update.isoformat() if last_update else None,
-        }
-
 
     # ---- ingestion ----------------------------------------------------------------------------
 
@@ -499,267 +532,3 @@ class Catalog:
     def db_now(self) -> datetime:
         """The database clock (rows' updated_at use it)."""
         return self.db.run("SELECT now()")[0][0]
-
-    # Moving a collection to another model without downtime: vectors of the new model go into
-    # `embedding_next` beside the live ones, then one short transaction swaps the columns.
-
-    def begin_reembed(self, collection: Collection, model_id: str, dim: int) -> bool:
-        """Record the target model; returns False when this move was already under way (resume)."""
-        if not (0 < int(dim) <= MAX_DIM):
-            raise CatalogError(f"embedding dimension must be 1..{MAX_DIM}, got {dim}")
-        q = quote_ident(collection.table)
-
-        def begin(conn: pg8000.native.Connection) -> bool:
-            ((next_model, next_dim),) = conn.run(
-                f"SELECT next_model_id, next_dim FROM {REGISTRY} WHERE name = :name FOR UPDATE",
-                name=collection.name,
-            )
-            if next_model == model_id and next_dim == int(dim):
-                return False
-            conn.run(f"UPDATE {q} SET embedding_next = NULL WHERE embedding_next IS NOT NULL")
-            conn.run(f"DROP INDEX IF EXISTS {quote_ident(collection.table + '_hnsw2')}")
-            conn.run(f"ALTER TABLE {q} ALTER COLUMN embedding_next TYPE halfvec({int(dim)})")
-            conn.run(
-                f"UPDATE {REGISTRY} SET next_model_id = :model_id, next_dim = :dim WHERE name = :name",
-                model_id=model_id, dim=int(dim), name=collection.name,
-            )
-            return True
-
-        return self.db.transaction(begin)
-
-    def claim_reembed(
-        self, collection: Collection, limit: int, *, lease_seconds: float = 300
-    ) -> list[tuple[str, str | None]]:
-        """Claim embedded rows that have no vector of the next model yet: (key, etag)."""
-        q = quote_ident(collection.table)
-        rows = self.db.run(
-            f"""UPDATE {q} SET next_attempt_at = now() + make_interval(secs => :lease)
-                WHERE id IN (
-                    SELECT id FROM {q}
-                    WHERE status = 'embedded' AND embedding_next IS NULL
-                      AND (next_attempt_at IS NULL OR next_attempt_at <= now())
-                    ORDER BY id LIMIT :limit FOR UPDATE SKIP LOCKED)
-                RETURNING key, etag""",
-            lease=float(lease_seconds), limit=int(limit),
-        )
-        return [(key, etag) for key, etag in rows]
-
-    def store_next_embedding(self, collection: Collection, key: str, etag: str | None, embedding: np.ndarray) -> bool:
-        """The next model's vector for the row's current etag; False if the row moved on."""
-        q = quote_ident(collection.table)
-        rows = self.db.run(
-            f"""UPDATE {q} SET embedding_next = CAST(:vec AS halfvec), next_attempt_at = NULL
-                WHERE key = :key AND status = 'embedded' AND etag IS NOT DISTINCT FROM :etag
-                RETURNING key""",
-            vec=vector_literal(embedding), key=key, etag=etag,
-        )
-        return bool(rows)
-
-    def reembed_progress(self, collection: Collection) -> tuple[int, int]:
-        """(rows with the next model's vector, embedded rows)."""
-        q = quote_ident(collection.table)
-        ((done, total),) = self.db.run(
-            f"SELECT count(*) FILTER (WHERE embedding_next IS NOT NULL), count(*) FROM {q} "
-            "WHERE status = 'embedded'"
-        )
-        return int(done), int(total)
-
-    def build_next_index(self, collection: Collection) -> None:
-        """The next model's HNSW index, built beside the live one without blocking writes."""
-        self.db.run(hnsw_index_sql(collection.table, "embedding_next", index=collection.table + "_hnsw2",
-                                   concurrently=True))
-
-    def switch_model(self, collection: Collection, *, force: bool = False) -> bool:
-        """Make the next model live in one short transaction (column renames, no rewrite).
-
-        Rows embedded meanwhile by the old model and still lacking a next vector make it return
-        False, unless `force`, which sets them back to `pending` for a sweep with the new model.
-        """
-        q = quote_ident(collection.table)
-        table = collection.table
-
-        def switch(conn: pg8000.native.Connection) -> bool:
-            ((next_model, next_dim),) = conn.run(
-                f"SELECT next_model_id, next_dim FROM {REGISTRY} WHERE name = :name FOR UPDATE",
-                name=collection.name,
-            )
-            if not next_model:
-                raise CatalogError(f"collection {collection.name!r} is not moving to another model")
-            conn.run(f"LOCK TABLE {q} IN EXCLUSIVE MODE")  # writers wait; readers go on
-            ((left,),) = conn.run(
-                f"SELECT count(*) FROM {q} WHERE status = 'embedded' AND embedding_next IS NULL"
-            )
-            if left and not force:
-                return False
-            conn.run(
-                f"UPDATE {q} SET status = 'pending', embedding = NULL, next_attempt_at = NULL "
-                "WHERE status = 'embedded' AND embedding_next IS NULL"
-            )
-            conn.run(f"ALTER TABLE {q} RENAME COLUMN embedding TO embedding_old")
-            conn.run(f"ALTER TABLE {q} RENAME COLUMN embedding_next TO embedding")
-            conn.run(f"ALTER TABLE {q} DROP COLUMN embedding_old")  # drops the old HNSW index with it
-            conn.run(f"ALTER TABLE {q} ADD COLUMN embedding_next halfvec")
-            conn.run(
-                f"ALTER INDEX IF EXISTS {quote_ident(table + '_hnsw2')} RENAME TO {quote_ident(table + '_hnsw')}"
-            )
-            conn.run(hnsw_index_sql(table))
-            conn.run(
-                f"UPDATE {REGISTRY} SET model_id = next_model_id, dim = next_dim, next_model_id = NULL, "
-                "next_dim = NULL WHERE name = :name",
-                name=collection.name,
-            )
-            return True
-
-        switched = self.db.transaction(switch)
-        if switched:
-            self.forget_cached(collection.name)
-        return switched
-
-    # ---- queries ------------------------------------------------------------------------------
-
-    def search(
-        self,
-        collection: Collection,
-        vector: np.ndarray | None = None,
-        *,
-        similar_to: str | None = None,
-        limit: int = 30,
-        min_score: float | None = None,
-        filters: SearchFilters | None = None,
-        after: tuple[float, int] | None = None,
-        ef_search: int = 64,
-    ) -> list[Hit]:
-        """Nearest embedded rows to `vector` (or to the stored row `similar_to`, itself excluded).
-
-        Best first; `score` is the inner product, i.e. cosine similarity for unit vectors. `after` is
-        the (distance, id) of the previous page's last hit. Filters combine with the HNSW scan through
-        pgvector's iterative scan, so a selective filter still fills the page when enough rows match.
-        Raises KeyError when `similar_to` is not an embedded row.
-        """
-        q = quote_ident(collection.table)
-        params: dict[str, Any] = {"limit": int(limit)}
-        if similar_to is not None:
-            # An InitPlan: the stored vector never leaves the server and the HNSW scan still applies.
-            target = f"(SELECT embedding FROM {q} WHERE key = :source AND status = 'embedded')"
-            params["source"] = similar_to
-        elif vector is not None:
-            if int(np.asarray(vector).shape[-1]) != collection.dim:
-                raise CatalogError(
-                    f"query vector has {np.asarray(vector).shape[-1]} dimensions; "
-                    f"collection {collection.name!r} stores {collection.dim}"
-                )
-            target = "CAST(:vec AS halfvec)"
-            params["vec"] = vector_literal(vector)
-        else:
-            raise CatalogError("search needs a query vector or a key to search like")
-        where = ["embedding IS NOT NULL", "status = 'embedded'"]
-        if similar_to is not None:
-            # A one-time gate: no stored vector (unknown key) means no rows, not NULL distances.
-            where += ["key <> :source", f"{target} IS NOT NULL"]
-        where += (filters or SearchFilters()).sql(params)
-        if after is not None:
-            where.append(f"(embedding <#> {target}, id) > (:after_distance, :after_id)")
-            params["after_distance"], params["after_id"] = float(after[0]), int(after[1])
-        cutoff = ""
-        if min_score is not None:
-            # Applied outside the index scan: hits come best first, so the first weak one ends the
-            # page instead of making the iterative scan walk the whole graph for nothing.
-            cutoff = "WHERE h.distance <= :max_distance"
-            params["max_distance"] = -float(min_score)
-        params["ef"] = str(max(int(ef_search), int(limit)))
-        # One statement, one round trip. `set_config(..., true)` is SET LOCAL: it lasts for this
-        # statement's own transaction. The lateral subquery refers to `cfg`, so the settings are in
-        # place before the index scan starts.
-        sql = f"""
-            WITH cfg AS MATERIALIZED (
-                SELECT set_config('hnsw.ef_search', :ef, true) AS ef,
-                       set_config('hnsw.iterative_scan', 'relaxed_order', true) AS scan
-            )
-            SELECT h.id, h.key, h.size, h.content_type, h.width, h.height,
-                   extract(epoch FROM h.last_modified)::float8, h.distance
-            FROM cfg CROSS JOIN LATERAL (
-                SELECT id, key, size, content_type, width, height, last_modified,
-                       embedding <#> {target} AS distance
-                FROM {q}
-                WHERE {" AND ".join(where)} AND cfg.scan IS NOT NULL
-                ORDER BY embedding <#> {target}
-                LIMIT :limit
-            ) AS h
-            {cutoff} ORDER BY h.distance + 0, h.id"""
-        rows = self.db.run(sql, **params)
-        if not rows and similar_to is not None and not self.is_embedded(collection, similar_to):
-            raise KeyError(similar_to)
-        return [Hit(row[0], row[1], -float(row[7]), row[2], row[3], row[4], row[5], _from_epoch(row[6]),
-                    float(row[7])) for row in rows]
-
-    def recent(
-        self, collection: Collection, *, limit: int = 30, after: tuple[datetime | None, int] | None = None
-    ) -> list[Hit]:
-        """Embedded rows, newest `last_modified` first (undated ones first, as the index orders them).
-
-        Keyset pagination: `after` is the (last_modified, id) of the previous page's last row, so rows
-        added meanwhile never shift later pages (no duplicates, no gaps).
-        """
-        q = quote_ident(collection.table)
-        params: dict[str, Any] = {"limit": int(limit)}
-        where = "status = 'embedded'"
-        if after is not None:
-            params["after_id"] = int(after[1])
-            if after[0] is None:
-                where += " AND (last_modified IS NOT NULL OR id < :after_id)"
-            else:
-                where += " AND (last_modified, id) < (:after_time, :after_id)"
-                params["after_time"] = after[0]
-        rows = self.db.run(
-            f"""SELECT id, key, size, content_type, width, height, extract(epoch FROM last_modified)::float8
-                FROM {q} WHERE {where} ORDER BY last_modified DESC, id DESC LIMIT :limit""",
-            **params,
-        )
-        return [Hit(row[0], row[1], None, row[2], row[3], row[4], row[5], _from_epoch(row[6])) for row in rows]
-
-
-@dataclass(frozen=True)
-class Hit:
-    """One image in a query answer. `distance` (negative inner product) is the paging position."""
-
-    id: int
-    key: str
-    score: float | None
-    size: int | None
-    content_type: str | None
-    width: int | None
-    height: int | None
-    last_modified: datetime | None
-    distance: float | None = None
-
-
-@dataclass(frozen=True)
-class SearchFilters:
-    """Filters that combine with vector search: key prefix, last_modified range, content type."""
-
-    prefix: str | None = None
-    after: datetime | None = None
-    before: datetime | None = None
-    content_type: str | None = None
-
-    def sql(self, params: dict[str, Any]) -> list[str]:
-        """WHERE terms; the values go into `params`, never into the SQL text."""
-        terms = []
-        if self.prefix:
-            terms.append("starts_with(key, :prefix)")
-            params["prefix"] = self.prefix
-        if self.after is not None:
-            terms.append("last_modified >= :modified_after")
-            params["modified_after"] = self.after
-        if self.before is not None:
-            terms.append("last_modified < :modified_before")
-            params["modified_before"] = self.before
-        if self.content_type:
-            terms.append("content_type = :content_type")
-            params["content_type"] = self.content_type
-        return terms
-
-
-def _from_epoch(seconds: float | None) -> datetime | None:
-    """Timestamps come back as epoch seconds: parsing pg8000's text timestamps costs ~15 µs each."""
-    return None if seconds is None else datetime.fromtimestamp(seconds, UTC)

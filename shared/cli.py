@@ -107,15 +107,15 @@ def _cmd_sync(args: argparse.Namespace) -> int:
 
 
 def _run_backfill(collection: str) -> int:
+    from shared import runtime
     from shared.backfill import sweep
-    from shared.ingest import default_ingestor
 
-    summary = sweep(default_ingestor(), collection)
+    summary = sweep(runtime.ingestor(), collection)
     print(f"embedded {summary.embedded}, failed {summary.failed}, removed {summary.removed}, "
           f"added from the listing {summary.added}, remaining {summary.remaining} ({summary.seconds:.1f} s)")
     for error in summary.errors:
         print(f"  retry later: {error}", file=sys.stderr)
-    return 1 if summary.retry else 0
+    return 1 if summary.retry or summary.errors else 0
 
 
 def _cmd_backfill(args: argparse.Namespace) -> int:
@@ -123,13 +123,13 @@ def _cmd_backfill(args: argparse.Namespace) -> int:
 
 
 def _cmd_status(args: argparse.Namespace) -> int:
-    from shared import runtime
+    from shared import queries, runtime
 
     catalog = runtime.catalog()
     collections = [catalog.get_collection(args.collection)] if args.collection else catalog.list_collections()
     report = []
     for collection in collections:
-        stats = catalog.stats(collection)
+        stats = queries.stats(catalog, collection)
         stats["remaining"] = catalog.count_todo(collection, max_attempts=get_settings().max_attempts)
         report.append(stats)
     print(json.dumps(report if not args.collection else report[0], indent=2))
@@ -138,25 +138,22 @@ def _cmd_status(args: argparse.Namespace) -> int:
 
 def _cmd_reembed(args: argparse.Namespace) -> int:
     from shared import runtime
-    from shared.backfill import reembed
     from shared.embedders import load
-    from shared.ingest import Ingestor
+    from shared.model_move import reembed
 
-    settings = get_settings()
-    catalog = runtime.catalog()
-    collection = catalog.get_collection(args.collection)
-    new = load(args.model, settings)
-    ingestor = Ingestor(settings, catalog, runtime.storage(), new)  # only its catalog and storage are used
+    ingestor = runtime.ingestor()
+    new = ingestor.models.find(args.model) or load(args.model, get_settings())
 
     def progress(done: int, total: int) -> None:
         print(f"\r{done}/{total} re-embedded", end="", file=sys.stderr, flush=True)
 
-    summary = reembed(ingestor, collection.name, new, progress=None if args.quiet else progress)
+    summary = reembed(ingestor, args.collection, new, progress_callback=None if args.quiet else progress)
     print(file=sys.stderr)
     print(f"{summary.collection}: {summary.embedded} re-embedded with {summary.model}, {summary.failed} failed, "
           f"switched: {summary.switched}, set back to pending: {summary.reset_to_pending}")
     if summary.switched:
-        print(f"Now set IB_MODEL={summary.model} for the functions and the API.")
+        print(f"Searches and uploads of {summary.collection} now use {summary.model} in every deployment that "
+              "holds it (IB_MODEL); the old model can leave IB_MODEL at the next deploy.")
     return 0 if summary.switched else 1
 
 
@@ -183,7 +180,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("reembed", help="move a collection to another model without downtime")
     p.add_argument("--collection", default=None, help="bucket/collection (default: IB_BUCKET)")
-    p.add_argument("--model", required=True, help="model spec: directory, Hugging Face repo or replicate:…")
+    p.add_argument("--model", required=True,
+                   help="model id held by IB_MODEL, or a spec: directory, Hugging Face repo or replicate:…")
     p.add_argument("--quiet", action="store_true", help="no progress line")
     p.set_defaults(func=_cmd_reembed)
     return parser

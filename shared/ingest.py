@@ -1,7 +1,9 @@
 """Ingestion core: object events -> catalog rows with a vector, size, etag and a WebP thumbnail.
 
-One `Ingestor` serves the embed function (events), the backfill sweep (claimed rows) and the CLI.
-Work flows as a small pipeline so the model is never idle waiting for S3:
+One `Ingestor` serves the embed function (events), the backfill sweep (claimed rows), the model move
+and the CLI. Each collection is embedded by the model it records (`Writes`); while it moves to another
+model, new objects get the next model's vector too. Work flows as a small pipeline so the model is
+never idle waiting for S3:
 
     worker threads: read object -> decode -> thumbnail (write it) -> model preprocessing
     model threads: batches of `embed_batch_size` -> model -> store vectors (IB_EMBED_PARALLEL side by side)
@@ -25,33 +27,35 @@ from collections.abc import Iterable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any, Literal
+from typing import Any, Literal
 
 import numpy as np
 from PIL import Image
 
-from shared.catalog import Catalog, Collection
+from shared.catalog import Catalog, Collection, ModelChanged
 from shared.config import Settings
 from shared.db import DatabaseUnavailable
-from shared.embedders import EmbedderTemporaryError, normalize_rows
+from shared.embedders import Embedder, EmbedderTemporaryError, ModelNotDeployed, Models
 from shared.events import ObjectEvent
 from shared.images import ImageError, content_type_for, decode, is_image_key, thumbnail
 from shared.storage import ObjectInfo, ObjectMissing, ObjectTooLarge, Storage, StorageUnavailable
 
-if TYPE_CHECKING:
-    from shared.embedders import Embedder
-
 log = logging.getLogger(__name__)
 THUMBNAIL_SKIP = "thumbnail (our own write)"
 
-# Worth retrying later: the message (or the claimed row) comes back.
-TRANSIENT_ERRORS: tuple[type[BaseException], ...] = (DatabaseUnavailable, StorageUnavailable, EmbedderTemporaryError)
+# Worth retrying later: the message (or the claimed row) comes back. A collection whose model this
+# deployment lacks (or that moved to another model mid-batch) is retried until a deployment has it.
+TRANSIENT_ERRORS: tuple[type[BaseException], ...] = (
+    DatabaseUnavailable, StorageUnavailable, EmbedderTemporaryError, ModelNotDeployed, ModelChanged,
+)
 # The object itself is unusable: mark the row failed.
 PERMANENT_ERRORS: tuple[type[BaseException], ...] = (ImageError, ObjectTooLarge)
 
 RETRY_BASE_SECONDS = 60.0  # failed rows wait 1 min, 4 min, 16 min, ... before a sweep retries them
 RETRY_MAX_SECONDS = 24 * 3600.0
 DEFAULT_WORKERS = 4
+# Handlers stop taking work this long before the Lambda deadline: a batch must finish and be recorded.
+DEADLINE_MARGIN_MS = 60_000
 
 Outcome = Literal["embedded", "skipped", "failed", "removed", "missing", "retry"]
 MissingPolicy = Literal["skip", "remove"]
@@ -129,13 +133,31 @@ class WorkItem:
 class KeyEvents:
     """The events of one object in a batch, still to be applied to the catalog (in a worker thread)."""
 
-    bucket: str
+    collection: Collection
     key: str
     events: tuple[ObjectEvent, ...]
 
     @property
+    def bucket(self) -> str:
+        return self.collection.bucket
+
+    @property
     def action(self) -> str:
         return self.events[-1].action
+
+
+@dataclass(frozen=True)
+class Writes:
+    """What the pipeline writes per object: the live model's vector (none during a model move's own
+    pass), the next model's vector while a move runs, and the thumbnail."""
+
+    live: Embedder | None
+    next: Embedder | None = None
+    thumbnails: bool = True
+
+    @property
+    def embedders(self) -> list[Embedder]:
+        return [embedder for embedder in (self.live, self.next) if embedder is not None]
 
 
 @dataclass
@@ -144,8 +166,7 @@ class Prepared:
     info: ObjectInfo
     width: int
     height: int
-    image: Image.Image | None  # for embedders without a separate preprocessing step
-    pixels: np.ndarray | None  # the model's input row, computed in the worker thread
+    inputs: list[Any]  # one model input per embedder of the Writes, made in the worker thread
     started: float
 
 
@@ -179,26 +200,30 @@ def original_size(data: bytes, fallback: tuple[int, int]) -> tuple[int, int]:
 class Ingestor:
     """Embeds objects into the catalog; thread-safe to share, one per process is enough."""
 
-    write_thumbnails = True
-
-    def __init__(self, settings: Settings, catalog: Catalog, storage: Storage, embedder: Embedder,
+    def __init__(self, settings: Settings, catalog: Catalog, storage: Storage, models: Models | Embedder,
                  *, workers: int | None = None):
         self.settings = settings
         self.catalog = catalog
         self.storage = storage
-        self.embedder = embedder
+        self.models = models if isinstance(models, Models) else Models([models], settings)
         self.workers = workers or max(DEFAULT_WORKERS, settings.backfill_concurrency)
-        # Split preprocessing from the model call when the embedder allows it (local ONNX models), so
-        # resizing runs in the worker threads; hosted models take PIL images.
-        self._split = callable(getattr(embedder, "preprocess", None)) and callable(
-            getattr(embedder, "run_visual", None)
-        )
+
+    @property
+    def embedder(self) -> Embedder:
+        """The default model: new collections get it."""
+        return self.models.default
 
     # ---- events ---------------------------------------------------------------------------------
 
     def collection_for(self, bucket: str) -> Collection:
-        """The bucket's collection, created on first use with this process's model."""
-        return self.catalog.ensure_collection(bucket, self.embedder.model_id, self.embedder.dim, bucket=bucket)
+        """The bucket's collection as the registry has it now, created on first use with the default model."""
+        return self.catalog.open_collection(bucket, self.embedder.model_id, self.embedder.dim, bucket=bucket)
+
+    def writes_for(self, collection: Collection) -> Writes:
+        """The collection's own model; while it moves, the next one too if this deployment holds it."""
+        live = self.models.get(collection.model_id, collection.name)
+        following = self.models.find(collection.next_model_id) if collection.next_model_id else None
+        return Writes(live, following)
 
     def process_events(self, events: Sequence[ObjectEvent]) -> IngestReport:
         """Apply events (ordering and tombstones by the catalog), then embed what is new.
@@ -206,24 +231,29 @@ class Ingestor:
         Never raises for one object's transient failure: see `report.errors`.
         """
         report = IngestReport()
-        by_key: dict[tuple[str, str], list[ObjectEvent]] = {}
+        by_bucket: dict[str, dict[str, list[ObjectEvent]]] = {}
         for event in events:
-            by_key.setdefault((event.bucket, event.key), []).append(event)
-        for bucket in {bucket for bucket, _ in by_key}:
-            self.collection_for(bucket)  # once, before the workers need it
-        # Catalog updates run in the worker threads too, so the model starts on the first images at once.
-        jobs = [KeyEvents(bucket, key, tuple(key_events)) for (bucket, key), key_events in by_key.items()]
-        self.embed_items(jobs, report, missing="skip")
+            if self.storage.is_thumbnail(event.key):
+                report.add(event.bucket, event.key, event.action, "skipped", THUMBNAIL_SKIP)
+            else:
+                by_bucket.setdefault(event.bucket, {}).setdefault(event.key, []).append(event)
+        for bucket, by_key in by_bucket.items():
+            try:  # once per batch: the registry says which model(s) this collection takes now
+                collection = self.collection_for(bucket)
+                writes = self.writes_for(collection)
+            except TRANSIENT_ERRORS as exc:
+                for key, key_events in by_key.items():
+                    report.retry(bucket, key, key_events[-1].action, exc)
+                continue
+            # Catalog updates run in the worker threads, so the model starts on the first images at once.
+            jobs = [KeyEvents(collection, key, tuple(key_events)) for key, key_events in by_key.items()]
+            self.embed_items(jobs, writes, report, missing="skip")
         return report
 
-    def _record(self, bucket: str, key: str, events: Sequence[ObjectEvent], report: IngestReport) -> WorkItem | None:
+    def _record(self, job: KeyEvents, report: IngestReport) -> WorkItem | None:
         """Apply one object's events; the row to embed, or None (the outcome is reported)."""
-        action = events[-1].action
-        if self.storage.is_thumbnail(key):
-            report.add(bucket, key, action, "skipped", THUMBNAIL_SKIP)
-            return None
+        collection, bucket, key, events, action = job.collection, job.bucket, job.key, job.events, job.action
         creates = any(event.action == "created" for event in events)
-        collection = self.collection_for(bucket)
         if not is_image_key(key):
             # No image extension: only a HEAD's content type can make it one; removals of such keys
             # matter only if we hold a row for them.
@@ -251,7 +281,7 @@ class Ingestor:
 
     # ---- the pipeline ---------------------------------------------------------------------------
 
-    def embed_items(self, items: Sequence[WorkItem | KeyEvents], report: IngestReport, *,
+    def embed_items(self, items: Sequence[WorkItem | KeyEvents], writes: Writes, report: IngestReport, *,
                     missing: MissingPolicy) -> None:
         """Read, decode, thumbnail and embed `items` in batches, S3 reads overlapping the model."""
         if not items:
@@ -271,14 +301,14 @@ class Ingestor:
                 # Up to `model_calls` batches in the model at once; wait for the oldest beyond that.
                 while len(embedding) >= model_calls:
                     embedding.popleft().result()
-                embedding.append(model.submit(self._embed_batch, batch, report))
+                embedding.append(model.submit(self._embed_batch, batch, writes, report))
 
             def refill() -> None:
                 while len(queue) < window:
                     item = next(pending, None)
                     if item is None:
                         return
-                    queue.append((item, pool.submit(self._prepare, item, report, missing)))
+                    queue.append((item, pool.submit(self._prepare, item, writes, report, missing)))
 
             refill()
             batch: list[Prepared] = []
@@ -296,49 +326,49 @@ class Ingestor:
             for future in embedding:
                 future.result()
 
-    def _prepare(self, job: WorkItem | KeyEvents, report: IngestReport, missing: MissingPolicy) -> Prepared | None:
+    def _prepare(self, job: WorkItem | KeyEvents, writes: Writes, report: IngestReport,
+                 missing: MissingPolicy) -> Prepared | None:
         """Worker thread: everything per object that does not need the model. None: outcome reported.
 
         Permanent failures and vanished objects are handled here; transient errors propagate.
         """
         started = time.perf_counter()
-        item = self._record(job.bucket, job.key, job.events, report) if isinstance(job, KeyEvents) else job
+        item = self._record(job, report) if isinstance(job, KeyEvents) else job
         if item is None:
             return None
         try:
-            return self._read_and_decode(item, started, report)
+            return self._read_and_decode(item, writes, started, report)
         except PERMANENT_ERRORS as exc:
-            self._mark_failed(item, exc, report)
+            self._mark_failed(item, writes, exc, report)
         except ObjectMissing:
             self._object_gone(item, report, missing)
         return None
 
-    def decode(self, data: bytes) -> Image.Image:
+    def decode(self, data: bytes, writes: Writes) -> Image.Image:
         """Decode for embedding and the thumbnail: big JPEGs at a reduced scale that still covers both."""
         return decode(
             data,
             max_pixels=self.settings.max_image_pixels,
             max_bytes=self.settings.max_image_bytes,
-            min_side=self.embedder.input_side,
-            min_long_side=self.settings.thumbnail_size if self.write_thumbnails else None,
+            min_side=max(embedder.input_side for embedder in writes.embedders),
+            min_long_side=self.settings.thumbnail_size if writes.thumbnails else None,
         )
 
-    def _read_and_decode(self, item: WorkItem, started: float, report: IngestReport) -> Prepared | None:
+    def _read_and_decode(self, item: WorkItem, writes: Writes, started: float,
+                         report: IngestReport) -> Prepared | None:
         bucket = item.bucket
         obj = self.storage.read(bucket, item.key, self.settings.max_image_bytes)
         if item.etag and obj.info.etag and obj.info.etag != item.etag:
             # Replaced since the event: the newer event (or the sweep) embeds the new content.
             report.add(bucket, item.key, item.action, "skipped", "object replaced since the event (etag differs)")
             return None
-        image = self.decode(obj.data)
+        image = self.decode(obj.data, writes)
         width, height = original_size(obj.data, image.size)
-        if self.write_thumbnails:
+        if writes.thumbnails:
             thumb = thumbnail(image, self.settings.thumbnail_size)
             self.storage.put(bucket, self.storage.thumbnail_key(item.key), thumb, "image/webp")
-        if self._split:
-            pixels = self.embedder.preprocess([image])  # type: ignore[attr-defined]
-            return Prepared(item, obj.info, width, height, None, pixels, started)
-        return Prepared(item, obj.info, width, height, image, None, started)
+        inputs = [embedder.prepare_image(image) for embedder in writes.embedders]
+        return Prepared(item, obj.info, width, height, inputs, started)
 
     @staticmethod
     def _collect(job: WorkItem | KeyEvents, future: Future[Prepared | None], report: IngestReport) -> Prepared | None:
@@ -351,51 +381,60 @@ class Ingestor:
             report.retry(job.bucket, job.key, job.action, exc)
         return None
 
-    def _embed_batch(self, batch: list[Prepared], report: IngestReport) -> None:
+    def _embed_batch(self, batch: list[Prepared], writes: Writes, report: IngestReport) -> None:
         try:
-            vectors = self._vectors(batch)
+            vectors = [self._vectors(embedder, [p.inputs[i] for p in batch])
+                       for i, embedder in enumerate(writes.embedders)]
         except TRANSIENT_ERRORS as exc:
             for p in batch:
-                report.retry(p.item.collection.bucket, p.item.key, p.item.action, exc)
+                report.retry(p.item.bucket, p.item.key, p.item.action, exc)
             return
-        for p, vector in zip(batch, vectors, strict=True):
-            item, bucket = p.item, p.item.collection.bucket
+        for row, p in enumerate(batch):
+            item = p.item
             try:
-                stored = self._store(p, vector)
+                stored = self._store(p, writes, [v[row] for v in vectors])
             except TRANSIENT_ERRORS as exc:
-                report.retry(bucket, item.key, item.action, exc)
+                report.retry(item.bucket, item.key, item.action, exc)
                 continue
             seconds = round(time.perf_counter() - p.started, 4)
             if stored:
-                report.add(bucket, item.key, item.action, "embedded", seconds=seconds)
+                report.add(item.bucket, item.key, item.action, "embedded", seconds=seconds)
             else:
-                report.add(bucket, item.key, item.action, "skipped", "row changed meanwhile (newer etag or deleted)",
-                           seconds)
+                report.add(item.bucket, item.key, item.action, "skipped",
+                           "row changed meanwhile (newer etag or deleted)", seconds)
 
-    def _store(self, p: Prepared, vector: np.ndarray) -> bool:
-        """Write one vector for the row's current etag; False if the row moved on."""
+    def _store(self, p: Prepared, writes: Writes, vectors: list[np.ndarray]) -> bool:
+        """Write the vectors for the row's current etag; False if the row moved on."""
         item = p.item
+        if writes.live is None:  # a model move's own pass: only the next model's vector
+            assert writes.next is not None
+            return self.catalog.store_next_embedding(item.collection, item.key, item.etag, vectors[0],
+                                                     model_id=writes.next.model_id)
         return self.catalog.store_embedding(
-            item.collection, item.key, item.etag, vector, model_id=self.embedder.model_id,
+            item.collection, item.key, item.etag, vectors[0], model_id=writes.live.model_id,
+            next_vector=vectors[1] if writes.next else None,
+            next_model_id=writes.next.model_id if writes.next else None,
             width=p.width, height=p.height, size=p.info.size,
             content_type=p.info.content_type or content_type_for(item.key),
             last_modified=p.info.last_modified,
         )
 
-    def _vectors(self, batch: list[Prepared]) -> np.ndarray:
-        if self._split:
-            raw = self.embedder.run_visual(np.concatenate([p.pixels for p in batch]))  # type: ignore[attr-defined]
-            vectors = normalize_rows(raw)
-            if vectors.shape != (len(batch), self.embedder.dim):
-                raise RuntimeError(
-                    f"{self.embedder.model_id} returned vectors of shape {vectors.shape}, expected "
-                    f"({len(batch)}, {self.embedder.dim}): check the model directory"
-                )
-            return vectors
-        return self.embedder.embed_images([p.image for p in batch])
+    @staticmethod
+    def _vectors(embedder: Embedder, inputs: list[Any]) -> np.ndarray:
+        vectors = embedder.embed_prepared(inputs)
+        if vectors.shape != (len(inputs), embedder.dim):
+            raise RuntimeError(
+                f"{embedder.model_id} returned vectors of shape {vectors.shape}, expected "
+                f"({len(inputs)}, {embedder.dim}): check the model directory"
+            )
+        return vectors
 
-    def _mark_failed(self, item: WorkItem, exc: BaseException, report: IngestReport) -> None:
-        bucket, reason = item.collection.bucket, failure_reason(exc)
+    def _mark_failed(self, item: WorkItem, writes: Writes, exc: BaseException, report: IngestReport) -> None:
+        bucket, reason = item.bucket, failure_reason(exc)
+        if writes.live is None:
+            # A model move's pass: the live row keeps its old vector; it goes pending at the switch.
+            report.add(bucket, item.key, item.action, "failed", reason)
+            return
         try:
             self.catalog.mark_failed(
                 item.collection, item.key, item.etag, reason, retry_after_seconds=retry_delay(item.attempts)
@@ -422,29 +461,11 @@ class Ingestor:
         report.add(bucket, item.key, "removed", "removed", "object no longer in the bucket")
 
 
-def default_ingestor() -> Ingestor:
-    """The process-wide ingestor on `shared.runtime` resources (lazy: first call loads the model)."""
-    global _ingestor
-    if _ingestor is None:
-        from shared import runtime
-        from shared.config import get_settings
-
-        _ingestor = Ingestor(get_settings(), runtime.catalog(), runtime.storage(), runtime.embedder())
-    return _ingestor
-
-
-_ingestor: Ingestor | None = None
-
-
-def reset_default_ingestor() -> None:
-    """Forget the process-wide ingestor (tests that change settings)."""
-    global _ingestor
-    _ingestor = None
-
-
 def ingest_events(events: Iterable[ObjectEvent]) -> IngestReport:
     """Ingest events with the process-wide resources; raises IngestRetry if any object must be retried."""
-    report = default_ingestor().process_events(list(events))
+    from shared import runtime
+
+    report = runtime.ingestor().process_events(list(events))
     if report.errors:
         raise IngestRetry(report.errors)
     return report

@@ -1,7 +1,8 @@
-"""Process-wide resources, created lazily on first use and then reused.
+"""The composition root: settings, the database pool (catalog), storage, the models and the ingestor.
 
-A Lambda container keeps these between invocations (connection reuse); nothing here runs at import
-time, so a cold start pays only for what the first request needs.
+Each is created on first use and then reused: a Lambda container keeps them between invocations
+(connection reuse), and nothing here runs at import time, so a cold start pays only for what the
+first request needs.
 """
 
 from __future__ import annotations
@@ -13,25 +14,22 @@ from shared.config import ConfigError, get_settings
 
 if TYPE_CHECKING:
     from shared.catalog import Catalog
-    from shared.embedders import Embedder
+    from shared.embedders import Embedder, Models
+    from shared.ingest import Ingestor
     from shared.storage import Storage
-
-@lru_cache(maxsize=1)
-def database_url() -> str:
-    url = get_settings().database_url
-    if not url:
-        raise ConfigError(
-            "IB_DATABASE_URL is not set: give the PostgreSQL URL (postgresql://user:pass@host:5432/db). "
-            "Locally, `make dev` starts a database and sets it."
-        )
-    return url
 
 
 @lru_cache(maxsize=1)
 def catalog() -> Catalog:
     from shared.catalog import Catalog
 
-    return Catalog.from_url(database_url())
+    url = get_settings().database_url
+    if not url:
+        raise ConfigError(
+            "IB_DATABASE_URL is not set: give the PostgreSQL URL (postgresql://user:pass@host:5432/db). "
+            "Locally, `make dev` starts a database and sets it."
+        )
+    return Catalog.from_url(url)
 
 
 @lru_cache(maxsize=1)
@@ -41,16 +39,27 @@ def storage() -> Storage:
     return Storage(get_settings())
 
 
-def embedder() -> Embedder:
-    """The configured model; loading its sessions is itself lazy (text vs. images)."""
-    from shared.embedders import load
+@lru_cache(maxsize=1)
+def models() -> Models:
+    """The models this deployment holds (IB_MODEL); each loads its towers on first use."""
+    from shared.embedders import Models
 
-    return load(get_settings().model, get_settings())  # cached per process, under the loader's lock
+    return Models.from_settings(get_settings())
+
+
+@lru_cache(maxsize=1)
+def ingestor() -> Ingestor:
+    from shared.ingest import Ingestor
+
+    return Ingestor(get_settings(), catalog(), storage(), models())
 
 
 def reset() -> None:
     """Forget everything (tests that change settings between cases)."""
-    get_settings.cache_clear()
-    database_url.cache_clear()
-    catalog.cache_clear()
-    storage.cache_clear()
+    for cached in (get_settings, catalog, storage, models, ingestor):
+        cached.cache_clear()
+
+
+def embedder() -> Embedder:
+    """The default model (new collections get it)."""
+    return models().default

@@ -80,7 +80,7 @@ def world(pg_url: str, moto_server: MotoServer, test_model_dir: Path) -> Iterato
     keys = [f"photos/{i:03d}.jpg" for i in range(30)] + [f"png/{i:03d}.png" for i in range(10)]
     vectors = add_images(catalog, coll, embedder, keys, seed=0)
     vectors |= add_images(catalog, coll, embedder, [f"rare/{i:03d}.jpg" for i in range(10)], seed=100, day=30)
-    app = create_app(settings, catalog=catalog, embedder=embedder)
+    app = create_app(settings, catalog=catalog, models=embedder)
     with TestClient(app) as client:
         yield World(settings, catalog, embedder, coll, vectors, client)
     catalog.db.close()
@@ -149,7 +149,7 @@ def test_prefix_filter_still_fills_the_page(world: World) -> None:
     )
     catalog.db.run(f"ANALYZE {quote_ident(coll.table)}")
     app = create_app(world.settings.model_copy(update={"hnsw_ef_search": 1}),
-                     catalog=world.catalog, embedder=world.embedder)
+                     catalog=world.catalog, models=world.embedder)
     seen: list[str] = []
     with TestClient(app) as client:
         cursor = None
@@ -312,10 +312,10 @@ def test_health_and_lazy_text_model(world: World, test_model_dir: Path) -> None:
     calls = []
     original = embedder.embed_texts
     embedder.embed_texts = lambda texts: calls.append(list(texts)) or original(texts)  # type: ignore[method-assign]
-    app = create_app(world.settings, catalog=world.catalog, embedder=embedder)
+    app = create_app(world.settings, catalog=world.catalog, models=embedder)
     with TestClient(app) as client:
         health = client.get("/api/health").json()
-        assert health == {"status": "ok", "database": True, "model": embedder.model_id,
+        assert health == {"status": "ok", "database": True, "model": embedder.model_id, "models": [embedder.model_id],
                           "model_loaded": {"visual": False, "textual": False}, "test_model": True}
         client.get("/api/similar", params={"key": "photos/001.jpg"}).raise_for_status()
         assert embedder.loaded()["textual"] is False  # no text query yet, no text model
@@ -327,6 +327,26 @@ def test_health_and_lazy_text_model(world: World, test_model_dir: Path) -> None:
         assert "/api/search" in client.get("/openapi.json").json()["paths"]
         gallery = client.get("/")
         assert gallery.status_code == 200 and "<html" in gallery.text.lower()
+
+
+def test_openapi_documents_every_answer(world: World) -> None:
+    paths = world.client.get("/openapi.json").json()["paths"]
+    operations = [(f"{method.upper()} {path}", operation) for path, methods in paths.items()
+                  if path.startswith("/api/") for method, operation in methods.items()]
+    assert len(operations) == 8
+    for name, operation in operations:
+        responses = operation["responses"]
+        assert operation["description"], name  # the route's docstring
+        if "307" in responses:  # the image redirect: no body, the answer is its Location
+            assert responses["307"]["headers"]["Location"]["schema"], name
+        else:
+            assert responses["200"]["content"]["application/json"]["schema"]["$ref"], name
+        assert "422" not in responses, name  # a bad parameter answers 400
+        errors = [status for status in responses if status.startswith("4")]
+        assert errors or name == "GET /api/health", name
+        for status in errors:
+            schema = responses[status]["content"]["application/json"]["schema"]
+            assert schema["$ref"].endswith("/ErrorBody"), (name, status)
 
 
 # ---- errors ------------------------------------------------------------------------------------------
@@ -368,16 +388,17 @@ def test_not_found_answers(world: World) -> None:
     assert route.status_code == 404 and error_of(route)["code"] == "not_found"
 
 
-def test_collection_of_another_model_answers_409(world: World) -> None:
+def test_collection_of_a_model_not_deployed_answers_409(world: World) -> None:
     other = world.catalog.ensure_collection(unique_name("clip-l"), "openai/ViT-L-14", 768)
-    for path, params in [("/api/search", {"q": "cat"}), ("/api/similar", {"key": "a.jpg"})]:
-        response = world.client.get(path, params={"collection": other.name, **params})
-        assert response.status_code == 409
-        message = error_of(response)["message"]
-        assert "openai/ViT-L-14" in message and world.embedder.model_id in message
     upload = world.client.post("/api/search/image", params={"collection": other.name},
                                files={"file": ("q.png", png_bytes(synthetic_photo(32, 32)), "image/png")})
-    assert upload.status_code == 409
+    for response in (world.client.get("/api/search", params={"collection": other.name, "q": "cat"}), upload):
+        assert response.status_code == 409 and error_of(response)["code"] == "model_not_deployed"
+        message = error_of(response)["message"]
+        assert "openai/ViT-L-14" in message and world.embedder.model_id in message and "IB_MODEL=" in message
+    # Like a stored image needs no model: the stored vectors answer (here: no such image).
+    similar = world.client.get("/api/similar", params={"collection": other.name, "key": "a.jpg"})
+    assert similar.status_code == 404 and error_of(similar)["code"] == "unknown_key"
     # Browsing needs no model: it still works.
     assert world.client.get("/api/recent", params={"collection": other.name}).status_code == 200
 
@@ -395,7 +416,7 @@ def test_upload_errors(world: World) -> None:
 
 def test_database_down_answers_503_with_retry_after(world: World) -> None:
     dead = Catalog.from_url(f"postgresql://postgres@127.0.0.1:{free_port()}/postgres")
-    app = create_app(world.settings, catalog=dead, embedder=world.embedder)
+    app = create_app(world.settings, catalog=dead, models=world.embedder)
     with TestClient(app) as client:
         response = client.get("/api/search", params={"q": "x"})
         assert response.status_code == 503 and response.headers["retry-after"].isdigit()
@@ -407,7 +428,7 @@ def test_database_down_answers_503_with_retry_after(world: World) -> None:
 
 def test_api_key_and_cors(world: World) -> None:
     settings = world.settings.model_copy(update={"api_key": "s3cret", "cors_origins": ["https://gallery.example"]})
-    app = create_app(settings, catalog=world.catalog, embedder=world.embedder)
+    app = create_app(settings, catalog=world.catalog, models=world.embedder)
     with TestClient(app) as client:
         missing = client.get("/api/recent", headers={"origin": "https://gallery.example"})
         assert missing.status_code == 401 and error_of(missing)["code"] == "unauthorized"
@@ -430,7 +451,7 @@ def test_through_a_real_uvicorn_server(world: World) -> None:
     import uvicorn
 
     port = free_port()
-    app = create_app(world.settings, catalog=world.catalog, embedder=world.embedder)
+    app = create_app(world.settings, catalog=world.catalog, models=world.embedder)
     server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()

@@ -8,6 +8,7 @@ from datetime import UTC, datetime, timedelta
 import numpy as np
 import pytest
 
+from shared import queries
 from shared.catalog import Catalog, CatalogError, ModelMismatch, UnknownCollection, table_name_for
 from shared.db import DatabaseUnavailable, connect_params, quote_ident
 from shared.events import ObjectEvent
@@ -91,8 +92,8 @@ def test_create_then_embed(catalog: Catalog, coll) -> None:
     assert catalog.store_embedding(coll, "a.jpg", "e1", unit(1), model_id=MODEL, width=4, height=3)
     row = catalog.get_row(coll, "a.jpg")
     assert (row.status, row.width, row.height, row.has_embedding) == ("embedded", 4, 3, True)
-    assert catalog.is_embedded(coll, "a.jpg", "e1")
-    assert not catalog.is_embedded(coll, "a.jpg", "e2")
+    assert catalog.is_embedded(coll, "a.jpg") and catalog.get_row(coll, "a.jpg").etag == "e1"
+    assert not catalog.store_embedding(coll, "a.jpg", "e2", unit(1), model_id=MODEL)  # not that content
     assert catalog.is_embedded(coll, "a.jpg") and not catalog.is_embedded(coll, "b.jpg")
     assert catalog.counts(coll) == {"embedded": 1, "pending": 0, "failed": 0}
 
@@ -217,9 +218,10 @@ def test_stats(catalog: Catalog, coll) -> None:
     catalog.record_event(coll, created("a.jpg"))
     catalog.record_event(coll, created("b.jpg"))
     catalog.store_embedding(coll, "a.jpg", "e1", unit(1), model_id=MODEL)
-    stats = catalog.stats(coll)
+    stats = queries.stats(catalog, coll)
     assert stats["counts"] == {"embedded": 1, "pending": 1, "failed": 0}
     assert stats["bytes"] == 20 and stats["model"] == MODEL and stats["last_update"]
+    assert stats["move"] is None  # no model move under way
 
 
 def test_search_settings_are_local_to_the_query(catalog: Catalog, coll) -> None:
@@ -230,7 +232,7 @@ def test_search_settings_are_local_to_the_query(catalog: Catalog, coll) -> None:
         catalog.store_embedding(coll, f"k{i}.jpg", "e1", unit(i), model_id=MODEL)
     catalog.db.discard_idle()
     settings = "SELECT current_setting('hnsw.ef_search', true), current_setting('hnsw.iterative_scan', true)"
-    hits = catalog.search(coll, unit(3), limit=30, ef_search=7)
+    hits = queries.search(catalog, coll, unit(3), limit=30, ef_search=7)
     assert len(hits) == 30 and hits[0].key == "k3.jpg" and abs(hits[0].score - 1.0) < 1e-2
     with catalog.db.connection() as conn:  # the same pooled connection (LIFO pool, one caller)
         assert conn.run(settings)[0] == ["40", "off"]  # pgvector's defaults, not 7 / relaxed_order

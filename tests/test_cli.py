@@ -11,7 +11,6 @@ import pytest
 from shared import runtime
 from shared.cli import main
 from shared.dev.services import MotoServer, aws_client
-from shared.ingest import reset_default_ingestor
 from tests.fixtures.model import synthetic_photo
 from tests.fixtures.services import unique_name
 
@@ -26,9 +25,7 @@ def cli_bucket(moto_server: MotoServer, pg_url: str, test_model_dir: Path,
                         "IB_MODEL": str(test_model_dir)}.items():
         monkeypatch.setenv(name, value)
     runtime.reset()
-    reset_default_ingestor()
     yield bucket
-    reset_default_ingestor()
     runtime.reset()
 
 

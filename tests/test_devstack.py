@@ -69,8 +69,8 @@ def test_uploads_embed_through_events_and_survive_a_restart(stack: Stack, tmp_pa
     assert "Saved 6 objects" in out  # 3 originals + their 3 thumbnails
     assert not (stack.data_dir / "postgres" / "postmaster.pid").exists()  # PostgreSQL was shut down
 
-    # Same data directory, the `test` model spec (resolves to the same cached test model).
-    again = start_stack(stack.data_dir, "test", log_path=tmp_path / "restart.log")
+    # Same data directory, the `test-dynamic` model spec (resolves to the same cached test model).
+    again = start_stack(stack.data_dir, "test-dynamic", log_path=tmp_path / "restart.log")
     try:
         assert "6 objects restored" in again.output()
         assert embedded_by_events(again.output()) == 0  # restored objects send no events: no re-embedding

@@ -26,9 +26,9 @@ from shared.db import DatabaseUnavailable, connect_params, quote_ident
 from shared.dev.services import MotoServer, aws_client, wire_bucket_to_queue
 from shared.dev.sqs_poller import LocalContext, SqsPoller
 from shared.images import decode, is_image_key
-from shared.ingest import Ingestor, default_ingestor, reset_default_ingestor
+from shared.ingest import Ingestor
 from tests.fixtures.model import synthetic_photo
-from tests.fixtures.services import unique_name
+from tests.fixtures.services import embedded_keys, unique_name
 
 THUMBS = ".thumbnails/"
 
@@ -50,7 +50,7 @@ class Stack:
 
     @property
     def ingestor(self) -> Ingestor:
-        return default_ingestor()
+        return runtime.ingestor()
 
     @property
     def catalog(self) -> Catalog:
@@ -81,7 +81,7 @@ class Stack:
         objects = self.bucket_keys()
         images = {k for k in objects if not k.startswith(THUMBS) and is_image_key(k)}
         thumbs = {k for k in objects if k.startswith(THUMBS)}
-        embedded = self.catalog.embedded_keys(self.collection)
+        embedded = embedded_keys(self.catalog, self.collection)
         assert embedded == images, f"missing: {images - embedded}, extra: {embedded - images}"
         assert thumbs == {f"{THUMBS}{k}.webp" for k in embedded}
         assert self.catalog.counts(self.collection)["pending"] == 0
@@ -123,14 +123,12 @@ def stack(moto_server: MotoServer, pg_url: str, test_model_dir: Path) -> Iterato
         }.items():
             mp.setenv(name, value)
         runtime.reset()
-        reset_default_ingestor()
         sqs = aws_client("sqs", moto_server.endpoint)
         poller = SqsPoller(sqs, queue_url, embed_function.handler, batch_size=10, visibility_timeout=1)
         s3 = aws_client("s3", moto_server.endpoint)
         stack = Stack(bucket, queue_url, s3, sqs, poller, moto_server.endpoint)
         stack.poller.drain()  # the s3:TestEvent
         yield stack
-        reset_default_ingestor()
         runtime.reset()
 
 
@@ -141,9 +139,9 @@ def embed_calls(stack: Stack, monkeypatch: pytest.MonkeyPatch) -> Counter[str]:
     ingestor = stack.ingestor
     original = ingestor._embed_batch
 
-    def counting(batch: list[Any], report: Any) -> None:
+    def counting(batch: list[Any], *args: Any) -> None:
         calls.update(p.item.key for p in batch)
-        original(batch, report)
+        original(batch, *args)
 
     monkeypatch.setattr(ingestor, "_embed_batch", counting)
     return calls
@@ -237,7 +235,7 @@ def test_database_connection_killed_mid_batch(stack: Stack, monkeypatch: pytest.
     refusals = {"left": 0}
     killed = threading.Event()
 
-    def kill_then_embed(batch: list[Any], report: Any) -> None:
+    def kill_then_embed(batch: list[Any], *args: Any) -> None:
         if not killed.is_set():
             killed.set()
             # From outside the pool: kill every other connection, and refuse reconnects for a moment.
@@ -248,7 +246,7 @@ def test_database_connection_killed_mid_batch(stack: Stack, monkeypatch: pytest.
             )
             killer.close()
             refusals["left"] = 2
-        original_batch(batch, report)
+        original_batch(batch, *args)
 
     def flaky_connect() -> Any:
         if refusals["left"] > 0:

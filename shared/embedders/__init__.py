@@ -5,7 +5,8 @@
 - a Hugging Face repo id in that layout (default `immich-app/ViT-B-32__openai`) -> downloaded once, then local
 - `replicate:owner/name[:version]` (e.g. `replicate:krthr/clip-embeddings`) -> the hosted API
 
-One process holds one instance per (spec, quantised, threads): loading is not repeated per request.
+`Models` is the set a deployment holds (IB_MODEL, comma-separated): each collection is served by the
+model it records, so one deployment serves a collection before, during and after a model move.
 """
 
 from __future__ import annotations
@@ -13,7 +14,8 @@ from __future__ import annotations
 import threading
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
-from typing import TYPE_CHECKING
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -37,6 +39,18 @@ class EmbedderTemporaryError(RuntimeError):
     """A transient failure (rate limit, 5xx) that outlasted our retries: the caller should retry later."""
 
 
+class ModelNotDeployed(EmbedderError):
+    """A collection records a model this deployment does not hold (e.g. right after a model move)."""
+
+    def __init__(self, collection: str, model_id: str, held: Sequence[str]):
+        self.collection, self.model_id, self.held = collection, model_id, list(held)
+        super().__init__(
+            f"collection {collection!r} uses model {model_id!r}, but this deployment holds only "
+            f"{', '.join(repr(m) for m in held) or 'no model'}. Deploy {model_id!r} beside them "
+            f"(IB_MODEL={','.join([*held, model_id])}, and an image that contains it)."
+        )
+
+
 class Embedder(ABC):
     """Images and texts -> float32 rows of unit length, shape (n, dim)."""
 
@@ -48,6 +62,14 @@ class Embedder(ABC):
 
     @abstractmethod
     def embed_images(self, images: Sequence[Image.Image]) -> np.ndarray: ...
+
+    def prepare_image(self, image: Image.Image) -> Any:
+        """Per-image work that can run in a worker thread before the model call (here: none)."""
+        return image
+
+    def embed_prepared(self, prepared: Sequence[Any]) -> np.ndarray:
+        """Vectors of images that went through `prepare_image`."""
+        return self.embed_images(prepared)
 
     @abstractmethod
     def embed_texts(self, texts: Sequence[str]) -> np.ndarray: ...
@@ -71,23 +93,11 @@ def normalize_rows(vectors: np.ndarray) -> np.ndarray:
     return (vectors / np.maximum(norms, 1e-12)).astype(np.float32, copy=False)
 
 
-_cache: dict[tuple[str, bool, int], Embedder] = {}
-_cache_lock = threading.Lock()
-
-
 def load(spec: str, settings: Settings | None = None) -> Embedder:
-    """The embedder for `spec`, created once per process (per spec, quantisation and thread count)."""
+    """A new embedder for `spec` (its towers load on first use). `Models` keeps one per spec."""
     from shared.config import get_settings
 
-    settings = settings or get_settings()
-    spec = spec.strip()
-    key = (spec, settings.model_quantized, settings.model_threads, settings.embed_parallel)
-    with _cache_lock:
-        embedder = _cache.get(key)
-        if embedder is None:
-            embedder = _create(spec, settings)
-            _cache[key] = embedder
-        return embedder
+    return _create(spec.strip(), settings or get_settings())
 
 
 def _create(spec: str, settings: Settings) -> Embedder:
@@ -105,18 +115,79 @@ def _create(spec: str, settings: Settings) -> Embedder:
     return OnnxClipEmbedder.from_spec(spec, settings)
 
 
-def clear_cache() -> None:
-    """Forget loaded embedders (tests)."""
-    with _cache_lock:
-        _cache.clear()
+class Models:
+    """The models a deployment holds. The first is the default for new collections.
+
+    `sources` are specs (as IB_MODEL takes them; a folder holding several model folders counts as
+    each of them) or embedders already built. Specs are resolved on first use, not here.
+    """
+
+    def __init__(self, sources: Sequence[str | Embedder], settings: Settings | None = None):
+        if not sources:
+            raise EmbedderError("no model given: set IB_MODEL (see the README's Models section)")
+        self.sources = [expanded for source in sources for expanded in _expand(source)]
+        self.settings = settings
+        self._loaded: dict[str, Embedder] = {}  # one instance per spec: towers load once per process
+        self._lock = threading.Lock()
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> Models:
+        return cls([spec for spec in settings.model.split(",") if spec.strip()] or [""], settings)
+
+    @property
+    def default(self) -> Embedder:
+        return self._embedder(self.sources[0])
+
+    def _embedder(self, source: str | Embedder) -> Embedder:
+        if isinstance(source, Embedder):
+            return source
+        with self._lock:
+            if source not in self._loaded:
+                self._loaded[source] = load(source, self.settings)
+            return self._loaded[source]
+
+    def ids(self) -> list[str]:
+        return [source if _id_is_spec(source) else self._embedder(source).model_id for source in self.sources]
+
+    def find(self, model_id: str) -> Embedder | None:
+        """The held model with this id, or None. Hub and Replicate specs are their own ids (no loading)."""
+        for source in self.sources:
+            if source == model_id or (not _id_is_spec(source) and self._embedder(source).model_id == model_id):
+                return self._embedder(source)
+        return None
+
+    def get(self, model_id: str, collection: str) -> Embedder:
+        """The model a collection records; ModelNotDeployed (naming both) when this deployment lacks it."""
+        embedder = self.find(model_id)
+        if embedder is None:
+            raise ModelNotDeployed(collection, model_id, self.ids())
+        return embedder
+
+
+def _id_is_spec(source: str | Embedder) -> bool:
+    """Hub repo ids and replicate: specs are the model ids collections record; folders name theirs."""
+    return isinstance(source, str) and (source.startswith(REPLICATE_PREFIX) or not Path(source).expanduser().exists())
+
+
+def _expand(source: str | Embedder) -> list[str | Embedder]:
+    """A folder of model folders (each with config.json) stands for all of them, in name order."""
+    if isinstance(source, Embedder):
+        return [source]
+    source = source.strip()
+    folder = Path(source).expanduser()
+    if folder.is_dir() and not (folder / "config.json").exists():
+        models = sorted(str(child) for child in folder.iterdir() if (child / "config.json").is_file())
+        return list(models) or [source]
+    return [source]
 
 
 __all__ = [
     "Embedder",
     "EmbedderError",
     "EmbedderTemporaryError",
+    "ModelNotDeployed",
     "ModelUnavailable",
-    "clear_cache",
+    "Models",
     "load",
     "normalize_rows",
 ]

@@ -127,8 +127,8 @@ class OnnxClipEmbedder(Embedder):
         self._locks = {tower: threading.Lock() for tower in TOWERS}
         self._preprocess: Preprocessor | None = None
         self._tokenizer: Tokenizer | None = None
-        self._image_batch = 16
-        self._text_batch = TEXT_BATCH
+        # Rows per model call when the export fixes the batch dimension (Immich's current exporter: 1).
+        self._fixed_batch: dict[str, int | None] = {}
 
     # -- construction ------------------------------------------------------------------------------
 
@@ -188,12 +188,10 @@ class OnnxClipEmbedder(Embedder):
             raise EmbedderError(f"cannot load {model_path}: {exc}") from None
         log.info("loaded %s tower of %s from %s", tower, self.model_id, model_path)
         batch_dim = session.get_inputs()[0].shape[0]
-        fixed_batch = batch_dim if isinstance(batch_dim, int) else None  # some exports fix batch to 1
+        self._fixed_batch[tower] = batch_dim if isinstance(batch_dim, int) and batch_dim > 0 else None
         if tower == "visual":
             self._preprocess = Preprocessor(_read_json(directory / "preprocess_cfg.json"))
-            self._image_batch = fixed_batch or self.settings.embed_batch_size
         else:
-            self._text_batch = fixed_batch or TEXT_BATCH
             seq_dim = session.get_inputs()[0].shape[-1]
             if isinstance(seq_dim, int):
                 self.context_length = seq_dim
@@ -266,33 +264,53 @@ class OnnxClipEmbedder(Embedder):
         return feeds
 
     def run_visual(self, pixels: np.ndarray) -> np.ndarray:
-        """Raw model call on a preprocessed batch (benchmarks time this separately)."""
-        session = self._session("visual")
-        spec = session.get_inputs()[0]
+        """Raw model call on a preprocessed batch of any size (benchmarks time this separately)."""
+        spec = self._session("visual").get_inputs()[0]
         dtype = np.float16 if spec.type == "tensor(float16)" else np.float32
-        return session.run(None, {spec.name: pixels.astype(dtype, copy=False)})[0]
+        return self._run("visual", {spec.name: pixels.astype(dtype, copy=False)})
 
     def run_textual(self, feeds: dict[str, np.ndarray]) -> np.ndarray:
-        return self._session("textual").run(None, feeds)[0]
+        return self._run("textual", feeds)
+
+    def _run(self, tower: str, feeds: dict[str, np.ndarray]) -> np.ndarray:
+        """The tower's first output for every row of `feeds`, whatever batch size the export fixed.
+
+        A fixed-batch export (Immich's exporter fixes it at 1) gets one call per `fixed` rows; a short
+        last chunk is padded with copies of its last row, whose outputs are dropped.
+        """
+        session = self._session(tower)
+        fixed = self._fixed_batch.get(tower)
+        rows = len(next(iter(feeds.values())))
+        if fixed is None or fixed == rows:
+            return session.run(None, feeds)[0]
+        out = []
+        for start in range(0, rows, fixed):
+            chunk = {name: value[start : start + fixed] for name, value in feeds.items()}
+            size = len(next(iter(chunk.values())))
+            if size < fixed:
+                chunk = {name: np.concatenate([value, np.repeat(value[-1:], fixed - size, axis=0)])
+                         for name, value in chunk.items()}
+            out.append(session.run(None, chunk)[0][:size])
+        return np.concatenate(out)
 
     def embed_images(self, images: Sequence[Image.Image]) -> np.ndarray:
         if len(images) == 0:
             return np.zeros((0, self.dim), dtype=np.float32)
-        self._session("visual")
-        out = [
-            self.run_visual(self.preprocess(images[i : i + self._image_batch]))
-            for i in range(0, len(images), self._image_batch)
-        ]
+        step = self.settings.embed_batch_size  # bounds the memory of preprocessed pixels
+        out = [self.run_visual(self.preprocess(images[i : i + step])) for i in range(0, len(images), step)]
         return self._check(normalize_rows(np.concatenate(out)))
+
+    def prepare_image(self, image: Image.Image) -> np.ndarray:
+        """The model's input row, so resizing runs in the ingest worker threads, not the model's."""
+        return self.preprocess([image])[0]
+
+    def embed_prepared(self, prepared: Sequence[np.ndarray]) -> np.ndarray:
+        return self._check(normalize_rows(self.run_visual(np.stack(prepared))))
 
     def embed_texts(self, texts: Sequence[str]) -> np.ndarray:
         if len(texts) == 0:
             return np.zeros((0, self.dim), dtype=np.float32)
-        self._session("textual")
-        out = [
-            self.run_textual(self.tokenize(texts[i : i + self._text_batch]))
-            for i in range(0, len(texts), self._text_batch)
-        ]
+        out = [self.run_textual(self.tokenize(texts[i : i + TEXT_BATCH])) for i in range(0, len(texts), TEXT_BATCH)]
         return self._check(normalize_rows(np.concatenate(out)))
 
     def _check(self, vectors: np.ndarray) -> np.ndarray:

@@ -1,0 +1,147 @@
+"""What the routes work with, created once per app: settings, storage (URLs), the query cache, and the
+catalog and models, each made on first use (a Lambda container keeps them between invocations).
+
+Each request reads its collection from the registry and uses the model the collection records, so a
+model move done by another process is followed at once, without a restart."""
+
+from __future__ import annotations
+
+import threading
+from collections import OrderedDict
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+import numpy as np
+
+from shared.api.schemas import ImageItem
+from shared.catalog import Catalog, Collection, ModelChanged
+from shared.config import Settings
+from shared.embedders import Embedder, Models
+from shared.queries import Hit
+from shared.storage import Storage
+
+T = TypeVar("T")
+
+
+class QueryCache:
+    """LRU of text-query embeddings keyed by (model, text): paging and repeats skip the encoder."""
+
+    def __init__(self, size: int):
+        self.size = size
+        self._items: OrderedDict[tuple[str, str], np.ndarray] = OrderedDict()
+        self._lock = threading.Lock()
+        self.hits = self.misses = 0
+
+    def get(self, model_id: str, text: str, compute: Callable[[str], np.ndarray]) -> np.ndarray:
+        key = (model_id, text)
+        with self._lock:
+            vector = self._items.get(key)
+            if vector is not None:
+                self._items.move_to_end(key)
+                self.hits += 1
+                return vector
+            self.misses += 1
+        vector = compute(text)
+        if self.size > 0:
+            with self._lock:
+                self._items[key] = vector
+                while len(self._items) > self.size:
+                    self._items.popitem(last=False)
+        return vector
+
+
+@dataclass
+class Services:
+    """What the routes need; the catalog and the models are created on first use (tests pass their own)."""
+
+    settings: Settings
+    catalog_factory: Callable[[], Catalog]
+    models_factory: Callable[[], Models]
+    storage: Storage  # only for URLs and thumbnail keys: its S3 client is never created here
+    cache: QueryCache
+    _catalog: Catalog | None = None
+    _models: Models | None = None
+
+    @property
+    def catalog(self) -> Catalog:
+        if self._catalog is None:
+            self._catalog = self.catalog_factory()
+        return self._catalog
+
+    @property
+    def models(self) -> Models:
+        if self._models is None:
+            self._models = self.models_factory()
+        return self._models
+
+    def collection(self, name: str | None) -> Collection:
+        """The named collection (default IB_BUCKET) as the registry has it now."""
+        return self.catalog.get_collection(name or self.settings.bucket)
+
+    def on_current_model(self, name: str | None, answer: Callable[[Collection, Embedder], T]) -> T:
+        """`answer(collection, its model)`; once more if the collection switched models meanwhile.
+
+        A deployment without the collection's model answers 409 (ModelNotDeployed) naming both.
+        """
+        for attempt in (1, 2):
+            collection = self.collection(name)
+            try:
+                return answer(collection, self.models.get(collection.model_id, collection.name))
+            except ModelChanged:
+                if attempt == 2:
+                    raise
+        raise AssertionError("unreachable")
+
+    def encode_text(self, embedder: Embedder, text: str) -> np.ndarray:
+        return self.cache.get(embedder.model_id, text, embedder.embed_text)
+
+    def item(self, collection: Collection, hit: Hit) -> ImageItem:
+        return ImageItem(
+            key=hit.key,
+            score=None if hit.score is None else round(hit.score, 6),
+            url=self.storage.url(collection.bucket, hit.key),
+            # Thumbnails are written when an image is embedded; the gallery falls back to `url`.
+            thumbnail_url=self.storage.url(collection.bucket, self.storage.thumbnail_key(hit.key)),
+            width=hit.width,
+            height=hit.height,
+            size=hit.size,
+            last_modified=hit.last_modified.isoformat() if hit.last_modified else None,
+            content_type=hit.content_type,
+        )
+
+
+def _default_catalog() -> Catalog:
+    from shared import runtime
+
+    return runtime.catalog()
+
+
+def _default_models() -> Models:
+    from shared import runtime
+
+    return runtime.models()
+
+
+def _factory(given: Any, default: Callable[[], Any]) -> Callable[[], Any]:
+    """An object, a zero-argument factory, or None (the process-wide default)."""
+    if given is None:
+        return default
+    return given if callable(given) else lambda: given
+
+
+def create_services(
+    settings: Settings,
+    catalog: Catalog | Callable[[], Catalog] | None = None,
+    models: Models | Embedder | None = None,
+) -> Services:
+    """No I/O: the catalog and the models wait for their first use. One embedder stands for a set of one."""
+    if isinstance(models, Embedder):
+        models = Models([models], settings)
+    return Services(
+        settings=settings,
+        catalog_factory=_factory(catalog, _default_catalog),
+        models_factory=_factory(models, _default_models),
+        storage=Storage(settings),
+        cache=QueryCache(settings.query_cache_size),
+    )

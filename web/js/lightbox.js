@@ -1,0 +1,113 @@
+// The lightbox: one image large with its details, previous/next through the results (loading the
+// next page when the end is reached), the thumbnail first and the original once it has loaded.
+
+import { els } from "./elements.js";
+import { formatBytes, formatDate, formatScore } from "./format.js";
+import { focusTile, itemAt, itemCount, tileAt } from "./grid.js";
+import { hasMorePages, loadMore } from "./query.js";
+import { collectionLabel } from "./state.js";
+
+let shownIndex = -1;
+let loadToken = 0; // bumps per image shown, so a slow original cannot replace a later image
+
+function addDetail(name, value) {
+  const dt = document.createElement("dt");
+  dt.textContent = name;
+  const dd = document.createElement("dd");
+  dd.textContent = value;
+  els.lbDetails.append(dt, dd);
+}
+
+function renderLightbox() {
+  const index = shownIndex;
+  const item = itemAt(index);
+  if (!item) return;
+  loadToken += 1;
+  const token = loadToken;
+  els.lbKey.textContent = item.key;
+  els.lbDetails.replaceChildren();
+  const score = formatScore(item.score);
+  if (score) addDetail("Score", score);
+  if (item.width && item.height) addDetail("Dimensions", `${item.width} × ${item.height} px`);
+  addDetail("Size", formatBytes(item.size));
+  addDetail("Modified", formatDate(item.last_modified));
+  if (item.content_type) addDetail("Type", item.content_type);
+  addDetail("Collection", collectionLabel());
+  addDetail("Position", `${index + 1} of ${itemCount()}${hasMorePages() ? "+" : ""}`);
+  els.lbOpen.href = item.url || "#";
+
+  // Show the thumbnail at once (already cached), then swap in the original when it has loaded.
+  els.lbImage.alt = item.key;
+  els.lbImage.src = item.thumbnail_url || item.url;
+  if (item.width && item.height) {
+    els.lbImage.width = item.width;
+    els.lbImage.height = item.height;
+  } else {
+    els.lbImage.removeAttribute("width");
+    els.lbImage.removeAttribute("height");
+  }
+  if (item.thumbnail_url && item.url && item.thumbnail_url !== item.url) {
+    els.lbLoading.hidden = false;
+    els.lbLoading.textContent = "Loading original…";
+    const original = new Image();
+    original.onload = () => {
+      if (token !== loadToken) return;
+      els.lbImage.src = item.url;
+      els.lbLoading.hidden = true;
+    };
+    original.onerror = () => {
+      if (token !== loadToken) return;
+      els.lbLoading.textContent = "The original could not be loaded; showing the thumbnail.";
+    };
+    original.src = item.url;
+  } else {
+    els.lbLoading.hidden = true;
+  }
+  els.lbPrev.disabled = index <= 0;
+  els.lbNext.disabled = index >= itemCount() - 1 && !hasMorePages();
+}
+
+export function openLightbox(index) {
+  if (!itemAt(index)) return;
+  shownIndex = index;
+  renderLightbox();
+  if (!els.lightbox.open) els.lightbox.showModal();
+  els.moreLikeThis.focus();
+}
+
+export async function stepLightbox(step) {
+  const target = shownIndex + step;
+  if (target < 0) return;
+  if (target >= itemCount()) {
+    if (!hasMorePages()) return;
+    await loadMore();
+    if (target >= itemCount()) return;
+  }
+  shownIndex = target;
+  renderLightbox();
+}
+
+export function isLightboxOpen() {
+  return els.lightbox.open;
+}
+
+export function closeLightbox() {
+  els.lightbox.close();
+}
+
+// The item on show (undefined when there is none), e.g. for "More like this".
+export function shownItem() {
+  return itemAt(shownIndex);
+}
+
+// After the dialog closed (Esc, button, backdrop): stop loading and return focus to the tile of the
+// image last shown, which may differ from the one clicked.
+export function lightboxClosed() {
+  loadToken += 1;
+  els.lbImage.removeAttribute("src");
+  const tile = tileAt(shownIndex);
+  if (tile) {
+    focusTile(shownIndex);
+    tile.scrollIntoView({ block: "nearest" });
+  }
+}

@@ -1,0 +1,126 @@
+// What the gallery is asked to show. The query (words, collection, score cutoff) lives in the URL, so
+// links and back/forward carry it. An uploaded image cannot: its history entry names it by id and
+// the file stays in memory. Other modules read this through the getters and change it only through
+// the setters below.
+
+import { config } from "./config.js";
+import { clampScore } from "./format.js";
+
+export const SIMILAR_PREFIX = "similar:";
+
+let query = { q: "", collection: "", minScore: 0 }; // mirrors the URL
+let imageQuery = null; // {id, file, previewUrl} while searching by an uploaded image
+const uploads = new Map(); // every image searched by on this page: id -> {id, file, previewUrl}
+let nextUploadId = 1;
+let resolvedCollection = ""; // the collection the server actually answered for
+let serverDefaultCollection = "";
+
+// ---------------------------------------------------------------- getters
+
+export function currentQuery() {
+  return query;
+}
+
+export function currentImageQuery() {
+  return imageQuery;
+}
+
+// The collection to ask the API for; "" lets the server pick its default.
+export function collectionParam() {
+  return query.collection || config.collection || "";
+}
+
+export function collectionLabel() {
+  return resolvedCollection || collectionParam() || serverDefaultCollection || "the default collection";
+}
+
+export function defaultCollectionOfServer() {
+  return serverDefaultCollection;
+}
+
+// Which kind of listing the query asks for: an uploaded image, "similar:<key>", words, or the newest.
+export function currentMode() {
+  if (imageQuery) return { kind: "image", name: imageQuery.file.name || "uploaded image" };
+  const q = query.q;
+  if (q.toLowerCase().startsWith(SIMILAR_PREFIX)) return { kind: "similar", key: q.slice(SIMILAR_PREFIX.length).trim() };
+  if (q) return { kind: "search", q };
+  return { kind: "recent" };
+}
+
+// True when the current history entry was made by `via` (e.g. "slider").
+export function historyEntryMadeBy(via) {
+  return Boolean(history.state && history.state.via === via);
+}
+
+// ---------------------------------------------------------------- URL <-> state
+
+function readUrlState() {
+  const params = new URLSearchParams(location.search);
+  return {
+    q: (params.get("q") || "").trim(),
+    collection: (params.get("collection") || "").trim(),
+    minScore: clampScore(Number.parseFloat(params.get("min_score") || "0")),
+  };
+}
+
+function urlFor(state) {
+  const params = new URLSearchParams();
+  if (state.q) params.set("q", state.q);
+  if (state.collection) params.set("collection", state.collection);
+  if (state.minScore > 0) params.set("min_score", state.minScore.toFixed(2));
+  const search = params.toString();
+  return `${location.pathname}${search ? `?${search}` : ""}`;
+}
+
+// ---------------------------------------------------------------- setters
+
+// At page load: the query comes from the URL, written back in its normal form.
+export function startFromUrl() {
+  query = readUrlState();
+  uploads.clear();
+  history.replaceState({ imageId: null, via: "" }, "", urlFor(query));
+}
+
+// Changes the query and records it in history: push makes a new back-button step, replace does not.
+// `via` marks the entry (the slider replaces its own entries). Returns whether the collection changed.
+export function changeQuery(changes, { image = null, replace = false, via = "" } = {}) {
+  const previousCollection = collectionParam();
+  query = { ...query, ...changes };
+  imageQuery = image;
+  const entry = { imageId: image ? image.id : null, via };
+  if (replace) history.replaceState(entry, "", urlFor(query));
+  else history.pushState(entry, "", urlFor(query));
+  return forgetResolvedCollectionIfChanged(previousCollection);
+}
+
+// Back/forward: the URL is the truth; the uploaded image comes back if this page still has it.
+// Returns whether the collection changed.
+export function restoreFromHistory(entry) {
+  const previousCollection = collectionParam();
+  query = readUrlState();
+  const imageId = entry && entry.imageId;
+  imageQuery = imageId ? uploads.get(imageId) || null : null;
+  return forgetResolvedCollectionIfChanged(previousCollection);
+}
+
+function forgetResolvedCollectionIfChanged(previousCollection) {
+  if (collectionParam() === previousCollection) return false;
+  resolvedCollection = "";
+  return true;
+}
+
+// Keeps an uploaded file for the life of the page, so back/forward can search by it again.
+export function addUpload(file) {
+  const upload = { id: nextUploadId, file };
+  nextUploadId += 1;
+  uploads.set(upload.id, upload);
+  return upload;
+}
+
+export function setResolvedCollection(name) {
+  resolvedCollection = name;
+}
+
+export function setServerDefaultCollection(name) {
+  serverDefaultCollection = name;
+}
