@@ -23,7 +23,7 @@ from pathlib import Path
 
 import numpy as np
 
-from shared import runtime
+from shared import queries, runtime
 from shared.config import get_settings
 from shared.dev.services import EmbeddedPostgres, aws_client, free_port, wire_bucket_to_queue
 from shared.dev.sqs_poller import PollStats, SqsPoller
@@ -132,7 +132,7 @@ def _pipeline(endpoint: str, bucket: str, photos: list[bytes], prefix: str,
     s3 = aws_client("s3", endpoint)
     catalog = runtime.catalog()
     collection = runtime.ingestor().collection_for(bucket)
-    before = catalog.counts(collection)["embedded"]
+    before = queries.counts(catalog, collection)["embedded"]
     start = time.perf_counter()
     with ThreadPoolExecutor(8) as pool:
         list(pool.map(lambda i: s3.put_object(Bucket=bucket, Key=f"{prefix}/{i:05d}.jpg", Body=photos[i],
@@ -141,14 +141,14 @@ def _pipeline(endpoint: str, bucket: str, photos: list[bytes], prefix: str,
     start, cpu, servers = time.perf_counter(), _cpu_seconds(), _server_cpu_seconds()
     poller.start()
     try:
-        while catalog.counts(collection)["embedded"] - before < len(photos):
+        while queries.counts(catalog, collection)["embedded"] - before < len(photos):
             if time.perf_counter() - start > 600:
                 raise TimeoutError("the pipeline did not embed every image within 10 minutes")
             time.sleep(0.25)  # polling the catalog costs CPU the pipeline needs
         seconds = time.perf_counter() - start
     finally:
         poller.stop()
-    counts = dict(catalog.counts(collection))
+    counts = dict(queries.counts(catalog, collection))
     counts["cpu_ms_per_image"] = round((_cpu_seconds() - cpu) / len(photos) * 1000)
     for name, seconds_now in _server_cpu_seconds().items():
         counts[f"{name}_cpu_ms_per_image"] = round((seconds_now - servers[name]) / len(photos) * 1000)

@@ -16,6 +16,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from shared import queries
 from shared.catalog import Collection
 from shared.events import ObjectEvent
 from shared.images import is_image_key
@@ -61,8 +62,8 @@ def reconcile(ingestor: Ingestor, collection: Collection, summary: SweepSummary,
               time_left: Callable[[], float] | None = None) -> bool:
     """Bring rows in line with the bucket listing; False if the deadline cut the listing short."""
     catalog, storage = ingestor.catalog, ingestor.storage
-    listing_started = catalog.db_now()
-    rows = catalog.row_states(collection)
+    listing_started = queries.db_now(catalog)
+    rows = queries.row_states(catalog, collection)
     seen: set[str] = set()
     for index, info in enumerate(storage.list(collection.bucket)):
         if time_left is not None and index % 1000 == 0 and time_left() <= 0:  # once a listing page

@@ -20,21 +20,8 @@ import numpy as np
 import pg8000.exceptions
 import pg8000.native
 
-from shared.db import Database, DatabaseUnavailable, quote_ident
+from shared.db import Database, quote_ident
 from shared.events import ObjectEvent, sequencer_sort_key
-
-__all__ = [
-    "Catalog",
-    "CatalogError",
-    "Collection",
-    "DatabaseUnavailable",
-    "ImageRow",
-    "ModelChanged",
-    "ModelMismatch",
-    "UnknownCollection",
-    "table_name_for",
-    "vector_literal",
-]
 
 Status = Literal["pending", "embedded", "failed", "deleted"]
 MAX_COLLECTION_NAME = 255
@@ -42,6 +29,8 @@ MAX_TABLE_NAME = 56
 MAX_DIM = 4000  # halfvec HNSW indexes support up to 4,000 dimensions
 REGISTRY = "ib_collections"
 COLLECTION_FIELDS = "name, bucket, table_name, model_id, dim, created_at, next_model_id, next_dim"
+# Rows a sweep embeds: pending ones, and failed ones under the attempts limit.
+NEEDS_VECTOR = "embedding IS NULL AND (status = 'pending' OR (status = 'failed' AND attempts < :max_attempts))"
 # A tombstone must outlive any delayed event for its key: SQS keeps messages at most 14 days.
 TOMBSTONE_DAYS = 14
 
@@ -83,22 +72,6 @@ class Collection:
     next_dim: int | None = None
 
 
-@dataclass(frozen=True)
-class ImageRow:
-    key: str
-    etag: str | None
-    size: int | None
-    content_type: str | None
-    width: int | None
-    height: int | None
-    last_modified: datetime | None
-    status: Status
-    error: str | None
-    attempts: int
-    updated_at: datetime
-    has_embedding: bool
-
-
 def validate_collection_name(name: str) -> str:
     if not isinstance(name, str) or not name.strip():
         raise CatalogError("collection name must be a non-empty string (use the bucket name)")
@@ -131,6 +104,12 @@ def vector_literal(vector: Sequence[float] | np.ndarray) -> str:
     if not np.all(np.isfinite(values)):
         raise CatalogError("embedding contains NaN or infinity")
     return "[" + ",".join(f"{value:.6g}" for value in values.tolist()) + "]"
+
+
+def valid_dim(dim: int) -> int:
+    if not (0 < int(dim) <= MAX_DIM):
+        raise CatalogError(f"embedding dimension must be 1..{MAX_DIM}, got {dim}")
+    return int(dim)
 
 
 def model_guard(column: Literal["model_id", "next_model_id"] = "model_id") -> str:
@@ -226,9 +205,8 @@ class Catalog:
             return self.get_collection(name)
         except UnknownCollection:
             pass
-        if not (0 < int(dim) <= MAX_DIM):
-            raise CatalogError(f"embedding dimension must be 1..{MAX_DIM}, got {dim}")
         table = table_name_for(name)
+        dim = valid_dim(dim)
         self.db.transaction(lambda conn: self._create_collection(conn, name, bucket or name, table, model_id, dim))
         return self.get_collection(name)
 
@@ -453,32 +431,6 @@ class Catalog:
         )
         return len(rows)
 
-    # ---- reads --------------------------------------------------------------------------------
-
-    def get_row(self, collection: Collection, key: str) -> ImageRow | None:
-        q = quote_ident(collection.table)
-        rows = self.db.run(
-            f"""SELECT key, etag, size, content_type, width, height, last_modified, status, error,
-                       attempts, updated_at, embedding IS NOT NULL
-                FROM {q} WHERE key = :key""",
-            key=key,
-        )
-        return ImageRow(*rows[0]) if rows else None
-
-    def is_embedded(self, collection: Collection, key: str) -> bool:
-        """True when `key` has a vector of the collection's model."""
-        q = quote_ident(collection.table)
-        sql = f"SELECT 1 FROM {q} WHERE key = :key AND status = 'embedded' AND embedding IS NOT NULL"
-        return bool(self.db.run(sql, key=key))
-
-    def counts(self, collection: Collection) -> dict[str, int]:
-        q = quote_ident(collection.table)
-        counts = {"embedded": 0, "pending": 0, "failed": 0}
-        for status, count in self.db.run(f"SELECT status, count(*) FROM {q} GROUP BY status"):
-            if status in counts:
-                counts[status] = int(count)
-        return counts
-
     # ---- ingestion ----------------------------------------------------------------------------
 
     def claim_todo(
@@ -495,8 +447,7 @@ class Catalog:
             f"""UPDATE {q} SET next_attempt_at = now() + make_interval(secs => :lease)
                 WHERE id IN (
                     SELECT id FROM {q}
-                    WHERE embedding IS NULL
-                      AND (status = 'pending' OR (status = 'failed' AND attempts < :max_attempts))
+                    WHERE {NEEDS_VECTOR}
                       AND (next_attempt_at IS NULL OR next_attempt_at <= now())
                     ORDER BY id LIMIT :limit FOR UPDATE SKIP LOCKED)
                 RETURNING key, etag, attempts""",
@@ -517,18 +468,7 @@ class Catalog:
         """Rows a sweep would still embed (including failed ones waiting for their backoff)."""
         q = quote_ident(collection.table)
         ((count,),) = self.db.run(
-            f"SELECT count(*) FROM {q} WHERE embedding IS NULL "
-            "AND (status = 'pending' OR (status = 'failed' AND attempts < :max_attempts))",
+            f"SELECT count(*) FROM {q} WHERE {NEEDS_VECTOR}",
             max_attempts=int(max_attempts),
         )
         return int(count)
-
-    def row_states(self, collection: Collection) -> dict[str, tuple[str | None, str, datetime]]:
-        """key -> (etag, status, updated_at) of every row, tombstones included: the reconcile input."""
-        q = quote_ident(collection.table)
-        return {key: (etag, status, updated) for key, etag, status, updated in
-                self.db.run(f"SELECT key, etag, status, updated_at FROM {q}")}
-
-    def db_now(self) -> datetime:
-        """The database clock (rows' updated_at use it)."""
-        return self.db.run("SELECT now()")[0][0]

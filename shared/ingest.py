@@ -32,6 +32,7 @@ from typing import Any, Literal
 import numpy as np
 from PIL import Image
 
+from shared import queries
 from shared.catalog import Catalog, Collection, ModelChanged
 from shared.config import Settings
 from shared.db import DatabaseUnavailable
@@ -259,13 +260,13 @@ class Ingestor:
             # matter only if we hold a row for them.
             info = self.storage.head(bucket, key) if creates else None
             if not (info and is_image_key(key, info.content_type)) and (
-                creates or self.catalog.get_row(collection, key) is None
+                creates or queries.get_row(self.catalog, collection, key) is None
             ):
                 report.add(bucket, key, action, "skipped", "not an image (extension and content type)")
                 return None
         for event in events:
             self.catalog.record_event(collection, event)
-        row = self.catalog.get_row(collection, key)
+        row = queries.get_row(self.catalog, collection, key)
         if row is None or row.status == "deleted":
             self.storage.delete(bucket, self.storage.thumbnail_key(key))
             report.add(bucket, key, "removed", "removed")

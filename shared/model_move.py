@@ -16,7 +16,6 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
 
 import pg8000.native
 
@@ -24,6 +23,7 @@ from shared.catalog import MAX_DIM, REGISTRY, Catalog, CatalogError, Collection,
 from shared.db import quote_ident
 from shared.embedders import Embedder
 from shared.ingest import Ingestor, IngestReport, WorkItem, Writes
+from shared.queries import move_progress
 
 log = logging.getLogger(__name__)
 
@@ -84,23 +84,6 @@ def claim(catalog: Catalog, collection: Collection, limit: int, *,
         lease=float(lease_seconds), limit=int(limit),
     )
     return [(key, etag) for key, etag in rows]
-
-
-def progress(catalog: Catalog, collection: Collection) -> tuple[int, int]:
-    """(rows with the next model's vector, embedded rows)."""
-    q = quote_ident(collection.table)
-    ((done, total),) = catalog.db.run(
-        f"SELECT count(*) FILTER (WHERE embedding_next IS NOT NULL), count(*) FROM {q} WHERE status = 'embedded'"
-    )
-    return int(done), int(total)
-
-
-def status(catalog: Catalog, collection: Collection) -> dict[str, Any] | None:
-    """The `move` block of /api/stats: from, to, done, total; None when no move is under way."""
-    if not collection.next_model_id:
-        return None
-    done, total = progress(catalog, collection)
-    return {"from": collection.model_id, "to": collection.next_model_id, "done": done, "total": total}
 
 
 def build_next_index(catalog: Catalog, collection: Collection) -> None:
@@ -167,12 +150,12 @@ def reembed(ingestor: Ingestor, collection_name: str, new_embedder: Embedder, *,
         ):
             _embed_claimed(ingestor, collection, writes, claimed, summary)
             if progress_callback is not None:
-                progress_callback(*progress(catalog, collection))
+                progress_callback(*move_progress(catalog, collection))
         if stopped:
             summary.stopped_early = True
             return summary
         build_next_index(catalog, collection)
-        done, total = progress(catalog, collection)
+        done, total = move_progress(catalog, collection)
         if switch(catalog, collection, force=attempt == SWITCH_TRIES):
             summary.switched, summary.reset_to_pending = True, total - done
             break

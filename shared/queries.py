@@ -1,4 +1,5 @@
-"""Queries over a collection: nearest neighbours (text, image or a stored image), newest first, stats.
+"""Queries over a collection: nearest neighbours (text, image or a stored image), newest first, stats,
+and the reads of single rows the writers need.
 
 Each is one statement: the search sets its HNSW settings inside its own transaction and checks, in
 the same statement, that the collection still records the model the query vector came from.
@@ -12,8 +13,7 @@ from typing import Any
 
 import numpy as np
 
-from shared import model_move
-from shared.catalog import Catalog, CatalogError, Collection, model_guard, vector_literal, vectors_of
+from shared.catalog import Catalog, CatalogError, Collection, Status, model_guard, vector_literal, vectors_of
 from shared.db import quote_ident
 
 
@@ -137,7 +137,7 @@ def search(
         {cutoff} ORDER BY h.distance + 0, h.id"""
     with vectors_of(collection, collection.model_id):
         rows = catalog.db.run(sql, **params)
-    if not rows and similar_to is not None and not catalog.is_embedded(collection, similar_to):
+    if not rows and similar_to is not None and not is_embedded(catalog, collection, similar_to):
         raise KeyError(similar_to)
     if not rows and vector is not None:
         catalog.raise_if_moved(collection, collection.model_id, None)
@@ -181,8 +181,81 @@ def stats(catalog: Catalog, collection: Collection) -> dict[str, Any]:
     return {
         "collection": collection.name,
         "model": collection.model_id,
-        "counts": catalog.counts(collection),
+        "counts": counts(catalog, collection),
         "bytes": int(total_bytes),
         "last_update": last_update.isoformat() if last_update else None,
-        "move": model_move.status(catalog, collection),
+        "move": move_status(catalog, collection),
     }
+
+
+# ---- rows -----------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ImageRow:
+    key: str
+    etag: str | None
+    size: int | None
+    content_type: str | None
+    width: int | None
+    height: int | None
+    last_modified: datetime | None
+    status: Status
+    error: str | None
+    attempts: int
+    updated_at: datetime
+    has_embedding: bool
+
+
+def get_row(catalog: Catalog, collection: Collection, key: str) -> ImageRow | None:
+    rows = catalog.db.run(
+        f"""SELECT key, etag, size, content_type, width, height, last_modified, status, error,
+                   attempts, updated_at, embedding IS NOT NULL
+            FROM {quote_ident(collection.table)} WHERE key = :key""",
+        key=key,
+    )
+    return ImageRow(*rows[0]) if rows else None
+
+
+def is_embedded(catalog: Catalog, collection: Collection, key: str) -> bool:
+    """True when `key` has a vector of the collection's model."""
+    sql = f"SELECT 1 FROM {quote_ident(collection.table)} WHERE key = :key AND status = 'embedded' " \
+          "AND embedding IS NOT NULL"
+    return bool(catalog.db.run(sql, key=key))
+
+
+def counts(catalog: Catalog, collection: Collection) -> dict[str, int]:
+    found = {"embedded": 0, "pending": 0, "failed": 0}
+    for status, count in catalog.db.run(f"SELECT status, count(*) FROM {quote_ident(collection.table)} "
+                                        "GROUP BY status"):
+        if status in found:
+            found[status] = int(count)
+    return found
+
+
+def row_states(catalog: Catalog, collection: Collection) -> dict[str, tuple[str | None, str, datetime]]:
+    """key -> (etag, status, updated_at) of every row, tombstones included: the reconcile input."""
+    return {key: (etag, status, updated) for key, etag, status, updated in
+            catalog.db.run(f"SELECT key, etag, status, updated_at FROM {quote_ident(collection.table)}")}
+
+
+def db_now(catalog: Catalog) -> datetime:
+    """The database clock (rows' updated_at use it)."""
+    return catalog.db.run("SELECT now()")[0][0]
+
+
+def move_progress(catalog: Catalog, collection: Collection) -> tuple[int, int]:
+    """(rows with the next model's vector, embedded rows) while the collection moves to another model."""
+    ((done, total),) = catalog.db.run(
+        "SELECT count(*) FILTER (WHERE embedding_next IS NOT NULL), count(*) "
+        f"FROM {quote_ident(collection.table)} WHERE status = 'embedded'"
+    )
+    return int(done), int(total)
+
+
+def move_status(catalog: Catalog, collection: Collection) -> dict[str, Any] | None:
+    """The `move` block of /api/stats: from, to, done, total; None when no move is under way."""
+    if not collection.next_model_id:
+        return None
+    done, total = move_progress(catalog, collection)
+    return {"from": collection.model_id, "to": collection.next_model_id, "done": done, "total": total}

@@ -88,14 +88,14 @@ def test_model_is_recorded_and_another_model_is_refused(catalog: Catalog, coll) 
 
 def test_create_then_embed(catalog: Catalog, coll) -> None:
     assert catalog.record_event(coll, created("a.jpg"))
-    assert catalog.get_row(coll, "a.jpg").status == "pending"
+    assert queries.get_row(catalog, coll, "a.jpg").status == "pending"
     assert catalog.store_embedding(coll, "a.jpg", "e1", unit(1), model_id=MODEL, width=4, height=3)
-    row = catalog.get_row(coll, "a.jpg")
+    row = queries.get_row(catalog, coll, "a.jpg")
     assert (row.status, row.width, row.height, row.has_embedding) == ("embedded", 4, 3, True)
-    assert catalog.is_embedded(coll, "a.jpg") and catalog.get_row(coll, "a.jpg").etag == "e1"
+    assert queries.is_embedded(catalog, coll, "a.jpg") and queries.get_row(catalog, coll, "a.jpg").etag == "e1"
     assert not catalog.store_embedding(coll, "a.jpg", "e2", unit(1), model_id=MODEL)  # not that content
-    assert catalog.is_embedded(coll, "a.jpg") and not catalog.is_embedded(coll, "b.jpg")
-    assert catalog.counts(coll) == {"embedded": 1, "pending": 0, "failed": 0}
+    assert queries.is_embedded(catalog, coll, "a.jpg") and not queries.is_embedded(catalog, coll, "b.jpg")
+    assert queries.counts(catalog, coll) == {"embedded": 1, "pending": 0, "failed": 0}
 
 
 def test_duplicate_event_is_a_no_op(catalog: Catalog, coll) -> None:
@@ -104,17 +104,17 @@ def test_duplicate_event_is_a_no_op(catalog: Catalog, coll) -> None:
     catalog.store_embedding(coll, "a.jpg", "e1", unit(1), model_id=MODEL)
     assert not catalog.record_event(coll, event)
     assert not catalog.record_event(coll, event)
-    assert catalog.get_row(coll, "a.jpg").status == "embedded"
+    assert queries.get_row(catalog, coll, "a.jpg").status == "embedded"
 
 
 def test_older_event_never_overwrites_newer(catalog: Catalog, coll) -> None:
     assert catalog.record_event(coll, created("a.jpg", etag="new", seq="0B"))
     assert not catalog.record_event(coll, created("a.jpg", etag="old", seq="0A"))
-    assert catalog.get_row(coll, "a.jpg").etag == "new"
+    assert queries.get_row(catalog, coll, "a.jpg").etag == "new"
     # sequencers of different length compare numerically after padding: "FF" < "100"
     assert catalog.record_event(coll, created("b.jpg", etag="x", seq="FF"))
     assert catalog.record_event(coll, created("b.jpg", etag="y", seq="100"))
-    assert catalog.get_row(coll, "b.jpg").etag == "y"
+    assert queries.get_row(catalog, coll, "b.jpg").etag == "y"
 
 
 def test_delete_then_late_older_create_stays_deleted(catalog: Catalog, coll) -> None:
@@ -122,38 +122,38 @@ def test_delete_then_late_older_create_stays_deleted(catalog: Catalog, coll) -> 
     catalog.store_embedding(coll, "a.jpg", "e1", unit(1), model_id=MODEL)
     assert catalog.record_event(coll, removed("a.jpg", seq="03"))
     assert not catalog.record_event(coll, created("a.jpg", etag="e0", seq="02"))
-    row = catalog.get_row(coll, "a.jpg")
+    row = queries.get_row(catalog, coll, "a.jpg")
     assert row.status == "deleted" and not row.has_embedding
     # a delete that arrives before any create leaves a tombstone too
     assert catalog.record_event(coll, removed("z.jpg", t=10))
     assert not catalog.record_event(coll, created("z.jpg", t=5))
-    assert catalog.get_row(coll, "z.jpg").status == "deleted"
+    assert queries.get_row(catalog, coll, "z.jpg").status == "deleted"
     # a genuinely newer create brings it back
     assert catalog.record_event(coll, created("z.jpg", etag="e9", t=20))
-    assert catalog.get_row(coll, "z.jpg").status == "pending"
+    assert queries.get_row(catalog, coll, "z.jpg").status == "pending"
 
 
 def test_time_orders_events_without_sequencer(catalog: Catalog, coll) -> None:
     assert catalog.record_event(coll, created("a.jpg", etag="late", t=5))
     assert not catalog.record_event(coll, created("a.jpg", etag="early", t=1))
-    assert catalog.get_row(coll, "a.jpg").etag == "late"
+    assert queries.get_row(catalog, coll, "a.jpg").etag == "late"
 
 
 def test_stale_embedding_is_not_written_over_newer_content(catalog: Catalog, coll) -> None:
     catalog.record_event(coll, created("a.jpg", etag="v1", seq="01"))
     catalog.record_event(coll, created("a.jpg", etag="v2", seq="02"))
     assert not catalog.store_embedding(coll, "a.jpg", "v1", unit(1), model_id=MODEL)
-    assert catalog.get_row(coll, "a.jpg").status == "pending"
+    assert queries.get_row(catalog, coll, "a.jpg").status == "pending"
 
 
 def test_failures_count_attempts(catalog: Catalog, coll) -> None:
     catalog.record_event(coll, created("bad.jpg"))
     assert catalog.mark_failed(coll, "bad.jpg", "e1", "corrupt: cannot identify image")
     assert catalog.mark_failed(coll, "bad.jpg", "e1", "corrupt: cannot identify image")
-    row = catalog.get_row(coll, "bad.jpg")
+    row = queries.get_row(catalog, coll, "bad.jpg")
     assert (row.status, row.attempts) == ("failed", 2)
     assert "corrupt" in row.error
-    assert catalog.counts(coll)["failed"] == 1
+    assert queries.counts(catalog, coll)["failed"] == 1
 
 
 def test_concurrent_first_writers_create_one_collection(catalog: Catalog, pg_url: str) -> None:
@@ -181,7 +181,7 @@ def test_reconnects_after_backend_is_killed(catalog: Catalog, coll, pg_url: str)
     assert killer.db.run("SELECT pg_terminate_backend(:pid)", pid=pids[0])[0][0] is True
     # the pooled connection is dead; the next operation reconnects and succeeds
     assert catalog.record_event(coll, created("after.jpg"))
-    assert catalog.get_row(coll, "after.jpg").status == "pending"
+    assert queries.get_row(catalog, coll, "after.jpg").status == "pending"
     assert catalog.db.run("SELECT pg_backend_pid()")[0][0] != pids[0]
 
 
@@ -247,6 +247,6 @@ def test_old_tombstones_are_purged_recent_ones_kept(catalog: Catalog, coll) -> N
     catalog.db.run(f"UPDATE {quote_ident(coll.table)} SET updated_at = now() - interval '15 days' "
                    "WHERE key = 'old.jpg'")
     assert catalog.purge_tombstones(coll) == 1
-    assert catalog.get_row(coll, "old.jpg") is None
-    assert catalog.get_row(coll, "new.jpg").status == "deleted"  # still guards against late creates
-    assert catalog.get_row(coll, "live.jpg").status == "pending"
+    assert queries.get_row(catalog, coll, "old.jpg") is None
+    assert queries.get_row(catalog, coll, "new.jpg").status == "deleted"  # still guards against late creates
+    assert queries.get_row(catalog, coll, "live.jpg").status == "pending"

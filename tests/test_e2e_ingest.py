@@ -20,7 +20,7 @@ import pytest
 
 from functions import backfill as backfill_function
 from functions import embed as embed_function
-from shared import runtime
+from shared import queries, runtime
 from shared.catalog import Catalog, Collection
 from shared.db import DatabaseUnavailable, connect_params, quote_ident
 from shared.dev.services import MotoServer, aws_client, wire_bucket_to_queue
@@ -73,7 +73,7 @@ class Stack:
         return keys
 
     def status(self, key: str) -> str | None:
-        row = self.catalog.get_row(self.collection, key)
+        row = queries.get_row(self.catalog, self.collection, key)
         return row.status if row else None
 
     def assert_reconciled(self) -> None:
@@ -84,7 +84,7 @@ class Stack:
         embedded = embedded_keys(self.catalog, self.collection)
         assert embedded == images, f"missing: {images - embedded}, extra: {embedded - images}"
         assert thumbs == {f"{THUMBS}{k}.webp" for k in embedded}
-        assert self.catalog.counts(self.collection)["pending"] == 0
+        assert queries.counts(self.catalog, self.collection)["pending"] == 0
 
     def search_top(self, image_bytes: bytes) -> tuple[str, float]:
         """Nearest row to an image, by pgvector inner product over the collection's HNSW index."""
@@ -161,15 +161,15 @@ def test_good_and_corrupt_images_in_one_batch(stack: Stack) -> None:
     stats = stack.poller.drain()
     assert stats.invocations >= 1
     for key in good:
-        row = stack.catalog.get_row(stack.collection, key)
+        row = queries.get_row(stack.catalog, stack.collection, key)
         assert row is not None and row.status == "embedded" and row.has_embedding
         assert (row.width, row.height) == ((96, 72))
         assert row.etag == stack.s3.head_object(Bucket=stack.bucket, Key=key)["ETag"].strip('"')
     for key in bad:
-        row = stack.catalog.get_row(stack.collection, key)
+        row = queries.get_row(stack.catalog, stack.collection, key)
         assert row is not None and row.status == "failed" and row.attempts == 1, key
         assert row.error and row.error.split(":")[0] in {"corrupt", "not_image"}
-    assert stack.catalog.get_row(stack.collection, "mix/notes.txt") is None  # skipped, no row
+    assert queries.get_row(stack.catalog, stack.collection, "mix/notes.txt") is None  # skipped, no row
     key, score = stack.search_top(good["mix/good-3.jpg"])
     assert key == "mix/good-3.jpg" and score > 0.99
     # Failed images are image keys in the bucket: once removed, the catalog matches the bucket exactly.
@@ -285,7 +285,7 @@ def test_backfill_picks_up_objects_uploaded_without_events(stack: Stack) -> None
     assert summary["removed"] == 1 and summary["remaining"] == 1  # broken.jpg waits for its backoff
     assert summary["stopped_early"] is False
     assert stack.status("odd/with space.jpg") == "deleted"
-    row = stack.catalog.get_row(stack.collection, "kill/img-0.jpg")
+    row = queries.get_row(stack.catalog, stack.collection, "kill/img-0.jpg")
     assert row is not None and row.status == "embedded"
     assert row.etag == stack.s3.head_object(Bucket=stack.bucket, Key="kill/img-0.jpg")["ETag"].strip('"')
     key, score = stack.search_top(jpeg(999))

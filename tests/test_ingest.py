@@ -84,14 +84,14 @@ def test_events_embed_skip_and_stay_idempotent(ingestor: Ingestor, storage: Stor
     assert "not an image" in (reasons["a/readme.txt"] or "")
     assert "thumbnail" in (reasons[".thumbnails/a/0.jpg.webp"] or "")
     assert storage.head(bucket, storage.thumbnail_key("a/3.jpg")) is not None
-    row = ingestor.catalog.get_row(ingestor.collection_for(bucket), "a/3.jpg")
+    row = queries.get_row(ingestor.catalog, ingestor.collection_for(bucket), "a/3.jpg")
     assert row is not None and (row.width, row.height) == (80, 60) and row.content_type == "image/jpeg"
     again = ingestor.process_events(events[:5])
     assert again.summary()["embedded"] == 0 and again.summary()["skipped"] == 5
     # A sweep leaves it all alone, the image known only by its content type included.
     swept = sweep(ingestor, bucket)
     assert (swept.embedded, swept.removed, swept.added, swept.remaining) == (0, 0, 0, 0)
-    assert ingestor.catalog.get_row(ingestor.collection_for(bucket), "a/no-extension").status == "embedded"
+    assert queries.get_row(ingestor.catalog, ingestor.collection_for(bucket), "a/no-extension").status == "embedded"
 
 
 def test_transient_storage_error_fails_only_that_object(
@@ -123,7 +123,7 @@ def test_embedding_backend_429_retries_the_batch(ingestor: Ingestor, storage: St
     monkeypatch.setattr(ingestor, "_vectors", busy)
     report = ingestor.process_events([created(bucket, k, e) for k, e in etags.items()])
     assert set(report.errors) == {(bucket, "r/0.jpg"), (bucket, "r/1.jpg")}
-    row = ingestor.catalog.get_row(ingestor.collection_for(bucket), "r/0.jpg")
+    row = queries.get_row(ingestor.catalog, ingestor.collection_for(bucket), "r/0.jpg")
     assert row is not None and row.status == "pending"  # not failed: a retry will work
 
 
@@ -158,7 +158,7 @@ def test_permanent_failures_are_marked_with_backoff_and_limited(
     for attempt in range(2, ingestor.settings.max_attempts + 2):
         catalog.db.run(f"UPDATE {q} SET next_attempt_at = now() - interval '1 second'")
         sweep(small_ingestor, bucket, reconcile_bucket=False)
-        row = catalog.get_row(collection, "p/bad.jpg")
+        row = queries.get_row(catalog, collection, "p/bad.jpg")
         assert row is not None and row.attempts == min(attempt, ingestor.settings.max_attempts)
     assert retry_delay(1) > retry_delay(0)
 
@@ -258,7 +258,7 @@ def test_uploads_during_a_move_get_both_vectors(ingestor: Ingestor, storage: Sto
     ((live, following),) = catalog.db.run(
         f"SELECT vector_dims(embedding::vector), vector_dims(embedding_next::vector) FROM {q} WHERE key = 'v/both.jpg'")
     assert (live, following) == (ingestor.embedder.dim, 16)
-    assert model_move.status(catalog, catalog.get_collection(bucket)) == {
+    assert queries.move_status(catalog, catalog.get_collection(bucket)) == {
         "from": ingestor.embedder.model_id, "to": projected.model_id, "done": 1, "total": 1}
 
 
@@ -281,7 +281,7 @@ def test_a_process_without_the_collections_model_fails_only_those_messages(
     error = report.errors[(bucket, "w/2.jpg")]
     assert isinstance(error, ModelNotDeployed)
     assert "test/projected-16" in str(error) and ingestor.embedder.model_id in str(error)
-    assert catalog.get_row(catalog.get_collection(bucket), "w/2.jpg") is None  # nothing half-written
+    assert queries.get_row(catalog, catalog.get_collection(bucket), "w/2.jpg") is None  # nothing half-written
 
 
 def test_a_vector_of_a_model_the_collection_left_is_never_written(ingestor: Ingestor, storage: Storage,
@@ -301,6 +301,6 @@ def test_a_vector_of_a_model_the_collection_left_is_never_written(ingestor: Inge
     with pytest.raises(ModelChanged):
         catalog.store_embedding(stale, "s/1.jpg", "new-etag", np.ones(stale.dim, dtype=np.float32) / stale.dim**0.5,
                                 model_id=stale.model_id)
-    assert catalog.get_row(stale, "s/1.jpg").status == "pending"
+    assert queries.get_row(catalog, stale, "s/1.jpg").status == "pending"
     with pytest.raises(ModelChanged):  # nor compared: a search with the old model's vector is refused
         queries.search(catalog, stale, np.ones(stale.dim, dtype=np.float32) / stale.dim**0.5)

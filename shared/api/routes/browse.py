@@ -47,7 +47,7 @@ def image(
 ) -> RedirectResponse:
     """Redirect (307) to the original object, or to its thumbnail."""
     coll = services.collection(collection)
-    row = services.catalog.get_row(coll, key)
+    row = queries.get_row(services.catalog, coll, key)
     if row is None or row.status == "deleted":
         raise ApiError(404, "unknown_key", f"no image {key!r} in collection {coll.name!r}: check the key")
     target = services.storage.thumbnail_key(key) if thumbnail else key
