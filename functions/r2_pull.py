@@ -8,20 +8,22 @@ malformed ones, which retrying cannot fix (they are logged with their body).
 
 from __future__ import annotations
 
-import logging
 from typing import Any
+
+from aws_lambda_powertools import Logger
 
 from shared.config import get_settings
 from shared.events import UnsupportedEvent, parse
 from shared.ingest import DEADLINE_MARGIN_MS, ingest_events
-from shared.r2_queue import R2QueueClient
+from shared.r2_queue import PulledMessage, R2QueueClient
 
-logger = logging.getLogger(__name__)
+logger = Logger(service="image-browser-r2-pull")
 
 MAX_ROUNDS = 1000  # a bound on one run, whatever the clock says
 RETRY_DELAY_SECONDS = 30
 
 
+@logger.inject_lambda_context(clear_state=True)
 def handler(event: dict[str, Any], context: Any) -> dict[str, int]:
     settings = get_settings()
     totals = {"pulled": 0, "acked": 0, "retried": 0, "malformed": 0}
@@ -32,34 +34,37 @@ def handler(event: dict[str, Any], context: Any) -> dict[str, int]:
             messages = queue.pull(settings.r2_pull_batch_size, settings.r2_pull_visibility_timeout_ms)
             if not messages:
                 break
-            acks: list[str] = []
-            retries: list[str] = []
-            for message in messages:
-                try:
-                    events = parse(message.body)
-                except UnsupportedEvent as exc:
-                    logger.error("dropping malformed R2 queue message %s: %s", message.id, exc)
-                    totals["malformed"] += 1
-                    acks.append(message.lease_id)
-                    continue
-                try:
-                    ingest_events(events)
-                except Exception:  # transient by contract: the message comes back after the delay
-                    logger.exception(
-                        "ingest failed for R2 queue message %s (attempt %d); retrying it",
-                        message.id,
-                        message.attempts,
-                    )
-                    retries.append(message.lease_id)
-                else:
-                    acks.append(message.lease_id)
+            acks, retries = _ingest(messages, totals)
             result = queue.ack(acks, retries, retry_delay_seconds=RETRY_DELAY_SECONDS)
             for warning in result.warnings:
-                logger.warning("Cloudflare ack warning: %s", warning)
+                logger.warning("Cloudflare ack warning", extra={"warning": warning})
             totals["pulled"] += len(messages)
             totals["acked"] += len(acks)
             totals["retried"] += len(retries)
             if retries:
                 break  # something downstream is failing: leave the rest for the next run
-    logger.info("r2_pull: %s", totals)
+    logger.info("r2_pull done", extra=totals)
     return totals
+
+
+def _ingest(messages: list[PulledMessage], totals: dict[str, int]) -> tuple[list[str], list[str]]:
+    """Ingest each message's events: (lease ids to acknowledge, lease ids to retry)."""
+    acks: list[str] = []
+    retries: list[str] = []
+    for message in messages:
+        try:
+            events = parse(message.body)
+        except UnsupportedEvent as exc:
+            logger.error("dropping malformed R2 queue message", extra={"message_id": message.id, "error": str(exc)})
+            totals["malformed"] += 1
+            acks.append(message.lease_id)
+            continue
+        try:
+            ingest_events(events)
+        except Exception:  # transient by contract: the message comes back after the delay
+            logger.exception("ingest failed for an R2 queue message; retrying it",
+                             extra={"message_id": message.id, "attempts": message.attempts})
+            retries.append(message.lease_id)
+        else:
+            acks.append(message.lease_id)
+    return acks, retries

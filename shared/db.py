@@ -101,12 +101,11 @@ def is_connection_lost(exc: BaseException) -> bool:
 class Database:
     """A pool of pg8000 connections to one database."""
 
-    def __init__(self, url: str, *, max_size: int = 8, on_connect: Callable[[Any], None] | None = None):
+    def __init__(self, url: str, *, max_size: int = 8):
         self.url = url
         self._params = connect_params(url)
         self._idle: queue.LifoQueue[Connection] = queue.LifoQueue()
         self._slots = threading.BoundedSemaphore(max_size)
-        self._on_connect = on_connect
 
     def _connect(self) -> Connection:
         try:
@@ -117,8 +116,6 @@ class Database:
                 f"cannot connect to PostgreSQL at {where}: {exc}. Check that the server is running "
                 "and IB_DATABASE_URL is right."
             ) from exc
-        if self._on_connect:
-            self._on_connect(conn)
         return conn
 
     @contextmanager

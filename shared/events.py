@@ -85,23 +85,6 @@ def parse_record(record: Any) -> list[ObjectEvent]:
     raise UnsupportedEvent(f"unknown record shape with keys {sorted(record)[:12]}: {_preview(record)}")
 
 
-def is_newer(candidate: ObjectEvent, current: ObjectEvent) -> bool:
-    """Whether `candidate` happened after `current` for the same key (sequencer first, then time)."""
-    return compare_order(candidate.sequencer, candidate.event_time, current.sequencer, current.event_time) > 0
-
-
-def compare_order(
-    seq_a: str | None, time_a: datetime | None, seq_b: str | None, time_b: datetime | None
-) -> int:
-    """-1, 0 or 1: order two events of one key. Unknown order counts as equal (0)."""
-    if seq_a and seq_b:
-        a, b = sequencer_sort_key(seq_a), sequencer_sort_key(seq_b)
-        return (a > b) - (a < b)
-    if time_a and time_b:
-        return (time_a > time_b) - (time_a < time_b)
-    return 0
-
-
 SEQUENCER_WIDTH = 32
 
 
@@ -132,7 +115,7 @@ def _parse_s3_record(record: dict[str, Any]) -> ObjectEvent:
         bucket=bucket,
         key=key,
         action=action,
-        etag=_clean_etag(obj.get("eTag") or obj.get("etag")),
+        etag=clean_etag(obj.get("eTag") or obj.get("etag")),
         size=_int_or_none(obj.get("size")),
         sequencer=obj.get("sequencer") or None,
         event_time=_parse_time(record.get("eventTime")),
@@ -158,7 +141,7 @@ def _parse_eventbridge(event: dict[str, Any]) -> list[ObjectEvent]:
             bucket=bucket,
             key=key,
             action=actions[kind],
-            etag=_clean_etag(obj.get("etag")),
+            etag=clean_etag(obj.get("etag")),
             size=_int_or_none(obj.get("size")),
             sequencer=obj.get("sequencer") or None,
             event_time=_parse_time(event.get("time")),
@@ -178,7 +161,7 @@ def _parse_r2(event: dict[str, Any]) -> list[ObjectEvent]:
             bucket=str(event["bucket"]),
             key=str(obj["key"]),  # R2 keys are not URL-encoded
             action=action,
-            etag=_clean_etag(obj.get("eTag")),
+            etag=clean_etag(obj.get("eTag")),
             size=_int_or_none(obj.get("size")),
             sequencer=None,
             event_time=_parse_time(event.get("eventTime")),
@@ -211,7 +194,8 @@ def _parse_time(value: Any) -> datetime | None:
         return None
 
 
-def _clean_etag(value: Any) -> str | None:
+def clean_etag(value: Any) -> str | None:
+    """ETags without the quotes S3 puts around them (events and HEAD answers must compare equal)."""
     return str(value).strip('"') if value else None
 
 

@@ -16,6 +16,7 @@ from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
 
 from shared.config import Settings
+from shared.events import clean_etag
 
 MISSING_CODES = {"NoSuchKey", "404", "NotFound"}
 TRANSIENT_CODES = {"SlowDown", "Throttling", "ThrottlingException", "RequestTimeout", "ServiceUnavailable",
@@ -62,10 +63,6 @@ class StoredObject:
 def region_for(settings: Settings) -> str:
     """R2 signs with region `auto`; everything else with the configured region."""
     return "auto" if settings.r2_account_id and not settings.s3_endpoint_url else settings.s3_region
-
-
-def _etag(value: str | None) -> str | None:
-    return value.strip('"') if value else None
 
 
 class Storage:
@@ -115,7 +112,7 @@ class Storage:
                 return None
             raise error from exc
         return ObjectInfo(
-            bucket, key, int(response["ContentLength"]), _etag(response.get("ETag")),
+            bucket, key, int(response["ContentLength"]), clean_etag(response.get("ETag")),
             response.get("LastModified"), response.get("ContentType"),
         )
 
@@ -131,9 +128,8 @@ class Storage:
             data = response["Body"].read()
         except (ClientError, BotoCoreError) as exc:
             raise self._fail(exc, bucket, key) from exc
-        info = ObjectInfo(
-            bucket, key, size, _etag(response.get("ETag")), response.get("LastModified"), response.get("ContentType")
-        )
+        info = ObjectInfo(bucket, key, size, clean_etag(response.get("ETag")), response.get("LastModified"),
+                          response.get("ContentType"))
         return StoredObject(info, data)
 
     def list(self, bucket: str, prefix: str = "") -> Iterator[ObjectInfo]:
@@ -143,7 +139,7 @@ class Storage:
             for page in paginator.paginate(Bucket=bucket, Prefix=prefix):
                 for item in page.get("Contents", []):
                     yield ObjectInfo(
-                        bucket, item["Key"], int(item["Size"]), _etag(item.get("ETag")), item.get("LastModified")
+                        bucket, item["Key"], int(item["Size"]), clean_etag(item.get("ETag")), item.get("LastModified")
                     )
         except (ClientError, BotoCoreError) as exc:
             raise self._fail(exc, bucket) from exc
@@ -165,12 +161,12 @@ class Storage:
                 raise error from exc
 
     @cached_property
-    def signer(self) -> UrlSigner:
+    def _signer(self) -> UrlSigner:
         return UrlSigner(self.settings)
 
     def url(self, bucket: str, key: str) -> str:
         """A public URL when the bucket sits behind a CDN, else a presigned GET that expires."""
-        return self.signer.url(bucket, key)
+        return self._signer.url(bucket, key)
 
     def thumbnail_key(self, key: str) -> str:
         return f"{self.settings.thumbnail_prefix}{key}.webp"

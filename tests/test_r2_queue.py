@@ -13,6 +13,7 @@ from typing import Any
 import pytest
 
 from shared.config import get_settings
+from shared.dev.sqs_poller import LocalContext
 from shared.events import ObjectEvent, parse
 from shared.r2_queue import QueueError, QueueUnavailable, R2QueueClient
 
@@ -167,11 +168,6 @@ def test_unreachable_api_is_transient() -> None:
         client("http://127.0.0.1:9/client/v4").pull()
 
 
-class FakeContext:
-    def get_remaining_time_in_millis(self) -> int:
-        return 300_000
-
-
 def test_r2_pull_acks_ingested_retries_failed(
     cloudflare: tuple[str, FakeQueue], monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -199,7 +195,7 @@ def test_r2_pull_acks_ingested_retries_failed(
         monkeypatch.setenv(name, value)
     get_settings.cache_clear()
     try:
-        totals = r2_pull.handler({}, FakeContext())
+        totals = r2_pull.handler({}, LocalContext("r2Pull", timeout_seconds=300))
     finally:
         get_settings.cache_clear()
     assert seen == ["ok1.jpg", "flaky.jpg", "ok2.jpg"]

@@ -20,16 +20,24 @@ class PortInUse(RuntimeError):
     pass
 
 
+def bind_port(host: str, port: int, variable: str) -> socket.socket:
+    """A socket bound to the port, or PortInUse naming the variable to change (not a bind error deep
+    inside a server)."""
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((host, port))
+    except OSError:
+        sock.close()
+        raise PortInUse(
+            f"port {port} on {host} is already in use; stop what uses it or set {variable} to a free port"
+        ) from None
+    return sock
+
+
 def check_port_free(host: str, port: int, variable: str) -> None:
-    """Fail early with the variable to change, instead of a bind error deep inside a server."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            sock.bind((host, port))
-        except OSError:
-            raise PortInUse(
-                f"port {port} on {host} is already in use; stop what uses it or set {variable} to a free port"
-            ) from None
+    """Fail early when a port another server will take later is busy."""
+    bind_port(host, port, variable).close()
 
 
 def free_port(host: str = "127.0.0.1") -> int:

@@ -81,22 +81,6 @@ def check_models(settings: Settings) -> Any:
     return embedder
 
 
-def bind_port(host: str, port: int, variable: str) -> socket.socket:
-    """Bind the API's socket now (uvicorn serves on it later), so a busy port fails first and clearly."""
-    from shared.dev.services import PortInUse
-
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    try:
-        sock.bind((host, port))
-    except OSError:
-        sock.close()
-        raise PortInUse(
-            f"port {port} on {host} is already in use; stop what uses it or set {variable} to a free port"
-        ) from None
-    return sock
-
-
 class S3Snapshot:
     """Copy the bucket's objects to disk (incrementally) and put them back at start (moto is in memory).
 
@@ -225,7 +209,7 @@ def main() -> int:
         for name in QUIET_LOGGERS:  # moto logs every request, pgserver every command it runs
             logging.getLogger(name).setLevel(logging.WARNING)
     warnings.filterwarnings("ignore", message=".*XDG_RUNTIME_DIR.*")
-    from shared.dev.services import PortInUse, check_port_free
+    from shared.dev.services import PortInUse, bind_port, check_port_free
 
     try:
         api_socket = bind_port(settings.host, settings.api_port, "IB_API_PORT")
