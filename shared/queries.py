@@ -64,6 +64,22 @@ def _from_epoch(seconds: float | None) -> datetime | None:
     return None if seconds is None else datetime.fromtimestamp(seconds, UTC)
 
 
+def _search_target(collection: Collection, vector: np.ndarray | None, similar_to: str | None,
+                   params: dict[str, Any]) -> str:
+    """SQL for the vector to search near: the query vector, or a stored image's (its values into `params`)."""
+    if similar_to is not None:
+        # An InitPlan: the stored vector never leaves the server and the HNSW scan still applies.
+        params["source"] = similar_to
+        return f"(SELECT embedding FROM {quote_ident(collection.table)} WHERE key = :source AND status = 'embedded')"
+    if vector is None:
+        raise CatalogError("search needs a query vector or a key to search like")
+    if int(np.asarray(vector).shape[-1]) != collection.dim:
+        raise CatalogError(f"query vector has {np.asarray(vector).shape[-1]} dimensions; "
+                           f"collection {collection.name!r} stores {collection.dim}")
+    params.update(vec=vector_literal(vector), collection=collection.name, model_id=collection.model_id)
+    return "CAST(:vec AS halfvec)"
+
+
 def search(
     catalog: Catalog,
     collection: Collection,
@@ -85,20 +101,7 @@ def search(
     """
     q = quote_ident(collection.table)
     params: dict[str, Any] = {"limit": int(limit)}
-    if similar_to is not None:
-        # An InitPlan: the stored vector never leaves the server and the HNSW scan still applies.
-        target = f"(SELECT embedding FROM {q} WHERE key = :source AND status = 'embedded')"
-        params["source"] = similar_to
-    elif vector is not None:
-        if int(np.asarray(vector).shape[-1]) != collection.dim:
-            raise CatalogError(
-                f"query vector has {np.asarray(vector).shape[-1]} dimensions; "
-                f"collection {collection.name!r} stores {collection.dim}"
-            )
-        target = "CAST(:vec AS halfvec)"
-        params.update(vec=vector_literal(vector), collection=collection.name, model_id=collection.model_id)
-    else:
-        raise CatalogError("search needs a query vector or a key to search like")
+    target = _search_target(collection, vector, similar_to, params)
     where = ["embedding IS NOT NULL", "status = 'embedded'"]
     if similar_to is not None:
         # A one-time gate: no stored vector (unknown key) means no rows, not NULL distances.

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -24,7 +23,7 @@ WEB_DIR = Path(__file__).resolve().parents[2] / "web"
 def create_app(
     settings: Settings | None = None,
     *,
-    catalog: Catalog | Callable[[], Catalog] | None = None,
+    catalog: Catalog | None = None,
     models: Models | Embedder | None = None,
     serve_web: bool = True,
 ) -> FastAPI:

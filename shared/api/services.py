@@ -10,10 +10,11 @@ import threading
 from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import TypeVar
 
 import numpy as np
 
+from shared import runtime
 from shared.api.schemas import ImageItem
 from shared.catalog import Catalog, Collection, ModelChanged
 from shared.config import Settings
@@ -53,27 +54,22 @@ class QueryCache:
 
 @dataclass
 class Services:
-    """What the routes need; the catalog and the models are created on first use (tests pass their own)."""
+    """What the routes need. The catalog and the models are the process-wide ones (`shared.runtime`,
+    created on first use) unless the app was given its own (tests)."""
 
     settings: Settings
-    catalog_factory: Callable[[], Catalog]
-    models_factory: Callable[[], Models]
     storage: Storage  # only for URLs and thumbnail keys: its S3 client is never created here
     cache: QueryCache
-    _catalog: Catalog | None = None
-    _models: Models | None = None
+    given_catalog: Catalog | None = None
+    given_models: Models | None = None
 
     @property
     def catalog(self) -> Catalog:
-        if self._catalog is None:
-            self._catalog = self.catalog_factory()
-        return self._catalog
+        return self.given_catalog or runtime.catalog()
 
     @property
     def models(self) -> Models:
-        if self._models is None:
-            self._models = self.models_factory()
-        return self._models
+        return self.given_models or runtime.models()
 
     def collection(self, name: str | None) -> Collection:
         """The named collection (default IB_BUCKET) as the registry has it now."""
@@ -111,37 +107,9 @@ class Services:
         )
 
 
-def _default_catalog() -> Catalog:
-    from shared import runtime
-
-    return runtime.catalog()
-
-
-def _default_models() -> Models:
-    from shared import runtime
-
-    return runtime.models()
-
-
-def _factory(given: Any, default: Callable[[], Any]) -> Callable[[], Any]:
-    """An object, a zero-argument factory, or None (the process-wide default)."""
-    if given is None:
-        return default
-    return given if callable(given) else lambda: given
-
-
-def create_services(
-    settings: Settings,
-    catalog: Catalog | Callable[[], Catalog] | None = None,
-    models: Models | Embedder | None = None,
-) -> Services:
+def create_services(settings: Settings, catalog: Catalog | None = None,
+                    models: Models | Embedder | None = None) -> Services:
     """No I/O: the catalog and the models wait for their first use. One embedder stands for a set of one."""
     if isinstance(models, Embedder):
         models = Models([models], settings)
-    return Services(
-        settings=settings,
-        catalog_factory=_factory(catalog, _default_catalog),
-        models_factory=_factory(models, _default_models),
-        storage=Storage(settings),
-        cache=QueryCache(settings.query_cache_size),
-    )
+    return Services(settings, Storage(settings), QueryCache(settings.query_cache_size), catalog, models)

@@ -309,13 +309,19 @@ def run(settings: Settings, api_socket: socket.socket, cleanups: list[tuple[str,
     sweeper.start()
     cleanups.append(("the backfill", sweeper.stop))
 
+    url = f"http://{settings.host}:{settings.api_port}"
+    message = next_steps(settings, url, endpoint, data_dir, restored, embedder.model_id, embedder.is_test_model)
+    serve(settings, api_socket, url, message, started_at)
+    return 0
+
+
+def serve(settings: Settings, api_socket: socket.socket, url: str, message: str, started_at: float) -> None:
+    """The API and gallery under uvicorn until Ctrl-C; `message` is printed once the API answers."""
     import uvicorn
 
     from shared.api import create_app
 
-    url = f"http://{settings.host}:{settings.api_port}"
     server = uvicorn.Server(uvicorn.Config(create_app(settings), log_level="warning", lifespan="off"))
-    message = next_steps(settings, url, endpoint, data_dir, restored, embedder.model_id, embedder.is_test_model)
 
     def announce() -> None:  # only once the API answers, so the printed URL works when read
         while not server.started and not server.should_exit:
@@ -328,7 +334,6 @@ def run(settings: Settings, api_socket: socket.socket, cleanups: list[tuple[str,
     server.run(sockets=[api_socket])  # returns on Ctrl-C, then uvicorn re-raises the signal
     if not server.started:
         raise StartupError(f"the API server did not start on {url} (see the log above).")
-    return 0
 
 
 if __name__ == "__main__":

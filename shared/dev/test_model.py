@@ -217,6 +217,19 @@ def build(out_dir: Path, size: str = "tiny", recipe: str = "transformers") -> Pa
     model.save_pretrained(hf_dir)
     CLIPProcessor(image_processor=image_processor, tokenizer=tokenizer).save_pretrained(hf_dir)
 
+    _export_hf_towers(model, image_size, out_dir)
+    tokenizer.save_pretrained(out_dir / "textual")
+    # Keep only what Immich ships beside the textual model.
+    for extra in ("vocab.json", "merges.txt"):
+        (out_dir / "textual" / extra).unlink(missing_ok=True)
+    _write_layout_configs(out_dir, size)
+    return out_dir
+
+
+def _export_hf_towers(model: Any, image_size: int, out_dir: Path) -> None:
+    """Both towers of a transformers CLIPModel as ONNX, with Immich's input and output names."""
+    import torch
+
     # The towers hold the model as a submodule so the exporter sees its weights as parameters.
     class Visual(torch.nn.Module):
         def __init__(self) -> None:
@@ -238,56 +251,29 @@ def build(out_dir: Path, size: str = "tiny", recipe: str = "transformers") -> Pa
 
     with torch.no_grad():
         _export(Visual(), torch.zeros(1, 3, image_size, image_size), out_dir / "visual" / "model.onnx", "image")
-        _export(
-            Textual(),
-            torch.zeros(1, CONTEXT_LENGTH, dtype=torch.int32),
-            out_dir / "textual" / "model.onnx",
-            "text",
-        )
+        _export(Textual(), torch.zeros(1, CONTEXT_LENGTH, dtype=torch.int32), out_dir / "textual" / "model.onnx",
+                "text")
 
-    tokenizer.save_pretrained(out_dir / "textual")
-    # Keep only what Immich ships beside the textual model.
-    for extra in ("vocab.json", "merges.txt"):
-        (out_dir / "textual" / extra).unlink(missing_ok=True)
-    (out_dir / "visual" / "preprocess_cfg.json").write_text(
-        json.dumps(
-            {
-                "size": [image_size, image_size],
-                "mode": "RGB",
-                "mean": MEAN,
-                "std": STD,
-                "interpolation": "bicubic",
-                "resize_mode": "shortest",
-                "fill_color": 0,
-            },
-            indent=2,
-        )
-    )
-    (out_dir / "config.json").write_text(
-        json.dumps(
-            {
-                "model_id": f"test/random-clip-{size}",
-                "test_model": True,
-                "description": "Random-weight test model: embeddings are meaningless.",
-                "embed_dim": shape["embed_dim"],
-                "vision_cfg": {
-                    "image_size": image_size,
-                    "layers": shape["vision"]["num_hidden_layers"],
-                    "width": shape["vision"]["hidden_size"],
-                    "patch_size": shape["vision"]["patch_size"],
-                },
-                "text_cfg": {
-                    "context_length": CONTEXT_LENGTH,
-                    "vocab_size": VOCAB_SIZE,
-                    "width": shape["text"]["hidden_size"],
-                    "heads": shape["text"]["num_attention_heads"],
-                    "layers": shape["text"]["num_hidden_layers"],
-                },
-            },
-            indent=2,
-        )
-    )
-    return out_dir
+
+def _write_layout_configs(out_dir: Path, size: str) -> None:
+    """visual/preprocess_cfg.json and config.json as Immich publishes them (plus our test markers)."""
+    shape = SIZES[size]
+    image_size = shape["vision"]["image_size"]
+    preprocess = {"size": [image_size, image_size], "mode": "RGB", "mean": MEAN, "std": STD,
+                  "interpolation": "bicubic", "resize_mode": "shortest", "fill_color": 0}
+    (out_dir / "visual" / "preprocess_cfg.json").write_text(json.dumps(preprocess, indent=2))
+    config = {
+        "model_id": f"test/random-clip-{size}",
+        "test_model": True,
+        "description": "Random-weight test model: embeddings are meaningless.",
+        "embed_dim": shape["embed_dim"],
+        "vision_cfg": {"image_size": image_size, "layers": shape["vision"]["num_hidden_layers"],
+                       "width": shape["vision"]["hidden_size"], "patch_size": shape["vision"]["patch_size"]},
+        "text_cfg": {"context_length": CONTEXT_LENGTH, "vocab_size": VOCAB_SIZE,
+                     "width": shape["text"]["hidden_size"], "heads": shape["text"]["num_attention_heads"],
+                     "layers": shape["text"]["num_hidden_layers"]},
+    }
+    (out_dir / "config.json").write_text(json.dumps(config, indent=2))
 
 
 def openclip_config(size: str) -> tuple[str, dict[str, Any]]:
