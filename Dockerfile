@@ -1,12 +1,14 @@
 # syntax=docker/dockerfile:1
 # One image for every function (embed, backfill, api, r2Pull); serverless.yml picks the handler with
-# `image.command`. Build for Lambda's architecture (x86_64 unless you set the `architecture` param):
+# `image.command`. Build for x86_64: onnxruntime on Lambda's arm64 has known cpuinfo start-up failures.
 #   docker build --platform linux/amd64 -t image-browser .
-# The CLIP model is baked in at build time (README.md, "The container image: model baked in, not fetched").
+# The models are baked in at build time (README.md, "The container image: models baked in, not fetched").
 FROM public.ecr.aws/lambda/python:3.12
 
-# Any model in Immich's layout on Hugging Face; empty or `replicate:…` skips the download.
-ARG MODEL=immich-app/ViT-B-32__openai
+# Models in Immich's layout on Hugging Face, comma-separated: the first is the default for new
+# collections. List two while a collection moves between them (README, "Moving to another model").
+# Empty or `replicate:…` bakes nothing.
+ARG MODELS=immich-app/ViT-B-32__openai
 ARG MODEL_REVISION=main
 
 # Dependencies and the two packages go into the task root, which is on Lambda's sys.path.
@@ -18,17 +20,12 @@ RUN pip install --no-cache-dir --target "${LAMBDA_TASK_ROOT}" . \
     && rm -rf /build/*
 WORKDIR ${LAMBDA_TASK_ROOT}
 
-# Only the files the ONNX encoders need: no other runtimes' exports, no fp16/ARM variants.
-RUN if [ -n "${MODEL}" ] && [ "${MODEL#replicate:}" = "${MODEL}" ]; then \
-      PYTHONPATH="${LAMBDA_TASK_ROOT}" python -c "import sys; from huggingface_hub import snapshot_download; \
-snapshot_download(sys.argv[1], revision=sys.argv[2], local_dir='/opt/model', \
-allow_patterns=['config.json', 'visual/model.onnx*', 'visual/preprocess_cfg.json', \
-'textual/model.onnx*', 'textual/*.json', 'textual/*.txt'])" "${MODEL}" "${MODEL_REVISION}" \
-      && test -f /opt/model/visual/model.onnx && test -f /opt/model/textual/model.onnx; \
-    fi
+# Only the files the ONNX encoders need (shared/embedders/bake.py, which calls snapshot_download),
+# one numbered folder per model, each config.json recording its hub id.
+RUN PYTHONPATH="${LAMBDA_TASK_ROOT}" python3 -m shared.embedders.bake "${MODELS}" "${MODEL_REVISION}" /opt/models
 
 # Read-only file system at run time, except /tmp; never reach the hub from Lambda.
-ENV IB_MODEL=/opt/model \
+ENV IB_MODEL=/opt/models \
     IB_MODEL_CACHE_DIR=/tmp/image-browser/models \
     IB_DATA_DIR=/tmp/image-browser/data \
     HF_HUB_OFFLINE=1 \

@@ -67,14 +67,14 @@ class World:
 
 
 @pytest.fixture(scope="module")
-def world(pg_url: str, moto_server: MotoServer, test_model_dir: Path) -> Iterator[World]:
+def world(pg_url: str, moto_server: MotoServer, model_dir: Path) -> Iterator[World]:
     bucket = unique_name("api")
     settings = load_settings(
-        database_url=pg_url, bucket=bucket, model=str(test_model_dir), s3_endpoint_url=moto_server.endpoint,
+        database_url=pg_url, bucket=bucket, model=str(model_dir), s3_endpoint_url=moto_server.endpoint,
         s3_access_key_id="test", s3_secret_access_key="test", max_upload_bytes=200_000,
     )
     catalog = Catalog.from_url(pg_url)
-    embedder = load(str(test_model_dir), settings)
+    embedder = load(str(model_dir), settings)
     coll = catalog.ensure_collection(bucket, embedder.model_id, embedder.dim)
     # 40 common keys, 10 rare ones under "rare/": a prefix filter must dig past the common ones.
     keys = [f"photos/{i:03d}.jpg" for i in range(30)] + [f"png/{i:03d}.png" for i in range(10)]
@@ -306,9 +306,9 @@ def test_collections_and_stats_count_by_status(world: World) -> None:
     assert default["collection"] == world.settings.bucket and default["counts"]["embedded"] == 50
 
 
-def test_health_and_lazy_text_model(world: World, test_model_dir: Path) -> None:
+def test_health_and_lazy_text_model(world: World, model_dir: Path) -> None:
     # A fresh embedder (load() shares one per process), to watch the text tower load.
-    embedder = OnnxClipEmbedder(test_model_dir, world.settings)
+    embedder = OnnxClipEmbedder(model_dir, world.settings)
     calls = []
     original = embedder.embed_texts
     embedder.embed_texts = lambda texts: calls.append(list(texts)) or original(texts)  # type: ignore[method-assign]

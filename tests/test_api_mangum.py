@@ -28,10 +28,10 @@ CONTEXT = SimpleNamespace(
 
 
 @pytest.fixture(scope="module")
-def handler(pg_url: str, test_model_dir: Path) -> Iterator[Any]:
+def handler(pg_url: str, model_dir: Path) -> Iterator[Any]:
     bucket = unique_name("lambda")
     env = {
-        "IB_DATABASE_URL": pg_url, "IB_BUCKET": bucket, "IB_MODEL": str(test_model_dir),
+        "IB_DATABASE_URL": pg_url, "IB_BUCKET": bucket, "IB_MODEL": str(model_dir),
         "IB_S3_ENDPOINT_URL": "http://127.0.0.1:9", "IB_S3_ACCESS_KEY_ID": "test",
         "IB_S3_SECRET_ACCESS_KEY": "test",
     }
@@ -40,7 +40,7 @@ def handler(pg_url: str, test_model_dir: Path) -> Iterator[Any]:
             patch.setenv(name, value)
         runtime.reset()
         catalog = Catalog.from_url(pg_url)
-        embedder = load(str(test_model_dir), runtime.get_settings())
+        embedder = load(str(model_dir), runtime.get_settings())
         coll = catalog.ensure_collection(bucket, embedder.model_id, embedder.dim)
         images = [synthetic_photo(64, 48, seed=40 + i) for i in range(6)]
         for i, vector in enumerate(embedder.embed_images(images)):
@@ -121,11 +121,11 @@ def json_body(response: dict[str, Any]) -> Any:
     return json.loads(body)
 
 
-def test_http_api_v2_text_search(handler: Any) -> None:
+def test_http_api_v2_text_search(handler: Any, model_dir: Path) -> None:
     response = handler(http_api_v2("GET", "/api/search", "q=a%20cat&limit=3"), CONTEXT)
     assert response["statusCode"] == 200
     body = json_body(response)
-    assert len(body["items"]) == 3 and body["model"] == "test/random-clip-tiny"
+    assert len(body["items"]) == 3 and body["model"] == load(str(model_dir)).model_id
     assert response["headers"]["content-type"] == "application/json"
 
 

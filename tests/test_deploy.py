@@ -262,7 +262,7 @@ def test_dockerfile_lints_and_bakes_the_model() -> None:
     assert result.returncode == 0, result.stdout + result.stderr
     text = (ROOT / "Dockerfile").read_text()
     assert re.search(r"^FROM public\.ecr\.aws/lambda/python:3\.1[1-9]$", text, re.M)
-    assert "snapshot_download" in text and "HF_HUB_OFFLINE=1" in text  # baked at build, never fetched at run
+    assert "shared.embedders.bake" in text and "HF_HUB_OFFLINE=1" in text  # baked at build, never fetched at run
     # An allow-list build context: nothing but the package metadata and the two packages.
     lines = [line.strip() for line in (ROOT / ".dockerignore").read_text().splitlines()]
     patterns = [line for line in lines if line and not line.startswith("#")]
@@ -283,7 +283,7 @@ def docker_daemon_available() -> bool:
 @pytest.mark.skipif(not docker_daemon_available(), reason="no Docker daemon here: the image build is not checked")
 def test_image_builds(tmp_path: Path) -> None:
     result = subprocess.run(
-        ["docker", "build", "--build-arg", "MODEL=", "-t", "image-browser:test", str(ROOT)],
+        ["docker", "build", "--build-arg", "MODELS=", "-t", "image-browser:test", str(ROOT)],
         capture_output=True,
         text=True,
         timeout=1800,

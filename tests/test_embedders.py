@@ -225,3 +225,29 @@ def test_unreachable_hub_says_how_to_use_a_local_directory(tmp_path: Path) -> No
     assert "UNAVAILABLE" in result.stdout, result.stderr
     assert "IB_MODEL=" in result.stdout
     assert "immich-app/ViT-B-32__openai" in result.stdout
+
+
+def test_baked_models_keep_their_order_and_hub_ids(tmp_path: Path, test_model_dir: Path,
+                                                   immich_model_dir: Path) -> None:
+    """The image's /opt/models: one folder per model in the order given, each recording its hub id."""
+    import shutil
+
+    from shared.embedders.bake import bake
+
+    sources = {"immich-app/ViT-B-16-SigLIP2__webli": immich_model_dir, "immich-app/ViT-B-32__openai": test_model_dir}
+    fetched: list[str] = []
+
+    def fake_download(repo_id: str, revision: str, folder: Path) -> None:  # the hub is not reachable here
+        fetched.append(f"{repo_id}@{revision}")
+        shutil.copytree(sources[repo_id], folder)
+
+    folders = bake("immich-app/ViT-B-16-SigLIP2__webli, replicate:krthr/clip-embeddings,immich-app/ViT-B-32__openai",
+                   "v1", tmp_path / "models", download=fake_download)
+    assert fetched == ["immich-app/ViT-B-16-SigLIP2__webli@v1", "immich-app/ViT-B-32__openai@v1"]
+    assert [f.name for f in folders] == ["00-ViT-B-16-SigLIP2__webli", "01-ViT-B-32__openai"]
+    models = Models.from_settings(load_settings(model=str(tmp_path / "models")))
+    assert models.ids() == ["immich-app/ViT-B-16-SigLIP2__webli", "immich-app/ViT-B-32__openai"]
+    assert models.default.model_id == "immich-app/ViT-B-16-SigLIP2__webli"  # the first is the default
+    assert models.find("immich-app/ViT-B-32__openai") is not None and models.find("other/model") is None
+    with pytest.raises(SystemExit, match="is missing"):
+        bake("immich-app/ViT-B-32__openai", "v1", tmp_path / "broken", download=lambda *_: None)

@@ -53,8 +53,8 @@ class Counting:
 
 
 @pytest.fixture()
-def embedder(settings: Settings, test_model_dir: Path) -> Embedder:
-    return load(str(test_model_dir), settings)
+def embedder(settings: Settings, model_dir: Path) -> Embedder:
+    return load(str(model_dir), settings)
 
 
 @pytest.fixture()
