@@ -67,7 +67,8 @@ class Settings(BaseSettings):
     # Model
     model: str = Field(
         DEFAULT_MODEL,
-        description="Model spec: a local directory, a Hugging Face repo in Immich's layout, "
+        description="The models this deployment holds, comma-separated; the first is the default for new "
+        "collections. Each: a Hugging Face repo in Immich's layout, a local directory (or a folder of them), "
         "or replicate:krthr/clip-embeddings.",
     )
     model_cache_dir: Path = Field(

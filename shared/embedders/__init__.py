@@ -165,8 +165,10 @@ class Models:
 
 
 def _id_is_spec(source: str | Embedder) -> bool:
-    """Hub repo ids and replicate: specs are the model ids collections record; folders name theirs."""
-    return isinstance(source, str) and (source.startswith(REPLICATE_PREFIX) or not Path(source).expanduser().exists())
+    """A Hugging Face repo id is the model id collections record; folders and Replicate specs say theirs."""
+    if not isinstance(source, str) or source.startswith(REPLICATE_PREFIX):
+        return False
+    return not Path(source).expanduser().exists()
 
 
 def _expand(source: str | Embedder) -> list[str | Embedder]:
