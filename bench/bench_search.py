@@ -31,9 +31,10 @@ import httpx
 import numpy as np
 
 from shared import queries as catalog_queries
-from shared.catalog import HNSW_EF_CONSTRUCTION, HNSW_M, Catalog, Collection, hnsw_index_sql
+from shared.catalog import Catalog, Collection
 from shared.db import quote_ident
 from shared.dev.services import EmbeddedPostgres, free_port
+from shared.tables import HNSW_EF_CONSTRUCTION, HNSW_M, hnsw_index_sql
 from tests.fixtures.model import ensure_test_model
 
 DIM = 512

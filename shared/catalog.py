@@ -22,6 +22,7 @@ import pg8000.native
 
 from shared.db import Database, quote_ident
 from shared.events import ObjectEvent, sequencer_sort_key
+from shared.tables import add_missing_columns_sql, create_table_sql
 
 Status = Literal["pending", "embedded", "failed", "deleted"]
 MAX_COLLECTION_NAME = 255
@@ -130,23 +131,6 @@ def vectors_of(collection: Collection, model_id: str) -> Iterator[None]:
         raise
 
 
-# HNSW graph parameters (bench/bench_search.py measures them): m 16 links per node, and a wider
-# ef_construction than pgvector's default 64 for a better graph, i.e. more recall per query-time ef.
-HNSW_M = 16
-HNSW_EF_CONSTRUCTION = 128
-
-
-def hnsw_index_sql(table: str, column: str = "embedding", *, index: str | None = None,
-                   concurrently: bool = False) -> str:
-    """The one definition of a collection's vector index: HNSW, inner product, embedded rows only."""
-    col = quote_ident(column)
-    return (
-        f"CREATE INDEX {'CONCURRENTLY ' if concurrently else ''}IF NOT EXISTS "
-        f"{quote_ident(index or table + '_hnsw')} ON {quote_ident(table)} USING hnsw ({col} halfvec_ip_ops) "
-        f"WITH (m = {HNSW_M}, ef_construction = {HNSW_EF_CONSTRUCTION}) WHERE {col} IS NOT NULL"
-    )
-
-
 def _padded(sequencer: str | None) -> str | None:
     return sequencer_sort_key(sequencer) if sequencer else None
 
@@ -195,7 +179,16 @@ class Catalog:
                 created_at timestamptz NOT NULL DEFAULT now()
             )"""
         )
+        self._add_missing_columns()
         self._schema_ready = True
+
+    def _add_missing_columns(self) -> None:
+        """Tables made by an older release get the columns (and indexes) added since, once per process."""
+        tables = [row[0] for row in self.db.run(f"SELECT table_name FROM {REGISTRY}")]
+        present = self.db.run("SELECT table_name, column_name FROM information_schema.columns "
+                              "WHERE table_name = ANY(:tables)", tables=tables)
+        for statement in add_missing_columns_sql(tables, {(table, column) for table, column in present}):
+            self.db.run(statement)
 
     def open_collection(self, name: str, model_id: str, dim: int, *, bucket: str | None = None) -> Collection:
         """The collection as the registry has it now; created with this model (and its table) if missing."""
@@ -223,39 +216,8 @@ class Catalog:
         conn.run("SELECT pg_advisory_xact_lock(hashtext(:name))", name=name)
         if conn.run(f"SELECT 1 FROM {REGISTRY} WHERE name = :name", name=name):
             return
-        q = quote_ident(table)
-        conn.run(
-            f"""CREATE TABLE IF NOT EXISTS {q} (
-                id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
-                key text NOT NULL UNIQUE,
-                etag text,
-                size bigint,
-                content_type text,
-                width integer,
-                height integer,
-                last_modified timestamptz,
-                sequencer text,
-                event_time timestamptz,
-                status text NOT NULL DEFAULT 'pending'
-                    CHECK (status IN ('pending', 'embedded', 'failed', 'deleted')),
-                error text,
-                attempts integer NOT NULL DEFAULT 0,
-                next_attempt_at timestamptz,
-                created_at timestamptz NOT NULL DEFAULT now(),
-                updated_at timestamptz NOT NULL DEFAULT now(),
-                embedding halfvec({int(dim)}),
-                embedding_next halfvec
-            )"""
-        )
-        conn.run(hnsw_index_sql(table))
-        conn.run(
-            f"CREATE INDEX IF NOT EXISTS {quote_ident(table + '_recent')} ON {q} "
-            "(last_modified DESC, id DESC) WHERE status = 'embedded'"
-        )
-        conn.run(
-            f"CREATE INDEX IF NOT EXISTS {quote_ident(table + '_todo')} ON {q} (status, next_attempt_at) "
-            "WHERE status IN ('pending', 'failed')"
-        )
+        for statement in create_table_sql(table, dim):
+            conn.run(statement)
         conn.run(
             f"INSERT INTO {REGISTRY} (name, bucket, table_name, model_id, dim) "
             "VALUES (:name, :bucket, :table, :model_id, :dim)",

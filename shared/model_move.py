@@ -19,11 +19,12 @@ from dataclasses import dataclass
 
 import pg8000.native
 
-from shared.catalog import MAX_DIM, REGISTRY, Catalog, CatalogError, Collection, hnsw_index_sql
+from shared.catalog import MAX_DIM, REGISTRY, Catalog, CatalogError, Collection
 from shared.db import quote_ident
 from shared.embedders import Embedder
 from shared.ingest import Ingestor, IngestReport, WorkItem, Writes
 from shared.queries import move_progress
+from shared.tables import hnsw_index_sql
 
 log = logging.getLogger(__name__)
 

@@ -250,3 +250,36 @@ def test_old_tombstones_are_purged_recent_ones_kept(catalog: Catalog, coll) -> N
     assert queries.get_row(catalog, coll, "old.jpg") is None
     assert queries.get_row(catalog, coll, "new.jpg").status == "deleted"  # still guards against late creates
     assert queries.get_row(catalog, coll, "live.jpg").status == "pending"
+
+
+def test_older_tables_get_the_columns_added_since(catalog: Catalog, coll, pg_url: str,
+                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    from shared import tables
+
+    monkeypatch.setattr(tables, "ADDED_COLUMNS", [*tables.ADDED_COLUMNS, ("probe_note", "text")])
+    monkeypatch.setattr(tables, "added_indexes_sql",
+                        lambda table: [f"CREATE INDEX IF NOT EXISTS {quote_ident(table + '_probe')} "
+                                       f"ON {quote_ident(table)} (probe_note)"])
+    fresh = Catalog.from_url(pg_url)  # a new process: its first use brings every table up to date
+    try:
+        fresh.ensure_schema()
+        columns = {row[0] for row in fresh.db.run(
+            "SELECT column_name FROM information_schema.columns WHERE table_name = :t", t=coll.table)}
+        assert "probe_note" in columns
+        indexes = {row[0] for row in fresh.db.run("SELECT indexname FROM pg_indexes WHERE tablename = :t",
+                                                  t=coll.table)}
+        assert coll.table + "_probe" in indexes
+        new = fresh.ensure_collection(unique_name("c"), MODEL, DIM)  # and a new table is created with it
+        assert fresh.db.run(f"SELECT probe_note FROM {quote_ident(new.table)}") == []
+    finally:
+        for table in {coll.table}:
+            fresh.db.run(f"ALTER TABLE {quote_ident(table)} DROP COLUMN probe_note")
+        fresh.db.close()
+
+
+def test_keyword_text_is_folded_for_case_and_accents() -> None:
+    from shared.keywords import fold
+
+    assert fold("Große MAUER") == fold("grosse mauer") == "grosse mauer"
+    assert fold("Crème Brûlée, Ærøskøbing") == "creme brulee, ærøskøbing"  # ø and æ are letters, not accents
+    assert fold("IMG_2041.JPG") == "img_2041.jpg"
