@@ -11,10 +11,12 @@ from shared.db import quote_ident
 # Columns added after the first release, as (name, SQL type): new tables are created with them, and
 # older tables get them when a process first opens the catalog. Append; never reorder or remove.
 ADDED_COLUMNS: list[tuple[str, str]] = [
-    # The keyword index's two sources, folded by shared.keywords.fold: the object key's words, and the
-    # words found in or about the picture (OCR text, EXIF text).
+    # The keyword index's sources, each folded by shared.keywords.fold and written by one writer: the
+    # object key's words (recorded with the key), the words read in the picture (the OCR stage), and
+    # the words about it (EXIF text: camera, description; read at ingest).
     ("name_words", "text"),
-    ("text_words", "text"),
+    ("ocr_words", "text"),
+    ("exif_words", "text"),
 ]
 
 
