@@ -130,6 +130,12 @@ def run(quick: bool = False) -> str:
         latency.append(f"| {precision} | {statistics.median(times):.1f} | {p95:.1f} |")
         vectors[precision] = {"images": model.embed_images(images), "texts": model.embed_texts(texts)}
 
+    # Immich's current exporter fixes the batch at 1: a batch of 16 becomes 16 single calls.
+    fixed = OnnxClipEmbedder(ensure_test_model("b32", "immich"), load_settings(embed_batch_size=16, embed_parallel=1))
+    fixed.embed_images([_decode(photos[0])])  # warm-up (loads the towers)
+    fixed.embed_texts(texts[:1])
+    rows.append(_row(fixed, "fp32, export with batch fixed at 1", 16, photos, texts, repeats))
+
     def agreement(kind: str) -> float:
         return float(np.mean(np.sum(vectors["fp32"][kind] * vectors["int8"][kind], axis=1)))
 
@@ -141,7 +147,8 @@ def run(quick: bool = False) -> str:
             "Model: the repo's random-weight test model `test/random-clip-b32`, built by "
             "`shared/dev/test_model.py --size b32` with the layer sizes of `immich-app/ViT-B-32__openai` "
             "(ViT-B/32 visual at 224 px, 12-layer 512-wide text tower, 512-d output). Compute cost carries "
-            "over; its vectors are meaningless.",
+            "over; its vectors are meaningless. The last row is the same shapes exported as Immich's current "
+            "exporter does (open_clip, opset 19, batch fixed at 1: `--recipe immich`), run 16 at a time.",
             f"ONNX Runtime {onnxruntime.__version__}, CPU execution provider, threads: {threads}. "
             f"{n_images} synthetic JPEG photos ({', '.join(f'{w}x{h}' for w, h in PHOTO_SIZES)}), "
             f'{n_texts} texts. "ONNX only" times the model call on ready inputs; "pipeline" adds JPEG decode '

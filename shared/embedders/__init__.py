@@ -150,7 +150,7 @@ class Models:
         return [source if _id_is_spec(source) else self._embedder(source).model_id for source in self.sources]
 
     def find(self, model_id: str) -> Embedder | None:
-        """The held model with this id, or None. Hub and Replicate specs are their own ids (no loading)."""
+        """The held model with this id, or None. A hub repo id matches without loading anything."""
         for source in self.sources:
             if source == model_id or (not _id_is_spec(source) and self._embedder(source).model_id == model_id):
                 return self._embedder(source)
