@@ -21,8 +21,10 @@ RUN pip install --no-cache-dir --target "${LAMBDA_TASK_ROOT}" . \
 WORKDIR ${LAMBDA_TASK_ROOT}
 
 # Only the files the ONNX encoders need (shared/embedders/bake.py, which calls snapshot_download),
-# one numbered folder per model, each config.json recording its hub id.
-RUN PYTHONPATH="${LAMBDA_TASK_ROOT}" python3 -m shared.embedders.bake "${MODELS}" "${MODEL_REVISION}" /opt/models
+# one numbered folder per model, each config.json recording its hub id. The interpreter is named by its
+# version: AWS's Dockerfile for this image puts /var/lang/bin first on PATH and its docs show only `pip`;
+# `python3.12` is the name every CPython install creates (`python3` only some), tied to the FROM tag.
+RUN PYTHONPATH="${LAMBDA_TASK_ROOT}" python3.12 -m shared.embedders.bake "${MODELS}" "${MODEL_REVISION}" /opt/models
 
 # Read-only file system at run time, except /tmp; never reach the hub from Lambda.
 ENV IB_MODEL=/opt/models \

@@ -5,13 +5,14 @@ PYTHON ?= python3
 VENV   := .venv
 PY     := $(VENV)/bin/python
 MODEL  ?=
+SCALE  ?=
 # Local-stack installs (embedded Postgres, moto, uvicorn); tests and the test model add torch & co.
 STAMP_LOCAL := $(VENV)/.stamp-local
 STAMP_DEV   := $(VENV)/.stamp-dev
 NODE_STAMP  := infra/node_modules/.stamp
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: dev test bench lint chromium test-model clean
+.PHONY: dev test bench lint chromium fonts test-model clean
 
 $(VENV)/bin/python:
 	$(PYTHON) -m venv $(VENV)
@@ -36,6 +37,12 @@ chromium:
 	@test -x /usr/bin/chromium || { $(SUDO) apt-get update -qq && \
 	  DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq chromium >/dev/null; }
 
+# The OCR tests and benchmark render signs and receipts with Debian's fonts.
+FONT_FILES := /usr/share/fonts/truetype/dejavu/DejaVuSerif-Italic.ttf /usr/share/fonts/truetype/liberation/LiberationSans-Regular.ttf
+fonts:
+	@ls $(FONT_FILES) >/dev/null 2>&1 || { $(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive \
+	  $(SUDO) apt-get install -y -qq fonts-dejavu-core fonts-dejavu-extra fonts-liberation >/dev/null; }
+
 ifeq ($(MODEL),test)
 DEV_DEPS := $(STAMP_DEV)
 DEV_ENV  := IB_MODEL=test
@@ -47,11 +54,12 @@ endif
 dev: $(DEV_DEPS)
 	$(DEV_ENV) $(PY) -m shared.dev.stack
 
-test: $(STAMP_DEV) $(NODE_STAMP) chromium
+test: $(STAMP_DEV) $(NODE_STAMP) chromium fonts
 	$(PY) -m pytest
 
-bench: $(STAMP_DEV)
-	$(PY) -m bench.run
+# `make bench SCALE=1m` adds the 1,000,000-image search point (about 15 minutes more).
+bench: $(STAMP_DEV) fonts
+	SCALE=$(SCALE) $(PY) -m bench.run
 
 test-model: $(STAMP_DEV)
 	$(PY) -m shared.dev.test_model .cache/test-models/manual

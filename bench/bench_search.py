@@ -22,34 +22,44 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import httpx
 import numpy as np
 
+from bench.hybrid_queries import KINDS, measure, photo_keys, word_queries
 from shared import queries as catalog_queries
 from shared.catalog import Catalog, Collection
 from shared.db import quote_ident
 from shared.dev.services import EmbeddedPostgres, free_port
-from shared.tables import HNSW_EF_CONSTRUCTION, HNSW_M, hnsw_index_sql
+from shared.keywords import name_words
+from shared.tables import HNSW_EF_CONSTRUCTION, HNSW_M, added_indexes_sql, hnsw_index_sql
 from tests.fixtures.model import ensure_test_model
 
 DIM = 512
 K = 30
+MILLION = 1_000_000  # `make bench SCALE=1m` adds this size
+CHUNK = 100_000  # rows generated and copied at once
+BUILD_MEMORY = "3GB"  # maintenance_work_mem for index builds: a million rows' HNSW graph fits
+HYBRID_FLOOR = 0.2  # the cutoff floor of OpenAI CLIP models (Settings.search_floor), for the clustered scores
 PG_EPOCH = datetime(2000, 1, 1, tzinfo=UTC)
 TEXTS = ["a dog on the beach", "birthday cake", "snowy mountains", "red car", "city at night",
          "a cat on a sofa", "plate of pasta", "children playing football", "old portrait", "forest trail"]
 
 
-STORAGE_NOTE = (
-    "Storage: a 512-d halfvec takes 1,032 B in the table row and again in its HNSW element, and pgvector "
-    "fits 6 HNSW elements in an 8 KB page (1,366 B each, whatever m is), so row + index cannot go much "
-    "below ~2.5 KB per image even with no other column. With the key, etag, timestamps and the b-tree "
-    "indexes the catalog needs, it is ~2.9 KB: the goal of 2.6 KB is not met."
-)
+def storage_note(results: list[dict]) -> str:
+    largest = results[-1]
+    return (
+        "Storage: a 512-d halfvec takes 1,032 B in the table row and again in its HNSW element, and pgvector "
+        "fits 6 HNSW elements in an 8 KB page (1,366 B each, whatever m is), so row + index cannot go much "
+        "below ~2.5 KB per image even with no other column. With the key, its words and their keyword index "
+        f"({largest['words_bytes_per_image']:,.0f} B), etag, timestamps and the b-tree indexes the catalog needs, "
+        f"it is {largest['bytes_per_image'] / 1000:.1f} KB at {largest['n']:,} rows: the goal of 2.6 KB is not met."
+    )
 
 
 # ---- data ---------------------------------------------------------------------------------------------
@@ -72,42 +82,48 @@ def clustered_vectors(n: int, dim: int = DIM, *, seed: int = 0, clusters: int | 
     centres = np.random.default_rng(54321).normal(size=(clusters, dim)) / np.sqrt(dim)
     weights = 1.0 / (np.arange(clusters) + 10.0)
     labels = rng.choice(clusters, size=n, p=weights / weights.sum())
-    vectors = 0.8 * shared + centres[labels] + 0.55 * rng.normal(size=(n, dim)) / np.sqrt(dim)
-    return (vectors / np.linalg.norm(vectors, axis=1, keepdims=True)).astype(np.float32)
+    out = np.empty((n, dim), dtype=np.float32)
+    for start in range(0, n, CHUNK):  # in chunks: a million float64 rows at once would take 4 GB
+        part = 0.8 * shared + centres[labels[start:start + CHUNK]] \
+            + 0.55 * rng.normal(size=(len(labels[start:start + CHUNK]), dim)) / np.sqrt(dim)
+        out[start:start + CHUNK] = part / np.linalg.norm(part, axis=1, keepdims=True)
+    return out
 
 
 def copy_rows(catalog: Catalog, coll: Collection, vectors: np.ndarray) -> list[str]:
-    """Binary COPY of embedded rows (realistic keys, sizes, dates); returns the keys."""
+    """Binary COPY of embedded rows with realistic keys (`photo_keys`), their keyword-index words, sizes and
+    dates, CHUNK rows per COPY; returns the keys."""
     n, dim = vectors.shape
-    halves = vectors.astype(">f2")  # pgvector's halfvec binary form: int16 dim, int16 0, big-endian halves
-    keys = [f"photos/{2015 + i % 10}/{i % 12 + 1:02d}/IMG_{i:07d}.jpg" for i in range(n)]
-    base_us = int((datetime(2015, 1, 1, tzinfo=UTC) - PG_EPOCH) / timedelta(microseconds=1))
-    out = io.BytesIO()
-    out.write(b"PGCOPY\n\xff\r\n\x00" + struct.pack("!ii", 0, 0))
+    keys, times = photo_keys(n)
+    q = quote_ident(coll.table)
     vector_head = struct.pack("!ihh", 4 + 2 * dim, dim, 0)
     status, ctype = b"embedded", b"image/jpeg"
-    for i in range(n):
-        key = keys[i].encode()
-        out.write(struct.pack("!hi", 8, len(key)) + key)
-        out.write(struct.pack("!i", len(status)) + status)
-        out.write(struct.pack("!iq", 8, 2_000_000 + i * 37 % 900_000))
-        out.write(struct.pack("!i", len(ctype)) + ctype)
-        out.write(struct.pack("!iiii", 4, 4032, 4, 3024))
-        out.write(struct.pack("!iq", 8, base_us + i * 3_600_000_000))
-        out.write(vector_head + halves[i].tobytes())
-    out.write(struct.pack("!h", -1))
-    out.seek(0)
-    q = quote_ident(coll.table)
-    catalog.db.run_with_retry(lambda conn: conn.run(
-        f"COPY {q} (key, status, size, content_type, width, height, last_modified, embedding) "
-        "FROM STDIN WITH (FORMAT binary)", stream=out))
+    for start in range(0, n, CHUNK):
+        halves = vectors[start:start + CHUNK].astype(">f2")  # halfvec binary: int16 dim, int16 0, big-endian halves
+        out = io.BytesIO()
+        out.write(b"PGCOPY\n\xff\r\n\x00" + struct.pack("!ii", 0, 0))
+        for i in range(start, min(n, start + CHUNK)):
+            key, words = keys[i].encode(), name_words(keys[i]).encode()
+            out.write(struct.pack("!hi", 9, len(key)) + key)
+            out.write(struct.pack("!i", len(status)) + status)
+            out.write(struct.pack("!iq", 8, 2_000_000 + i * 37 % 900_000))
+            out.write(struct.pack("!i", len(ctype)) + ctype)
+            out.write(struct.pack("!iiii", 4, 4032, 4, 3024))
+            out.write(struct.pack("!iq", 8, int((times[i] - PG_EPOCH) / timedelta(microseconds=1))))
+            out.write(vector_head + halves[i - start].tobytes())
+            out.write(struct.pack("!i", len(words)) + words)
+        out.write(struct.pack("!h", -1))
+        out.seek(0)
+        catalog.db.run_with_retry(lambda conn, out=out: conn.run(
+            f"COPY {q} (key, status, size, content_type, width, height, last_modified, embedding, name_words) "
+            "FROM STDIN WITH (FORMAT binary)", stream=out))
     return keys
 
 
 def build_index(catalog: Catalog, coll: Collection) -> float:
     """(Re)build the catalog's HNSW index on the loaded rows; seconds taken."""
     def build(conn: object) -> float:
-        conn.run("SET maintenance_work_mem = '1GB'")  # the whole graph in memory: no slow spill phase
+        conn.run(f"SET maintenance_work_mem = '{BUILD_MEMORY}'")  # the whole graph in memory: no slow spill
         conn.run("SET max_parallel_maintenance_workers = 2")
         started = time.perf_counter()
         conn.run(hnsw_index_sql(coll.table))
@@ -117,6 +133,13 @@ def build_index(catalog: Catalog, coll: Collection) -> float:
         return seconds
 
     return catalog.db.run_with_retry(build)
+
+
+def build_word_index(catalog: Catalog, coll: Collection) -> float:
+    """(Re)build the keyword index (GIN over the generated tsvector) on the loaded rows; seconds taken."""
+    started = time.perf_counter()
+    catalog.db.run(next(sql for sql in added_indexes_sql(coll.table) if coll.table + "_words" in sql))
+    return time.perf_counter() - started
 
 
 # ---- measuring ----------------------------------------------------------------------------------------
@@ -217,25 +240,32 @@ def throughput(base: str, requests: list[tuple[str, dict[str, object]]], concurr
 # ---- the run ------------------------------------------------------------------------------------------
 
 
-def bench_size(catalog: Catalog, n: int, *, model_id: str, model_dir: Path, pg_url: str, quick: bool) -> dict:
-    name = f"bench-{n}"
-    coll = catalog.ensure_collection(name, model_id, DIM)
+def load_table(catalog: Catalog, n: int, model_id: str) -> dict:
+    """A collection of n clustered rows: loaded with its indexes dropped, then the indexes built and timed."""
+    coll = catalog.ensure_collection(f"bench-{n}", model_id, DIM)
     q = quote_ident(coll.table)
-    catalog.db.run(f"DROP INDEX IF EXISTS {quote_ident(coll.table + '_hnsw')}")  # load first, build after
+    for index in ("_hnsw", "_words"):  # load first, build after
+        catalog.db.run(f"DROP INDEX IF EXISTS {quote_ident(coll.table + index)}")
     vectors = clustered_vectors(n, seed=n)
     started = time.perf_counter()
     keys = copy_rows(catalog, coll, vectors)
     load_s = time.perf_counter() - started
-    build_s = build_index(catalog, coll)
+    build_s, words_s = build_index(catalog, coll), build_word_index(catalog, coll)
     catalog.db.run(f"VACUUM ANALYZE {q}")
-    (total_bytes, index_bytes), = catalog.db.run(
-        f"SELECT pg_total_relation_size('{q}'), pg_relation_size('{quote_ident(coll.table + '_hnsw')}')")
-    ids = [row[0] for row in catalog.db.run(f"SELECT id FROM {q} ORDER BY id")]
-    id_of_row = np.asarray(ids)
+    (total_bytes, index_bytes, words_bytes), = catalog.db.run(
+        f"SELECT pg_total_relation_size('{q}'), pg_relation_size('{quote_ident(coll.table + '_hnsw')}'), "
+        f"pg_relation_size('{quote_ident(coll.table + '_words')}')")
+    ids = np.asarray([row[0] for row in catalog.db.run(f"SELECT id FROM {q} ORDER BY id")])
+    return {"coll": coll, "keys": keys, "vectors": vectors, "ids": ids, "n": n, "load_s": load_s,
+            "build_s": build_s, "words_build_s": words_s, "bytes_per_image": total_bytes / n,
+            "index_bytes_per_image": index_bytes / n, "words_bytes_per_image": words_bytes / n}
 
-    n_queries = 50 if quick else 300
+
+def vector_rows(catalog: Catalog, table: dict, efs: tuple[int, ...], n_queries: int, *, exact: bool) -> dict:
+    """HNSW latency and recall@30 per ef_search against an exact numpy scan (and the SQL scan, if `exact`)."""
+    n, coll = table["n"], table["coll"]
     queries = clustered_vectors(n_queries, seed=n + 1, clusters=max(10, n // 50))
-    stored = vectors.astype(np.float16).astype(np.float32)
+    stored = table["vectors"].astype(np.float16).astype(np.float32)
     brute_ms = []
     truth = np.empty((n_queries, K), dtype=np.int64)
     for i, query in enumerate(queries):
@@ -244,13 +274,14 @@ def bench_size(catalog: Catalog, n: int, *, model_id: str, model_dir: Path, pg_u
         top = np.argpartition(-scores, K)[:K]
         top = top[np.argsort(-scores[top])]
         brute_ms.append((time.perf_counter() - started) * 1000)
-        truth[i] = id_of_row[top]
-
-    exact_ms = [timed(lambda query=query: exact_sql(catalog, coll, query)) for query in queries[:20]]
-    exact_recall = recall([[row[0] for row in exact_sql(catalog, coll, qv)] for qv in queries[:20]], truth[:20])
-
+        truth[i] = table["ids"][top]
+    found_exact = {}
+    if exact:
+        exact_ms = [timed(lambda query=query: exact_sql(catalog, coll, query)) for query in queries[:20]]
+        found_exact = {"exact": percentiles(exact_ms), "exact_recall": recall(
+            [[row[0] for row in exact_sql(catalog, coll, qv)] for qv in queries[:20]], truth[:20])}
     hnsw_rows = []
-    for ef in (40, 64, 100, 128) if not quick else (40, 100):
+    for ef in efs:
         for query in queries[:20]:  # warm the index pages into shared buffers
             catalog_queries.search(catalog, coll, query, limit=K, ef_search=ef)
         samples, found = [], []
@@ -261,7 +292,25 @@ def bench_size(catalog: Catalog, n: int, *, model_id: str, model_dir: Path, pg_u
             found.append([hit.id for hit in hits])
         p50, p95 = percentiles(samples)
         hnsw_rows.append((ef, p50, p95, recall(found, truth)))
+    return {"hnsw": hnsw_rows, "brute": percentiles(brute_ms), "n_queries": n_queries, **found_exact}
 
+
+def word_rows(catalog: Catalog, table: dict, count: int, *, full: bool) -> dict:
+    """Keyword-only and hybrid search (and, if `full`, pictures-only and newest-first) with the realistic
+    query mix; a clustered vector stands for each query's encoded text."""
+    n, coll = table["n"], table["coll"]
+    mix = word_queries(table["keys"], count)
+    vectors = clustered_vectors(count, seed=n + 2, clusters=max(10, n // 50))
+    runs = {"keyword": ("keyword", "relevance"), "hybrid": ("hybrid", "relevance")}
+    if full:
+        runs |= {"semantic": ("semantic", "relevance"), "hybrid newest": ("hybrid", "newest")}
+    return {name: measure(catalog, coll, mix, vectors, mode=mode, sort=sort, floor=HYBRID_FLOOR)
+            for name, (mode, sort) in runs.items()}
+
+
+def http_rows(table: dict, model_dir: Path, pg_url: str, quick: bool) -> dict:
+    """/api/similar and /api/search over HTTP (uvicorn in its own process), and /api/similar's throughput."""
+    n, keys, name = table["n"], table["keys"], table["coll"].name
     server = ApiServer({
         "IB_DATABASE_URL": pg_url, "IB_BUCKET": name, "IB_MODEL": str(model_dir),
         "IB_S3_ENDPOINT_URL": "http://127.0.0.1:9000", "IB_S3_ACCESS_KEY_ID": "bench",
@@ -283,13 +332,21 @@ def bench_size(catalog: Catalog, n: int, *, model_id: str, model_dir: Path, pg_u
         rps, errors = throughput(server.base, load, concurrency=16)
     finally:
         server.stop()
-    return {
-        "n": n, "load_s": load_s, "build_s": build_s, "bytes_per_image": total_bytes / n,
-        "index_bytes_per_image": index_bytes / n, "brute": percentiles(brute_ms), "exact": percentiles(exact_ms),
-        "exact_recall": exact_recall, "hnsw": hnsw_rows, "similar": similar_lat, "search_cold": search_cold,
-        "search_cached": search_cached, "rps": rps, "errors": errors, "load_requests": len(load),
-        "n_queries": n_queries,
-    }
+    return {"similar": similar_lat, "search_cold": search_cold, "search_cached": search_cached, "rps": rps,
+            "errors": errors, "load_requests": len(load)}
+
+
+def bench_size(catalog: Catalog, n: int, *, model_id: str, model_dir: Path, pg_url: str, quick: bool) -> dict:
+    """Every measure at n rows; the million-row point (SCALE=1m) takes the default ef_search and no HTTP."""
+    full = n < MILLION
+    table = load_table(catalog, n, model_id)
+    efs = ((40, 64, 100, 128) if not quick else (40, 100)) if full else (100,)
+    result = {key: value for key, value in table.items() if key not in ("coll", "keys", "vectors", "ids")}
+    result |= vector_rows(catalog, table, efs, (50 if quick else 300) if full else 100, exact=full)
+    result["words"] = word_rows(catalog, table, 40 if quick else 200 if full else 100, full=full)
+    if full:
+        result |= http_rows(table, model_dir, pg_url, quick)
+    return result
 
 
 def run(quick: bool = False) -> str:
@@ -298,9 +355,24 @@ def run(quick: bool = False) -> str:
     from shared.embedders import load
 
     model_id = load(str(model_dir), load_settings()).model_id
-    sizes = (2_000,) if quick else (10_000, 100_000)
+    sizes: tuple[int, ...] = (2_000,) if quick else (10_000, 100_000)
+    if os.environ.get("SCALE", "").lower() == "1m":
+        sizes += (MILLION,)
     results = []
-    with tempfile.TemporaryDirectory(prefix="ib-bench-search-") as tmp:
+    with bench_catalog("ib-bench-search-") as (catalog, pg_url):
+        for n in sizes:
+            print(f"   search: {n:,} rows", file=sys.stderr, flush=True)
+            results.append(bench_size(catalog, n, model_id=model_id, model_dir=model_dir, pg_url=pg_url,
+                                      quick=quick))
+            catalog.db.run(f"DROP TABLE {quote_ident(catalog.get_collection(f'bench-{n}').table)}")
+            catalog.db.run("DELETE FROM ib_collections WHERE name = :name", name=f"bench-{n}")
+    return render(results, quick)
+
+
+@contextmanager
+def bench_catalog(prefix: str) -> Iterator[tuple[Catalog, str]]:
+    """(catalog, URL) on IB_BENCH_DATABASE_URL, else on an embedded PostgreSQL of the run's own."""
+    with tempfile.TemporaryDirectory(prefix=prefix) as tmp:
         server = None
         pg_url = os.environ.get("IB_BENCH_DATABASE_URL")
         if not pg_url:
@@ -308,35 +380,31 @@ def run(quick: bool = False) -> str:
             pg_url = server.start()
         catalog = Catalog.from_url(pg_url)
         try:
-            for n in sizes:
-                print(f"   search: {n:,} rows", file=sys.stderr, flush=True)
-                results.append(bench_size(catalog, n, model_id=model_id, model_dir=model_dir, pg_url=pg_url,
-                                          quick=quick))
-                catalog.db.run(f"DROP TABLE {quote_ident(catalog.get_collection(f'bench-{n}').table)}")
-                catalog.db.run("DELETE FROM ib_collections WHERE name = :name", name=f"bench-{n}")
+            yield catalog, pg_url
         finally:
             catalog.db.close()
             if server:
                 server.stop()
-    return render(results, quick)
 
 
 def render(results: list[dict], quick: bool) -> str:
     lines = [
         "## Search (`bench/bench_search.py`)",
         "",
-        f"Command: `python -m bench.bench_search{' --quick' if quick else ''}` (part of `make bench`). "
+        f"Command: `python -m bench.bench_search{' --quick' if quick else ''}` (part of `make bench`; "
+        "`make bench SCALE=1m` adds the 1,000,000-row point). "
         "512-d halfvec rows with CLIP-like clustered vectors (shared direction + Zipf-sized clusters + noise; "
-        "see `clustered_vectors`), loaded by binary COPY, then the catalog's HNSW index "
-        f"(m {HNSW_M}, ef_construction {HNSW_EF_CONSTRUCTION}) built with maintenance_work_mem 1 GB and 2 "
-        "parallel workers. Queries are "
+        "see `clustered_vectors`) and camera-roll keys (dated folders, some named after an event, camera file "
+        "names whose counters wrap; `bench/hybrid_queries.py`), loaded by binary COPY, then the catalog's HNSW "
+        f"index (m {HNSW_M}, ef_construction {HNSW_EF_CONSTRUCTION}) built with maintenance_work_mem "
+        f"{BUILD_MEMORY} and 2 parallel workers, and the keyword index (GIN over the names' words). Queries are "
         "held-out vectors from the same distribution; recall@30 is against an exact numpy scan of the "
         "stored half-precision vectors. HNSW times are `Catalog.search` end to end through pg8000 "
         "(one statement: `set_config` of ef_search and iterative scan for its transaction, then the query; "
         "the server's default is `IB_HNSW_EF_SEARCH` = 100). HTTP: uvicorn "
         "(1 process) serving `functions/api.py`'s app, 30 results per answer, presigned URLs included; text "
         "queries encode with the ViT-B/32-shaped test model (1 thread) — *cold* = every text new, *cached* = "
-        "repeated texts (LRU hit).",
+        "repeated texts (LRU hit); they run in the default hybrid mode.",
         "",
         "| rows | HNSW ef_search | p50 ms | p95 ms | recall@30 |",
         "|---:|---:|---:|---:|---:|",
@@ -347,15 +415,18 @@ def render(results: list[dict], quick: bool) -> str:
     lines += [
         "",
         "| rows | exact SQL scan p50 / p95 ms (recall) | numpy brute force p50 / p95 ms | "
-        "load s | index build s | bytes / image (all) | of which HNSW |",
-        "|---:|---:|---:|---:|---:|---:|---:|",
+        "load s | HNSW build s | keyword index build s | bytes / image (all) | of which HNSW | of which keyword "
+        "index |",
+        "|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for r in results:
+        exact = f"{r['exact'][0]:.1f} / {r['exact'][1]:.1f} ({r['exact_recall']:.3f})" if "exact" in r else "–"
         lines.append(
-            f"| {r['n']:,} | {r['exact'][0]:.1f} / {r['exact'][1]:.1f} ({r['exact_recall']:.3f}) | "
-            f"{r['brute'][0]:.2f} / {r['brute'][1]:.2f} | {r['load_s']:.1f} | {r['build_s']:.1f} | "
-            f"{r['bytes_per_image']:,.0f} | {r['index_bytes_per_image']:,.0f} |"
+            f"| {r['n']:,} | {exact} | {r['brute'][0]:.2f} / {r['brute'][1]:.2f} | {r['load_s']:.1f} | "
+            f"{r['build_s']:.1f} | {r['words_build_s']:.1f} | {r['bytes_per_image']:,.0f} | "
+            f"{r['index_bytes_per_image']:,.0f} | {r['words_bytes_per_image']:,.0f} |"
         )
+    lines += render_words(results)
     lines += [
         "",
         "| rows | `/api/similar` p50 / p95 ms | `/api/search` cold p50 / p95 ms | `/api/search` cached p50 / p95 ms "
@@ -363,14 +434,37 @@ def render(results: list[dict], quick: bool) -> str:
         "|---:|---:|---:|---:|---:|---:|",
     ]
     for r in results:
+        if "similar" not in r:
+            continue
         lines.append(
             f"| {r['n']:,} | {r['similar'][0]:.1f} / {r['similar'][1]:.1f} | "
             f"{r['search_cold'][0]:.1f} / {r['search_cold'][1]:.1f} | "
             f"{r['search_cached'][0]:.1f} / {r['search_cached'][1]:.1f} | {r['rps']:,.0f} | "
             f"{r['errors']} of {r['load_requests']:,} |"
         )
-    lines += ["", STORAGE_NOTE]
+    lines += ["", storage_note(results)]
     return "\n".join(lines)
+
+
+def render_words(results: list[dict]) -> list[str]:
+    kinds = list(KINDS)
+    lines = [
+        "",
+        "Keyword and hybrid search (`hybrid.search`, issue 13): a first page of 30 as `/api/search` computes it, "
+        "server side without text encoding (the registry read, the newest row id, the word and picture lists, "
+        "fusion, the cutoff with floor 0.2, the page's rows); a clustered vector stands for each query's encoded "
+        f"text. The query mix, drawn from the keys: {', '.join(f'{k} {v:.0%}' for k, v in KINDS.items())} "
+        "(e.g. `IMG_2041`, `IMG_204`, `beach trip`, `2019-07-15`, `2019`). *found* = share of queries with a result.",
+        "",
+        "| rows | search | p50 ms | p95 ms | " + " | ".join(f"p95 {kind}" for kind in kinds) + " | found |",
+        "|---:|---|---:|---:|" + "---:|" * len(kinds) + "---:|",
+    ]
+    for r in results:
+        for name, m in r["words"].items():
+            per_kind = " | ".join(f"{m['kinds'][kind][1]:.2f}" if kind in m["kinds"] else "–" for kind in kinds)
+            lines.append(f"| {r['n']:,} | {name} | {m['all'][0]:.2f} | {m['all'][1]:.2f} | {per_kind} | "
+                         f"{m['found']:.0%} |")
+    return lines
 
 
 if __name__ == "__main__":

@@ -1,8 +1,10 @@
 """`make bench`: run every benchmark in one process, one after another, and write BENCHMARKS.md.
 
-Sections come from bench/bench_embed.py (model throughput), bench/bench_ingest.py (end to end) and
-bench/bench_search.py (vector search and HTTP). `python -m bench.run --quick` is a fast smoke run
-that prints instead of writing the file.
+Sections come from bench/bench_embed.py (model throughput), bench/bench_ingest.py (end to end),
+bench/bench_search.py (vector search and HTTP), bench/bench_ocr.py (the OCR stage),
+bench/bench_duplicates.py (duplicate groups) and bench/bench_reliability.py (input checks, pool recovery,
+the local bucket copy).
+`python -m bench.run --quick` is a fast smoke run that prints instead of writing the file.
 """
 
 from __future__ import annotations
@@ -17,7 +19,8 @@ import time
 from datetime import UTC, datetime
 from pathlib import Path
 
-SECTIONS = ["bench.bench_embed", "bench.bench_ingest", "bench.bench_search"]
+SECTIONS = ["bench.bench_embed", "bench.bench_ingest", "bench.bench_search", "bench.bench_ocr", "bench.bench_text",
+            "bench.bench_duplicates", "bench.bench_reliability"]
 OUTPUT = Path(__file__).resolve().parents[1] / "BENCHMARKS.md"
 
 

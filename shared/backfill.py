@@ -14,13 +14,16 @@ import contextlib
 import logging
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
-from shared import queries
+from shared import duplicates, queries
 from shared.catalog import Collection
-from shared.events import ObjectEvent
+from shared.events import ObjectEvent, key_problem
+from shared.exif import read_metadata
 from shared.images import is_image_key
 from shared.ingest import DEADLINE_MARGIN_MS, TRANSIENT_ERRORS, Ingestor, IngestReport, WorkItem
+from shared.storage import ObjectMissing, ObjectTooLarge
 
 log = logging.getLogger(__name__)
 
@@ -39,6 +42,9 @@ class SweepSummary:
     purged: int = 0  # tombstones old enough that no delayed event can still need them
     skipped: int = 0
     retry: int = 0
+    reused: int = 0  # embedded with the stored vector of the same bytes under another key: no model call
+    filled: int = 0  # rows embedded before hashes and EXIF were read that got them now, not re-embedded
+    compared: int = 0  # images whose nearest neighbours (duplicate groups) were found by this sweep
     remaining: int = 0
     stopped_early: bool = False
     seconds: float = 0.0
@@ -54,6 +60,7 @@ class SweepSummary:
         self.removed += counts["removed"]
         self.skipped += counts["skipped"] + counts["missing"]
         self.retry += counts["retry"]
+        self.reused += counts["reused"]
         for (_, key), exc in list(report.errors.items())[:5]:
             self.errors.append(f"{key}: {exc}")
 
@@ -72,12 +79,18 @@ def reconcile(ingestor: Ingestor, collection: Collection, summary: SweepSummary,
         seen.add(info.key)  # any object present keeps its row (an image may lack an extension)
         if storage.is_thumbnail(info.key) or not is_image_key(info.key, info.content_type):
             continue
+        if problem := key_problem(info.key):  # no row can hold it (NUL, ...): skipped, the sweep goes on
+            log.warning("skipping s3://%s/%r: the key %s", collection.bucket, info.key, problem)
+            summary.skipped += 1
+            continue
         summary.listed += 1
         state = rows.get(info.key)
         if state is not None and state[1] != "deleted" and state[0] == info.etag:
             continue
-        event = ObjectEvent(collection.bucket, info.key, "created", info.etag, info.size,
-                            event_time=info.last_modified)
+        # Listings give whole seconds: the object was written at the latest at the end of that second.
+        # Its start would lose to a tombstone this sweep's own listing wrote a moment after the write.
+        written = info.last_modified.replace(microsecond=999_999) if info.last_modified else None
+        event = ObjectEvent(collection.bucket, info.key, "created", info.etag, info.size, event_time=written)
         if catalog.record_event(collection, event):
             summary.added += 1
     for key, (_, status, updated_at) in rows.items():
@@ -108,6 +121,8 @@ def sweep(ingestor: Ingestor, collection_name: str, *, remaining_ms: Callable[[]
     if reconcile_bucket:
         reconcile(ingestor, collection, summary, time_left)
         summary.purged = catalog.purge_tombstones(collection)  # else deleted keys pile up forever
+        while time_left() > 0 and catalog.fill_name_words(collection):
+            pass  # rows recorded before the keyword index get their key's words, a batch at a time
     for _ in range(max_rounds):
         if time_left() <= 0:
             summary.stopped_early = True
@@ -133,7 +148,63 @@ def sweep(ingestor: Ingestor, collection_name: str, *, remaining_ms: Callable[[]
         last_round = time.monotonic() - round_started
         if report.errors and len(report.errors) == len(items):
             break  # everything failed transiently (database or storage down): try again next run
+    if not summary.stopped_early:
+        fill_photo_facts(ingestor, collection, summary, time_left)
+        fill_neighbours(ingestor, collection.name, summary, time_left)
     summary.remaining = catalog.count_todo(collection, max_attempts=settings.max_attempts)
     summary.seconds = round(time.monotonic() - started, 3)
     log.info("backfill %s: %s", collection.name, summary.as_dict())
     return summary
+
+
+def fill_photo_facts(ingestor: Ingestor, collection: Collection, summary: SweepSummary,
+                     time_left: Callable[[], float]) -> None:
+    """Content hashes and EXIF for rows embedded before ingest read them: the object is read again (S3
+    reads side by side), its vector is left alone. Rows whose object cannot be read are left for the next
+    sweep (reconcile tombstones the gone ones)."""
+    catalog, settings = ingestor.catalog, ingestor.settings
+    after_id = 0
+    with ThreadPoolExecutor(max_workers=ingestor.workers, thread_name_prefix="fill") as pool:
+        while time_left() > 0:
+            rows = queries.rows_without_hash(catalog, collection, after_id=after_id,
+                                             limit=settings.backfill_batch_size)
+            if not rows:
+                return
+            try:
+                summary.filled += sum(pool.map(lambda row: _fill_row(ingestor, collection, row[1], row[2]), rows))
+            except TRANSIENT_ERRORS as exc:
+                summary.errors.append(f"filling photo metadata: {exc}")
+                return
+            after_id = rows[-1][0]
+    summary.stopped_early = True
+
+
+def fill_neighbours(ingestor: Ingestor, collection_name: str, summary: SweepSummary,
+                    time_left: Callable[[], float]) -> None:
+    """Nearest neighbours (duplicate groups) of images that have none for their content and model: embedded
+    before this release, by a process whose attempt failed, or moved to another model."""
+    with contextlib.suppress(*TRANSIENT_ERRORS):  # lists of images gone since (the next sweep, otherwise)
+        duplicates.forget_gone(ingestor.catalog, ingestor.catalog.get_collection(collection_name))
+    while time_left() > 0:
+        try:
+            found = duplicates.index_neighbours(ingestor.catalog, ingestor.catalog.get_collection(collection_name))
+        except TRANSIENT_ERRORS as exc:
+            summary.errors.append(f"finding neighbours: {exc}")
+            return
+        summary.compared += found
+        if not found:
+            return
+
+
+def _fill_row(ingestor: Ingestor, collection: Collection, key: str, etag: str | None) -> bool:
+    try:
+        obj = ingestor.storage.read(collection.bucket, key, ingestor.settings.max_image_bytes)
+    except (ObjectMissing, ObjectTooLarge):
+        return False
+    if etag and obj.info.etag and obj.info.etag != etag:
+        return False  # replaced since it was embedded: its event (or the sweep) embeds the new content
+    photo = read_metadata(obj.data)
+    values = {**photo.columns(), "sha256": duplicates.content_hash(obj.data)}
+    if photo.width and photo.height:
+        values.update(width=photo.width, height=photo.height)
+    return ingestor.catalog.store_photo_facts(collection, key, etag, values)

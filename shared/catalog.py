@@ -10,7 +10,7 @@ from __future__ import annotations
 import hashlib
 import re
 import unicodedata
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
@@ -22,6 +22,7 @@ import pg8000.native
 
 from shared.db import Database, quote_ident
 from shared.events import ObjectEvent, sequencer_sort_key
+from shared.keywords import name_words
 from shared.tables import add_missing_columns_sql, create_table_sql
 
 Status = Literal["pending", "embedded", "failed", "deleted"]
@@ -267,10 +268,11 @@ class Catalog:
             newer = _NEWER.format(new_seq="EXCLUDED.sequencer", new_time="EXCLUDED.event_time", differs=differs)
             same_content = "(t.etag IS NOT DISTINCT FROM EXCLUDED.etag AND t.status <> 'deleted')"
             sql = f"""
-                INSERT INTO {q} AS t (key, etag, size, sequencer, event_time, status)
-                VALUES (:key, :etag, :size, :seq, :time, 'pending')
+                INSERT INTO {q} AS t (key, etag, size, sequencer, event_time, status, name_words)
+                VALUES (:key, :etag, :size, :seq, :time, 'pending', :name_words)
                 ON CONFLICT (key) DO UPDATE SET
                     etag = EXCLUDED.etag,
+                    name_words = EXCLUDED.name_words,
                     size = COALESCE(EXCLUDED.size, t.size),
                     sequencer = COALESCE(EXCLUDED.sequencer, t.sequencer),
                     event_time = COALESCE(EXCLUDED.event_time, t.event_time),
@@ -283,6 +285,7 @@ class Catalog:
                     updated_at = now()
                 WHERE {newer}
                 RETURNING key"""
+            params["name_words"] = name_words(event.key)  # the keyword index's words of the key
         else:
             differs = "(t.status <> 'deleted')"
             newer = _NEWER.format(new_seq="EXCLUDED.sequencer", new_time="EXCLUDED.event_time", differs=differs)
@@ -315,8 +318,11 @@ class Catalog:
         size: int | None = None,
         content_type: str | None = None,
         last_modified: datetime | None = None,
+        sha256: str | None = None,
+        photo: Mapping[str, Any] | None = None,
     ) -> bool:
-        """Write the vector (and, while the collection moves, the next model's) for the row's current etag.
+        """Write the vector (and, while the collection moves, the next model's) for the row's current etag,
+        with the content hash and the photo's metadata columns (`PhotoMetadata.columns()`).
 
         False if the row moved on (newer etag, deleted); ModelChanged if the collection left `model_id`
         (or `next_model_id`) meanwhile, so the vector is never written into another model's column.
@@ -326,20 +332,22 @@ class Catalog:
         params: dict[str, Any] = {"vec": vector_literal(embedding), "collection": collection.name,
                                   "model_id": model_id, "next_model_id": next_model_id}
         guard, set_next = model_guard(), ""
+        photo = dict(photo or {}, sha256=sha256)  # column names from our code (shared/exif.py), never a caller's
+        set_photo = "".join(f"{quote_ident(name)} = :{name}, " for name in photo)
         if next_vector is not None:
             guard += " AND " + model_guard("next_model_id")
             set_next, params["next_vec"] = "embedding_next = CAST(:next_vec AS halfvec),", vector_literal(next_vector)
         with vectors_of(collection, model_id):
             rows = self.db.run(
                 f"""UPDATE {q} SET embedding = CAST(:vec AS halfvec), {set_next} status = 'embedded', error = NULL,
-                        width = :width, height = :height, size = COALESCE(:size, size),
+                        {set_photo} width = :width, height = :height, size = COALESCE(:size, size),
                         content_type = COALESCE(:content_type, content_type),
                         last_modified = COALESCE(:last_modified, last_modified),
                         next_attempt_at = NULL, updated_at = now()
                     WHERE key = :key AND status <> 'deleted' AND etag IS NOT DISTINCT FROM :etag AND {guard}
                     RETURNING key""",
                 width=width, height=height, size=size, content_type=content_type, last_modified=last_modified,
-                key=key, etag=etag, **params,
+                key=key, etag=etag, **params, **photo,
             )
         if not rows:
             self.raise_if_moved(collection, model_id, next_model_id if next_vector is not None else None)
@@ -359,6 +367,17 @@ class Catalog:
             )
         if not rows:
             self.raise_if_moved(collection, None, model_id)
+        return bool(rows)
+
+    def store_photo_facts(self, collection: Collection, key: str, etag: str | None, values: Mapping[str, Any]) -> bool:
+        """Content hash and photo metadata for an embedded row, its vector untouched (the sweep fills rows
+        embedded before these columns existed). `values`: column names from our code, never a caller's."""
+        sets = ", ".join(f"{quote_ident(name)} = :{name}" for name in values)
+        rows = self.db.run(
+            f"UPDATE {quote_ident(collection.table)} SET {sets} WHERE key = :key AND status = 'embedded' "
+            "AND etag IS NOT DISTINCT FROM :etag RETURNING key",
+            key=key, etag=etag, **values,
+        )
         return bool(rows)
 
     def raise_if_moved(self, collection: Collection, model_id: str | None, next_model_id: str | None) -> None:
@@ -382,6 +401,17 @@ class Catalog:
             error=error[:2000], delay=float(retry_after_seconds), key=key, etag=etag,
         )
         return bool(rows)
+
+    def fill_name_words(self, collection: Collection, limit: int = 5000) -> int:
+        """Up to `limit` rows recorded before the keyword index get their key's words; how many did."""
+        q = quote_ident(collection.table)
+        keys = [row[0] for row in self.db.run(
+            f"SELECT key FROM {q} WHERE name_words IS NULL AND status <> 'deleted' LIMIT :limit", limit=int(limit))]
+        if keys:
+            self.db.run(f"UPDATE {q} AS t SET name_words = u.words FROM unnest(CAST(:keys AS text[]), "
+                        "CAST(:words AS text[])) AS u(key, words) WHERE t.key = u.key",
+                        keys=keys, words=[name_words(key) for key in keys])
+        return len(keys)
 
     def purge_tombstones(self, collection: Collection, older_than_days: float = TOMBSTONE_DAYS) -> int:
         """Drop tombstones old enough that no delayed event for them can still arrive."""

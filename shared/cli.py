@@ -4,6 +4,8 @@
     image-browser backfill --collection NAME
     image-browser status [--collection NAME]
     image-browser reembed --collection NAME --model SPEC
+    image-browser ocr --collection NAME
+    image-browser smoke --api-url URL [--bucket NAME]     (after a deploy: upload, search, delete, timed)
 
 The collection is the bucket's name. Settings come from IB_* variables (see the README).
 """
@@ -157,6 +159,41 @@ def _cmd_reembed(args: argparse.Namespace) -> int:
     return 0 if summary.switched else 1
 
 
+def _cmd_ocr(args: argparse.Namespace) -> int:
+    from shared import runtime
+
+    summary = runtime.ocr_stage().run(args.collection)
+    if summary.disabled:
+        print("OCR is off (IB_OCR=false): set IB_OCR=true to read the words in pictures", file=sys.stderr)
+        return 1
+    print(f"{summary.collection}: read {summary.read} ({summary.with_text} with text), failed {summary.failed}, "
+          f"still waiting {summary.remaining} ({summary.seconds:.1f} s)")
+    for error in summary.errors:
+        print(f"  {error}", file=sys.stderr)
+    return 1 if summary.retry else 0
+
+
+def _cmd_smoke(args: argparse.Namespace) -> int:
+    from shared.smoke import SmokeFailed, SmokeRun, smoke
+    from shared.storage import Storage
+
+    settings = get_settings()
+    if args.endpoint_url:
+        settings = settings.model_copy(update={"s3_endpoint_url": args.endpoint_url})
+    bucket = args.bucket or settings.bucket
+    run = SmokeRun(api_url=args.api_url, bucket=bucket, collection=args.smoke_collection or bucket,
+                   storage=Storage(settings), api_key=args.api_key or settings.api_key, prefix=args.prefix,
+                   timeout=args.timeout)
+    print(f"Smoke test of {run.api_url} with s3://{bucket}/{run.key}")
+    try:
+        smoke(run)
+    except SmokeFailed as exc:
+        print(f"image-browser smoke: FAILED: {exc}", file=sys.stderr)
+        return 1
+    print(f"passed in {sum(run.timings.values()):.1f} s")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="image-browser", description=__doc__.split("\n\n")[0])
     sub = parser.add_subparsers(dest="command", required=True)
@@ -184,6 +221,20 @@ def build_parser() -> argparse.ArgumentParser:
                    help="model id held by IB_MODEL, or a spec: directory, Hugging Face repo or replicate:…")
     p.add_argument("--quiet", action="store_true", help="no progress line")
     p.set_defaults(func=_cmd_reembed)
+
+    p = sub.add_parser("ocr", help="read the words in embedded pictures that have none yet (OCR)")
+    p.add_argument("--collection", default=None, help="bucket/collection (default: IB_BUCKET)")
+    p.set_defaults(func=_cmd_ocr)
+
+    p = sub.add_parser("smoke", help="after a deploy: upload a test image, wait until searchable, delete it (timed)")
+    p.add_argument("--api-url", required=True, help="the API (HttpApiUrl) or the gallery (GalleryUrl)")
+    p.add_argument("--bucket", default=None, help="the watched bucket (default: IB_BUCKET)")
+    p.add_argument("--collection", dest="smoke_collection", default=None, help="collection (default: the bucket)")
+    p.add_argument("--prefix", default="", help="key prefix of the test image (R2: the notification rule's)")
+    p.add_argument("--endpoint-url", default=None, help="S3-compatible endpoint (default: IB_S3_ENDPOINT_URL; AWS)")
+    p.add_argument("--api-key", default=None, help="the API key (default: IB_API_KEY)")
+    p.add_argument("--timeout", type=float, default=180.0, help="seconds to wait for each step (default 180)")
+    p.set_defaults(func=_cmd_smoke)
     return parser
 
 
@@ -192,6 +243,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     from shared.catalog import CatalogError
     from shared.db import DatabaseUnavailable
     from shared.embedders import EmbedderError, EmbedderTemporaryError
+    from shared.ocr import OcrUnavailable
     from shared.storage import StorageError, StorageUnavailable
 
     try:
@@ -199,7 +251,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             args.collection = get_settings().bucket
         return int(args.func(args))
     except (ConfigError, CatalogError, StorageError, StorageUnavailable, DatabaseUnavailable, EmbedderError,
-            EmbedderTemporaryError, FileNotFoundError) as exc:
+            EmbedderTemporaryError, OcrUnavailable, FileNotFoundError) as exc:
         print(f"image-browser {args.command}: {exc}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:

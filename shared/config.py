@@ -6,6 +6,7 @@ the table and this class agree.
 
 from __future__ import annotations
 
+import fnmatch
 import os
 from functools import lru_cache
 from pathlib import Path
@@ -101,6 +102,29 @@ class Settings(BaseSettings):
         100_000_000, ge=1, description="Largest image decoded, pixels (decompression-bomb guard)."
     )
 
+    # OCR: the words in pictures, read by a stage of its own after embedding
+    ocr: bool = Field(True, description="Read the words in pictures (the OCR stage); false turns it off.")
+    ocr_min_score: float = Field(
+        0.8, ge=0.0, le=1.0, description="Recognition confidence a line of text needs to be kept (Immich's 0.8)."
+    )
+    ocr_detect_side: int = Field(
+        736, ge=128, le=4096,
+        description="Longest side of the text-detection pass, pixels: smaller is faster and misses smaller text.",
+    )
+    ocr_parallel: int = Field(
+        0, ge=0, le=64, description="Pictures the OCR stage reads at the same time; 0: one per core."
+    )
+
+    # Duplicates (GET /api/duplicates, collapse=near): cosine distances, at most shared/duplicates.py RADIUS;
+    # a request may pass its own
+    duplicates_near_distance: float = Field(
+        0.01, gt=0.0, le=0.15, description="Cosine distance up to which images are near-duplicates (Immich's 0.01)."
+    )
+    duplicates_similar_distance: float = Field(
+        0.06, gt=0.0, le=0.15,
+        description="Cosine distance up to which images are similar shots (clip-retrieval's 0.94 similarity).",
+    )
+
     # API
     max_upload_bytes: int = Field(10 * 1024 * 1024, ge=1024, description="Largest search-by-image upload.")
     hnsw_ef_search: int = Field(
@@ -111,6 +135,28 @@ class Settings(BaseSettings):
         default_factory=list, description="Comma-separated origins allowed by CORS (* for any)."
     )
     query_cache_size: int = Field(1024, ge=0, description="Text-query embeddings kept in the LRU cache.")
+    # Search: the floor of the adaptive cutoff (shared/hybrid.py), per model
+    search_floor: float = Field(
+        0.2, ge=-1.0, le=1.0,
+        description="Cosine similarity a picture match needs at least (cutoff=auto), for models IB_SEARCH_FLOORS "
+        "does not list; suits OpenAI CLIP models.",
+    )
+    search_floors: dict[str, Annotated[float, Field(ge=-1.0, le=1.0)]] = Field(
+        default_factory=lambda: {"*SigLIP*": 0.05, "test/*": -1.0},
+        description="JSON object: model id (or a glob over it) -> its floor; the exact id wins, then the longest "
+        "glob. SigLIP models score lower; the random test models have none (-1).",
+    )
+
+    # Secrets by name, read at run time (shared/secrets.py): an SSM parameter, or secretsmanager:<name or ARN>.
+    # A plain value of the same setting (e.g. IB_DATABASE_URL) wins.
+    database_url_parameter: str | None = Field(None, description="Where to read IB_DATABASE_URL (deployed).")
+    api_key_parameter: str | None = Field(None, description="Where to read IB_API_KEY; no such parameter: open API.")
+    replicate_api_token_parameter: str | None = Field(None, description="Where to read IB_REPLICATE_API_TOKEN.")
+    cloudflare_api_token_parameter: str | None = Field(None, description="Where to read IB_CLOUDFLARE_API_TOKEN.")
+    s3_access_key_id_parameter: str | None = Field(None, description="Where to read IB_S3_ACCESS_KEY_ID (R2).")
+    s3_secret_access_key_parameter: str | None = Field(
+        None, description="Where to read IB_S3_SECRET_ACCESS_KEY (R2)."
+    )
 
     # Local stack
     host: str = Field("127.0.0.1", description="Address the local stack listens on.")
@@ -146,6 +192,19 @@ class Settings(BaseSettings):
         return self.embed_parallel or os.cpu_count() or 1
 
     @property
+    def ocr_calls(self) -> int:
+        """How many pictures the OCR stage reads at once (IB_OCR_PARALLEL, 0 = one per core)."""
+        return self.ocr_parallel or os.cpu_count() or 1
+
+    def search_floor_for(self, model_id: str) -> float:
+        """The cutoff floor of a model: IB_SEARCH_FLOORS by exact id, else its longest matching glob, else
+        IB_SEARCH_FLOOR."""
+        if model_id in self.search_floors:
+            return self.search_floors[model_id]
+        globs = [pattern for pattern in self.search_floors if fnmatch.fnmatchcase(model_id, pattern)]
+        return self.search_floors[max(globs, key=len)] if globs else self.search_floor
+
+    @property
     def s3_endpoint(self) -> str | None:
         if self.s3_endpoint_url:
             return self.s3_endpoint_url
@@ -168,5 +227,8 @@ def load_settings(**overrides: object) -> Settings:
 
 @lru_cache(maxsize=1)
 def get_settings() -> Settings:
-    """The process-wide settings, read once (Lambda containers and the local stack)."""
-    return load_settings()
+    """The process-wide settings, read once (Lambda containers and the local stack), with the secrets
+    named by IB_*_PARAMETER read from SSM / Secrets Manager."""
+    from shared.secrets import with_secrets
+
+    return with_secrets(load_settings())

@@ -1,12 +1,17 @@
-"""PostgreSQL connections: URL parsing, a small pool, and one retry on a dropped connection.
+"""PostgreSQL connections: URL parsing, a small pool that recovers when its connections are dropped,
+and what text PostgreSQL cannot store.
 
 pg8000 connections are not thread-safe, so each caller borrows one from the pool for the length of a
 statement or a transaction. A connection that dies under us (server restart, pg_terminate_backend,
-a reset socket) is replaced and the operation is run once more.
+a reset socket) invalidates the whole pool, as SQLAlchemy's pool does on a disconnect: whatever killed
+it (a restart, a failover, an admin killing every backend) most likely killed its siblings too. Idle
+connections are closed at once, connections checked out at that moment are closed when they come
+back (a generation counter tells them apart), and the operation runs again on a new connection.
 """
 
 from __future__ import annotations
 
+import logging
 import queue
 import re
 import threading
@@ -20,11 +25,14 @@ import pg8000.exceptions
 import pg8000.native
 
 T = TypeVar("T")
+log = logging.getLogger(__name__)
 
 # SQLSTATEs that mean the connection (not the statement) is gone: admin shutdown, crash shutdown,
 # cannot connect now, connection failure and friends.
 CONNECTION_LOST_CODES = {"57P01", "57P02", "57P03", "08000", "08003", "08006", "08001", "08004"}
 IDENTIFIER = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
+BIGINT_MIN, BIGINT_MAX = -(2**63), 2**63 - 1
+ATTEMPTS = 3  # runs of an operation whose connection keeps dying: one pooled connection, then new ones
 
 
 _to_statement = lru_cache(maxsize=1024)(pg8000.native.to_statement)
@@ -37,6 +45,8 @@ class Connection(pg8000.native.Connection):
     few distinct texts run many times, so it is done once per text.
     """
 
+    generation = 0  # the pool's generation when this connection was opened (see Database.invalidate)
+
     def run(self, sql: str, stream: Any = None, types: Any = None, **params: Any) -> Any:
         if not params or types is not None:
             return super().run(sql, stream=stream, types=types, **params)
@@ -47,6 +57,22 @@ class Connection(pg8000.native.Connection):
 
 class DatabaseUnavailable(RuntimeError):
     """The database cannot be reached now; a transient condition, retry later."""
+
+
+def text_problem(value: str) -> str | None:
+    """Why PostgreSQL cannot store `value` in a text column (it refuses NUL, and UTF-8 has no lone
+    surrogates), or None when it can."""
+    if "\x00" in value:
+        return "contains a NUL character (\\x00), which PostgreSQL cannot store"
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        return "contains a lone surrogate, which is not valid Unicode"
+    return None
+
+
+def fits_bigint(value: int) -> bool:
+    return BIGINT_MIN <= value <= BIGINT_MAX
 
 
 def quote_ident(name: str) -> str:
@@ -106,8 +132,12 @@ class Database:
         self._params = connect_params(url)
         self._idle: queue.LifoQueue[Connection] = queue.LifoQueue()
         self._slots = threading.BoundedSemaphore(max_size)
+        self._generation = 0  # bumped on every lost connection; older connections are not reused
+        self._lock = threading.Lock()
+        self.lost_connections = 0  # how many times a connection was found dead (logs, tests, benchmarks)
 
     def _connect(self) -> Connection:
+        generation = self._generation  # read first: a connection opened during an invalidation is suspect
         try:
             conn = Connection(**self._params)
         except Exception as exc:
@@ -116,18 +146,28 @@ class Database:
                 f"cannot connect to PostgreSQL at {where}: {exc}. Check that the server is running "
                 "and IB_DATABASE_URL is right."
             ) from exc
+        conn.generation = generation
         return conn
 
-    @contextmanager
-    def connection(self) -> Iterator[pg8000.native.Connection]:
-        """Borrow a connection; it goes back to the pool unless it broke."""
-        self._slots.acquire()
-        conn: pg8000.native.Connection | None = None
-        try:
+    def _take_idle(self) -> Connection | None:
+        """An idle connection of the current generation, closing stale ones on the way; None if none."""
+        while True:
             try:
                 conn = self._idle.get_nowait()
             except queue.Empty:
-                conn = self._connect()
+                return None
+            if conn.generation == self._generation:
+                return conn
+            _close_quietly(conn)
+
+    @contextmanager
+    def connection(self, *, fresh: bool = False) -> Iterator[Connection]:
+        """Borrow a connection (`fresh`: a newly opened one); it goes back to the pool unless it broke
+        or the pool was invalidated meanwhile."""
+        self._slots.acquire()
+        conn: Connection | None = None
+        try:
+            conn = (None if fresh else self._take_idle()) or self._connect()
             yield conn
         except BaseException as exc:
             if conn is not None and is_connection_lost(exc):
@@ -136,34 +176,50 @@ class Database:
             raise
         finally:
             if conn is not None:
-                self._idle.put(conn)
+                if conn.generation == self._generation:
+                    self._idle.put(conn)
+                else:
+                    _close_quietly(conn)
             self._slots.release()
 
-    def run_with_retry(self, operation: Callable[[pg8000.native.Connection], T]) -> T:
-        """Run `operation(conn)`; if the connection was lost, reconnect and run it once more."""
-        for attempt in (1, 2):
+    def invalidate(self, reason: BaseException | None = None) -> None:
+        """A connection was found dead: close the idle ones now and every one opened before this moment
+        when it comes back, so no caller (a retry above all) gets a sibling that died in the same event."""
+        with self._lock:
+            self._generation += 1
+            self.lost_connections += 1
+        log.warning("database connection lost (%s); reconnecting", reason or "invalidated")
+        self.discard_idle()
+
+    def run_with_retry(self, operation: Callable[[Connection], T]) -> T:
+        """Run `operation(conn)`; if the connection was lost, run it again on a new connection.
+
+        Each retry is a separate event (the connections of the first one were all dropped), so a few
+        are allowed: a server killing every backend again a moment later costs one more retry, not an error.
+        """
+        for attempt in range(1, ATTEMPTS + 1):
             try:
-                with self.connection() as conn:
+                with self.connection(fresh=attempt > 1) as conn:
                     return operation(conn)
             except DatabaseUnavailable:
-                if attempt == 2:
+                if attempt == ATTEMPTS:
                     raise
             except Exception as exc:
                 if not is_connection_lost(exc):
                     raise
-                self.discard_idle()  # siblings of a dropped connection are likely dead too
-                if attempt == 2:
-                    raise DatabaseUnavailable(f"database connection lost twice: {exc}") from exc
+                self.invalidate(exc)
+                if attempt == ATTEMPTS:
+                    raise DatabaseUnavailable(f"database connection lost {ATTEMPTS} times in a row: {exc}") from exc
         raise AssertionError("unreachable")
 
     def run(self, sql: str, **params: Any) -> list[list[Any]]:
-        """One statement in autocommit, with the reconnect-once rule."""
+        """One statement in autocommit, run again on a new connection if its connection was lost."""
         return self.run_with_retry(lambda conn: conn.run(sql, **params))
 
-    def transaction(self, operation: Callable[[pg8000.native.Connection], T]) -> T:
-        """Run `operation` inside BEGIN/COMMIT (rolled back on error), retried once on connection loss."""
+    def transaction(self, operation: Callable[[Connection], T]) -> T:
+        """Run `operation` inside BEGIN/COMMIT (rolled back on error), run again if the connection was lost."""
 
-        def in_transaction(conn: pg8000.native.Connection) -> T:
+        def in_transaction(conn: Connection) -> T:
             conn.run("BEGIN")
             try:
                 result = operation(conn)

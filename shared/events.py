@@ -20,6 +20,8 @@ from datetime import datetime
 from typing import Any, Literal
 from urllib.parse import unquote_plus
 
+from shared.db import text_problem
+
 Action = Literal["created", "removed"]
 
 R2_ACTIONS: dict[str, Action] = {
@@ -29,6 +31,18 @@ R2_ACTIONS: dict[str, Action] = {
     "DeleteObject": "removed",
     "LifecycleDeletion": "removed",
 }
+
+
+MAX_KEY_BYTES = 1024  # S3's and R2's limit on a key, in UTF-8 bytes
+
+
+def key_problem(key: str) -> str | None:
+    """Why `key` cannot be an object key we catalogue (PostgreSQL refuses it, or it is over S3's
+    length limit), or None when it can."""
+    problem = text_problem(key)
+    if problem is None and len(key.encode("utf-8")) > MAX_KEY_BYTES:
+        problem = f"is {len(key.encode('utf-8')):,} bytes long; object keys are at most {MAX_KEY_BYTES:,} bytes"
+    return problem
 
 
 class UnsupportedEvent(ValueError):

@@ -18,7 +18,6 @@ Failures are sorted three ways:
 
 from __future__ import annotations
 
-import io
 import logging
 import threading
 import time
@@ -33,11 +32,13 @@ import numpy as np
 from PIL import Image
 
 from shared import queries
-from shared.catalog import Catalog, Collection, ModelChanged
+from shared.catalog import Catalog, CatalogError, Collection, ModelChanged
 from shared.config import Settings
 from shared.db import DatabaseUnavailable
+from shared.duplicates import StoredCopy, content_hash, index_neighbours, stored_copy
 from shared.embedders import Embedder, EmbedderTemporaryError, ModelNotDeployed, Models
-from shared.events import ObjectEvent
+from shared.events import ObjectEvent, key_problem
+from shared.exif import PhotoMetadata, read_metadata
 from shared.images import ImageError, content_type_for, decode, is_image_key, thumbnail
 from shared.storage import ObjectInfo, ObjectMissing, ObjectTooLarge, Storage, StorageUnavailable
 
@@ -84,6 +85,7 @@ class ObjectOutcome:
     outcome: Outcome
     reason: str | None = None
     seconds: float | None = None
+    reused_from: str | None = None  # embedded without a model call: the vector of this key (same SHA-256)
 
 
 @dataclass
@@ -95,9 +97,9 @@ class IngestReport:
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
 
     def add(self, bucket: str, key: str, action: str, outcome: Outcome, reason: str | None = None,
-            seconds: float | None = None) -> None:
+            seconds: float | None = None, reused_from: str | None = None) -> None:
         with self._lock:
-            self.outcomes.append(ObjectOutcome(bucket, key, action, outcome, reason, seconds))
+            self.outcomes.append(ObjectOutcome(bucket, key, action, outcome, reason, seconds, reused_from))
 
     def retry(self, bucket: str, key: str, action: str, exc: BaseException) -> None:
         with self._lock:
@@ -111,6 +113,7 @@ class IngestReport:
         counts = {name: 0 for name in ("embedded", "skipped", "failed", "removed", "missing", "retry")}
         for o in self.outcomes:
             counts[o.outcome] += 1
+        counts["reused"] = sum(1 for o in self.outcomes if o.reused_from is not None)  # among the embedded
         return counts
 
 
@@ -169,6 +172,9 @@ class Prepared:
     height: int
     inputs: list[Any]  # one model input per embedder of the Writes, made in the worker thread
     started: float
+    sha256: str | None = None
+    photo: PhotoMetadata | None = None
+    copy: StoredCopy | None = None  # the same bytes already embedded under another key: no model call
 
 
 def retry_delay(attempts: int) -> float:
@@ -182,20 +188,6 @@ def failure_reason(exc: BaseException) -> str:
     if isinstance(exc, ObjectTooLarge):
         return f"too_large: {exc}"
     return f"{type(exc).__name__}: {exc}"
-
-
-def original_size(data: bytes, fallback: tuple[int, int]) -> tuple[int, int]:
-    """Width and height as displayed (EXIF rotation applied), from the header only.
-
-    The decoder may have used JPEG draft mode, so the decoded image can be smaller than the original.
-    """
-    try:
-        with Image.open(io.BytesIO(data)) as header:
-            width, height = header.size
-            orientation = header.getexif().get(0x0112)
-    except Exception:  # the decoder already accepted the data; a header quirk only costs us exact sizes
-        return fallback
-    return (height, width) if orientation in (5, 6, 7, 8) else (width, height)
 
 
 class Ingestor:
@@ -234,7 +226,10 @@ class Ingestor:
         report = IngestReport()
         by_bucket: dict[str, dict[str, list[ObjectEvent]]] = {}
         for event in events:
-            if self.storage.is_thumbnail(event.key):
+            problem = key_problem(event.key)
+            if problem:  # no row can hold it and retrying cannot help: recorded here, the message acknowledged
+                report.add(event.bucket, event.key, event.action, "failed", f"unstorable_key: the key {problem}")
+            elif self.storage.is_thumbnail(event.key):
                 report.add(event.bucket, event.key, event.action, "skipped", THUMBNAIL_SKIP)
             else:
                 by_bucket.setdefault(event.bucket, {}).setdefault(event.key, []).append(event)
@@ -245,6 +240,10 @@ class Ingestor:
             except TRANSIENT_ERRORS as exc:
                 for key, key_events in by_key.items():
                     report.retry(bucket, key, key_events[-1].action, exc)
+                continue
+            except CatalogError as exc:  # a bucket name no collection can take (NUL, ...): permanent
+                for key, key_events in by_key.items():
+                    report.add(bucket, key, key_events[-1].action, "failed", f"bad_collection: {exc}")
                 continue
             # Catalog updates run in the worker threads, so the model starts on the first images at once.
             jobs = [KeyEvents(collection, key, tuple(key_events)) for key, key_events in by_key.items()]
@@ -338,7 +337,12 @@ class Ingestor:
         if item is None:
             return None
         try:
-            return self._read_and_decode(item, writes, started, report)
+            prepared = self._read_and_decode(item, writes, started, report)
+            if prepared is None or prepared.copy is None:
+                return prepared
+            if self._finish(prepared, writes, prepared.copy.vectors, report):  # a copy: stored here, no model
+                self._find_neighbours(item.collection, [item.key])
+            return None
         except PERMANENT_ERRORS as exc:
             self._mark_failed(item, writes, exc, report)
         except ObjectMissing:
@@ -364,12 +368,18 @@ class Ingestor:
             report.add(bucket, item.key, item.action, "skipped", "object replaced since the event (etag differs)")
             return None
         image = self.decode(obj.data, writes)
-        width, height = original_size(obj.data, image.size)
+        # The header's size and EXIF (the decoder may have used JPEG draft mode, so the decoded image can
+        # be smaller than the original); broken EXIF only leaves fields empty.
+        photo = read_metadata(obj.data)
+        width, height = (photo.width, photo.height) if photo.width and photo.height else image.size
         if writes.thumbnails:
             thumb = thumbnail(image, self.settings.thumbnail_size)
             self.storage.put(bucket, self.storage.thumbnail_key(item.key), thumb, "image/webp")
-        inputs = [embedder.prepare_image(image) for embedder in writes.embedders]
-        return Prepared(item, obj.info, width, height, inputs, started)
+        sha256 = content_hash(obj.data)
+        copy = (stored_copy(self.catalog, item.collection, sha256, item.key, with_next=writes.next is not None)
+                if writes.live else None)  # a model move's own pass embeds every row
+        inputs = [] if copy else [embedder.prepare_image(image) for embedder in writes.embedders]
+        return Prepared(item, obj.info, width, height, inputs, started, sha256, photo, copy)
 
     @staticmethod
     def _collect(job: WorkItem | KeyEvents, future: Future[Prepared | None], report: IngestReport) -> Prepared | None:
@@ -390,19 +400,38 @@ class Ingestor:
             for p in batch:
                 report.retry(p.item.bucket, p.item.key, p.item.action, exc)
             return
-        for row, p in enumerate(batch):
-            item = p.item
-            try:
-                stored = self._store(p, writes, [v[row] for v in vectors])
-            except TRANSIENT_ERRORS as exc:
-                report.retry(item.bucket, item.key, item.action, exc)
-                continue
-            seconds = round(time.perf_counter() - p.started, 4)
-            if stored:
-                report.add(item.bucket, item.key, item.action, "embedded", seconds=seconds)
-            else:
-                report.add(item.bucket, item.key, item.action, "skipped",
-                           "row changed meanwhile (newer etag or deleted)", seconds)
+        stored = [p.item.key for row, p in enumerate(batch)
+                  if self._finish(p, writes, [v[row] for v in vectors], report)]
+        if writes.live is not None:  # a model move's own pass leaves the live vectors as they are
+            self._find_neighbours(batch[0].item.collection, stored)
+
+    def _find_neighbours(self, collection: Collection, keys: list[str]) -> None:
+        """The new images' nearest neighbours, for duplicate groups (shared/duplicates.py). Optional here:
+        if it fails, the sweep or the next duplicates request finds them."""
+        if not keys:
+            return
+        try:
+            index_neighbours(self.catalog, collection, keys=keys)
+        except Exception as exc:  # never fails an image that is stored already
+            log.warning("finding neighbours of %d new image(s) in %s failed (done later): %s",
+                        len(keys), collection.name, exc)
+
+    def _finish(self, p: Prepared, writes: Writes, vectors: list[np.ndarray], report: IngestReport) -> bool:
+        """Store one object's vectors and report the outcome; whether they were stored."""
+        item = p.item
+        try:
+            stored = self._store(p, writes, vectors)
+        except TRANSIENT_ERRORS as exc:
+            report.retry(item.bucket, item.key, item.action, exc)
+            return False
+        seconds = round(time.perf_counter() - p.started, 4)
+        if stored:
+            report.add(item.bucket, item.key, item.action, "embedded", seconds=seconds,
+                       reused_from=p.copy.key if p.copy else None)
+        else:
+            report.add(item.bucket, item.key, item.action, "skipped",
+                       "row changed meanwhile (newer etag or deleted)", seconds)
+        return stored
 
     def _store(self, p: Prepared, writes: Writes, vectors: list[np.ndarray]) -> bool:
         """Write the vectors for the row's current etag; False if the row moved on."""
@@ -417,7 +446,7 @@ class Ingestor:
             next_model_id=writes.next.model_id if writes.next else None,
             width=p.width, height=p.height, size=p.info.size,
             content_type=p.info.content_type or content_type_for(item.key),
-            last_modified=p.info.last_modified,
+            last_modified=p.info.last_modified, sha256=p.sha256, photo=p.photo.columns() if p.photo else None,
         )
 
     @staticmethod
@@ -476,7 +505,7 @@ def log_outcomes(report: IngestReport, logger: Any) -> None:
     """One structured log line per object (Powertools Logger or stdlib)."""
     for o in report.outcomes:
         fields = {"bucket": o.bucket, "key": o.key, "action": o.action, "outcome": o.outcome,
-                  "reason": o.reason, "seconds": o.seconds}
+                  "reason": o.reason, "seconds": o.seconds, "reused_from": o.reused_from}
         if o.outcome in ("failed", "retry"):
             logger.warning("object %s", o.outcome, extra=fields)
         elif o.reason == THUMBNAIL_SKIP:

@@ -16,6 +16,8 @@ if TYPE_CHECKING:
     from shared.catalog import Catalog
     from shared.embedders import Embedder, Models
     from shared.ingest import Ingestor
+    from shared.ocr import TextReader
+    from shared.ocr_stage import OcrStage
     from shared.storage import Storage
 
 
@@ -26,8 +28,9 @@ def catalog() -> Catalog:
     url = get_settings().database_url
     if not url:
         raise ConfigError(
-            "IB_DATABASE_URL is not set: give the PostgreSQL URL (postgresql://user:pass@host:5432/db). "
-            "Locally, `make dev` starts a database and sets it."
+            "IB_DATABASE_URL is not set: give the PostgreSQL URL (postgresql://user:pass@host:5432/db), or the "
+            "name of the SSM parameter holding it in IB_DATABASE_URL_PARAMETER. Locally, `make dev` starts a "
+            "database and sets it."
         )
     return Catalog.from_url(url)
 
@@ -54,9 +57,26 @@ def ingestor() -> Ingestor:
     return Ingestor(get_settings(), catalog(), storage(), models())
 
 
+@lru_cache(maxsize=1)
+def text_reader() -> TextReader:
+    """The OCR models (IB_OCR_*); they load on the first picture read. One ONNX thread per call: the
+    stage reads IB_OCR_PARALLEL pictures side by side."""
+    from shared.ocr import TextReader
+
+    settings = get_settings()
+    return TextReader(min_score=settings.ocr_min_score, detect_side=settings.ocr_detect_side)
+
+
+@lru_cache(maxsize=1)
+def ocr_stage() -> OcrStage:
+    from shared.ocr_stage import OcrStage
+
+    return OcrStage(get_settings(), catalog(), storage(), text_reader())
+
+
 def reset() -> None:
     """Forget everything (tests that change settings between cases)."""
-    for cached in (get_settings, catalog, storage, models, ingestor):
+    for cached in (get_settings, catalog, storage, models, ingestor, text_reader, ocr_stage):
         cached.cache_clear()
 
 

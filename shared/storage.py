@@ -16,7 +16,7 @@ from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
 
 from shared.config import Settings
-from shared.events import clean_etag
+from shared.events import MAX_KEY_BYTES, clean_etag
 
 MISSING_CODES = {"NoSuchKey", "404", "NotFound"}
 TRANSIENT_CODES = {"SlowDown", "Throttling", "ThrottlingException", "RequestTimeout", "ServiceUnavailable",
@@ -169,7 +169,13 @@ class Storage:
         return self._signer.url(bucket, key)
 
     def thumbnail_key(self, key: str) -> str:
-        return f"{self.settings.thumbnail_prefix}{key}.webp"
+        """`<prefix><key>.webp`, or `<prefix>long/<sha256 of the key>.webp` when that would be over
+        S3's 1,024-byte key limit (a long key's thumbnail must still be writable)."""
+        name = f"{self.settings.thumbnail_prefix}{key}.webp"
+        if len(name.encode("utf-8", "surrogatepass")) <= MAX_KEY_BYTES:
+            return name
+        digest = hashlib.sha256(key.encode("utf-8", "surrogatepass")).hexdigest()
+        return f"{self.settings.thumbnail_prefix}long/{digest}.webp"
 
     def is_thumbnail(self, key: str) -> bool:
         return key.startswith(self.settings.thumbnail_prefix)

@@ -103,13 +103,15 @@ def test_text_search_scores_are_cosine_similarities_best_first(world: World) -> 
     response = world.client.get("/api/search", params={"q": "a red ball", "limit": 12})
     assert response.status_code == 200
     body = response.json()
-    assert set(body) == {"items", "next_cursor", "took_ms", "model", "collection"}
+    assert set(body) == {"items", "next_cursor", "took_ms", "model", "collection", "query", "mode", "sort", "cutoff",
+                         "hidden", "cutoff_score"}
     assert body["model"] == world.embedder.model_id and body["collection"] == world.coll.name
     assert body["took_ms"] > 0 and body["next_cursor"]
     items = body["items"]
     assert len(items) == 12
     assert set(items[0]) == {"key", "score", "url", "thumbnail_url", "width", "height", "size",
-                             "last_modified", "content_type"}
+                             "last_modified", "content_type", "taken_at", "camera", "location", "collapsed", "text",
+                             "matched"}
     query = world.embedder.embed_texts(["a red ball"])[0]
     expected = sorted(world.vectors, key=lambda k: -cosine(query, world.vectors[k]))[:12]
     assert [item["key"] for item in items] == expected
@@ -311,7 +313,8 @@ def test_health_and_lazy_text_model(world: World, model_dir: Path) -> None:
     embedder = OnnxClipEmbedder(model_dir, world.settings)
     calls = []
     original = embedder.embed_texts
-    embedder.embed_texts = lambda texts: calls.append(list(texts)) or original(texts)  # type: ignore[method-assign]
+    embedder.embed_texts = lambda texts, lang="en": (  # type: ignore[method-assign]
+        calls.append(list(texts)) or original(texts, lang=lang))
     app = create_app(world.settings, catalog=world.catalog, models=embedder)
     with TestClient(app) as client:
         health = client.get("/api/health").json()
@@ -333,7 +336,7 @@ def test_openapi_documents_every_answer(world: World) -> None:
     paths = world.client.get("/openapi.json").json()["paths"]
     operations = [(f"{method.upper()} {path}", operation) for path, methods in paths.items()
                   if path.startswith("/api/") for method, operation in methods.items()]
-    assert len(operations) == 8
+    assert len(operations) == 9
     for name, operation in operations:
         responses = operation["responses"]
         assert operation["description"], name  # the route's docstring

@@ -143,18 +143,24 @@ def test_rest_api_v1_similar(handler: Any) -> None:
     assert len(keys) == 3 and "img/2.jpg" not in keys
 
 
-def test_base64_multipart_upload(handler: Any) -> None:
+def multipart_upload(query: str, fields: dict[str, str] | None = None) -> dict[str, Any]:
+    """A POST /api/search/image event: the image behind img/3.jpg as form field `file`, after `fields`."""
     buffer = io.BytesIO()
-    synthetic_photo(64, 48, seed=43).save(buffer, "JPEG", quality=95)  # the image behind img/3.jpg
+    synthetic_photo(64, 48, seed=43).save(buffer, "JPEG", quality=95)
     boundary = "----ib-boundary-7MA4YWxkTrZu0gW"
-    body = (
+    body = "".join(f"--{boundary}\r\nContent-Disposition: form-data; name=\"{name}\"\r\n\r\n{value}\r\n"
+                   for name, value in (fields or {}).items()).encode()
+    body += (
         f"--{boundary}\r\nContent-Disposition: form-data; name=\"file\"; filename=\"q.jpg\"\r\n"
         "Content-Type: image/jpeg\r\n\r\n"
     ).encode() + buffer.getvalue() + f"\r\n--{boundary}--\r\n".encode()
-    event = http_api_v2("POST", "/api/search/image", "limit=2", body=body,
-                        headers={"content-type": f"multipart/form-data; boundary={boundary}",
-                                 "content-length": str(len(body))})
-    response = handler(event, CONTEXT)
+    return http_api_v2("POST", "/api/search/image", query, body=body,
+                       headers={"content-type": f"multipart/form-data; boundary={boundary}",
+                                "content-length": str(len(body))})
+
+
+def test_base64_multipart_upload(handler: Any) -> None:
+    response = handler(multipart_upload("limit=2"), CONTEXT)
     assert response["statusCode"] == 200, response["body"]
     assert json_body(response)["items"][0]["key"] == "img/3.jpg"
     not_image = http_api_v2("POST", "/api/search/image", body=b"plain text", headers={"content-type": "image/png"})
@@ -164,3 +170,41 @@ def test_base64_multipart_upload(handler: Any) -> None:
 def test_health_through_lambda(handler: Any) -> None:
     body = json_body(handler(http_api_v2("GET", "/api/health"), CONTEXT))
     assert body["status"] == "ok" and body["database"] is True and body["test_model"] is True
+
+
+# ---- search you can steer (issue 13), through the Lambda handler ------------------------------------------
+
+
+def test_http_api_v2_hybrid_ranks_a_named_image_first_and_echoes_the_terms(handler: Any) -> None:
+    # The test model's vectors mean nothing: "3" finds img/3.jpg by its name.
+    body = json_body(handler(http_api_v2("GET", "/api/search", "q=3&limit=4"), CONTEXT))
+    assert body["items"][0]["key"] == "img/3.jpg" and "name" in body["items"][0]["matched"]
+    assert body["query"] == {"terms": [{"kind": "text", "value": "3", "weight": 1.0}]}
+    assert body["mode"] == "hybrid" and body["sort"] == "relevance" and body["cutoff"] == "auto"
+    assert isinstance(body["hidden"], int)
+
+
+def test_rest_api_v1_keyword_mode_sort_and_bad_options(handler: Any) -> None:
+    words = json_body(handler(rest_api_v1("GET", "/api/search", {"q": "img 4", "mode": "keyword"}), CONTEXT))
+    assert [item["key"] for item in words["items"]] == ["img/4.jpg"] and words["items"][0]["score"] is None
+    newest = json_body(handler(rest_api_v1("GET", "/api/search", {"q": "img", "mode": "keyword", "sort": "oldest"}),
+                               CONTEXT))
+    assert [item["key"] for item in newest["items"]] == [f"img/{i}.jpg" for i in range(6)]  # recorded in this order
+    for params in ({"q": "cat", "mode": "pictures"}, {"q": "2x:cat"}, {"q": "cat - cat"}):
+        response = handler(rest_api_v1("GET", "/api/search", params), CONTEXT)
+        assert response["statusCode"] == 400 and json_body(response)["error"]["code"] == "bad_parameter"
+    similar = json_body(handler(rest_api_v1("GET", "/api/similar", {"key": "img/2.jpg"}), CONTEXT))
+    term = json_body(handler(rest_api_v1("GET", "/api/search", {"q": "similar:img/2.jpg"}), CONTEXT))
+    assert similar["items"] == term["items"]
+    unknown = handler(rest_api_v1("GET", "/api/search", {"q": "similar:img/9.jpg"}), CONTEXT)
+    assert unknown["statusCode"] == 404 and "img/9.jpg" in json_body(unknown)["error"]["message"]
+
+
+def test_base64_multipart_upload_with_terms(handler: Any) -> None:
+    response = handler(multipart_upload("limit=6&cutoff=none", {"q": "- similar:img/3.jpg + sunset"}), CONTEXT)
+    assert response["statusCode"] == 200, response["body"]
+    answer = json_body(response)
+    assert answer["query"]["terms"] == [{"kind": "image", "value": "q.jpg", "weight": 1.0},
+                                        {"kind": "image", "value": "img/3.jpg", "weight": -1.0},
+                                        {"kind": "text", "value": "sunset", "weight": 1.0}]
+    assert "img/3.jpg" not in [item["key"] for item in answer["items"]]  # an image term is never a result

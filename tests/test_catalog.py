@@ -10,7 +10,7 @@ import pytest
 
 from shared import queries
 from shared.catalog import Catalog, CatalogError, ModelMismatch, UnknownCollection, table_name_for
-from shared.db import DatabaseUnavailable, connect_params, quote_ident
+from shared.db import Database, DatabaseUnavailable, connect_params, quote_ident
 from shared.events import ObjectEvent
 from tests.fixtures.services import unique_name
 
@@ -198,6 +198,67 @@ def test_transaction_retried_once_when_killed_mid_work(catalog: Catalog, coll, p
 
     assert catalog.db.transaction(work) == "done"
     assert len(calls) == 2
+
+
+def test_a_retry_never_gets_a_connection_that_died_in_the_same_event(pg_url: str,
+                                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    db, killer = Database(pg_url, max_size=4), Database(pg_url, max_size=1)
+    held = db.connection()
+    busy = held.__enter__()  # another caller's connection, checked out when the server kills everything
+    dead = {db.run("SELECT pg_backend_pid()")[0][0], busy.run("SELECT pg_backend_pid()")[0][0]}
+    killer.run("SELECT pg_terminate_backend(pid, 5000) FROM unnest(CAST(:pids AS int[])) AS pid", pids=list(dead))
+    clear = db.discard_idle
+
+    def clear_then_the_other_caller_returns() -> None:  # the worst moment: between the failure and the retry
+        clear()
+        if not held_returned:
+            held_returned.append(True)
+            held.__exit__(None, None, None)
+
+    held_returned: list[bool] = []
+    monkeypatch.setattr(db, "discard_idle", clear_then_the_other_caller_returns)
+    pid = db.run("SELECT pg_backend_pid()")[0][0]
+    assert held_returned and pid not in dead and db.lost_connections == 1
+    assert db.run("SELECT pg_backend_pid()")[0][0] == pid  # the stale one was closed, not pooled
+    assert db.lost_connections == 1
+    killer.close()
+    db.close()
+
+
+def test_queries_go_on_while_every_backend_is_killed_again_and_again(pg_url: str) -> None:
+    name = unique_name("killed").replace("-", "_")
+    db = Database(f"{pg_url}&application_name={name}", max_size=6)
+    killer = Database(pg_url, max_size=1)
+    stop, errors, answers = threading.Event(), [], []
+
+    def client(number: int) -> None:
+        while not stop.is_set():
+            try:
+                if number % 2:
+                    answers.append(db.run("SELECT :n + 0 FROM pg_sleep(0.002)", n=number)[0][0] == number)
+                else:
+                    answers.append(db.transaction(lambda conn: conn.run("SELECT count(*) FROM pg_class")[0][0] > 0))
+            except Exception as exc:  # any failure at all is what this test looks for
+                errors.append(exc)
+
+    threads = [threading.Thread(target=client, args=(number,)) for number in range(6)]
+    for thread in threads:
+        thread.start()
+    killed = 0
+    try:
+        for _ in range(12):  # a round every ~0.25 s: a retry on a new connection outlives each one
+            stop.wait(0.25)
+            killed += killer.run(
+                "SELECT count(*) FROM (SELECT pg_terminate_backend(pid, 5000) FROM pg_stat_activity "
+                "WHERE application_name = :name) AS t", name=name)[0][0]
+    finally:
+        stop.set()
+        for thread in threads:
+            thread.join()
+    assert errors == [] and all(answers)
+    assert killed > 0 and db.lost_connections > 0  # the kills really hit connections in use
+    killer.close()
+    db.close()
 
 
 def test_unreachable_database_is_a_clear_error(tmp_path) -> None:

@@ -1,8 +1,9 @@
 """Offline deploy checks: `osls package` on the real serverless.yml, cfn-lint, what the template promises,
-handler paths, the Dockerfile (hadolint), and the gallery publisher.
+handler paths, the Dockerfile (hadolint), the deploy guide's commands and files, and the gallery publisher.
 
-osls resolves `${ssm:…}` while packaging; the session's moto server plays SSM (AWS_ENDPOINT_URL), so
-nothing leaves 127.0.0.1 and the test proves secrets come from Parameter Store, not from the file.
+Every AWS call osls makes goes to the session's moto server (AWS_ENDPOINT_URL), so nothing leaves 127.0.0.1.
+The stage's secrets sit in moto's Parameter Store while packaging, and the test shows the template carries
+only their names: the functions read the values at run time (shared/secrets.py, tests/test_secrets.py).
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ import pytest
 import yaml
 
 from shared.dev.services import MotoServer, aws_client
+from shared.event_filter import passes, thumbnail_filter
 
 ROOT = Path(__file__).resolve().parents[1]
 INFRA = ROOT / "infra"
@@ -32,7 +34,7 @@ SECRETS = {
     f"/image-browser/{STAGE}/database-url": "postgresql://ib:s3cret@db.example:5432/ib",
     f"/image-browser/{STAGE}/api-key": "k-123",
 }
-FUNCTIONS = {"Embed": "embed", "Backfill": "backfill", "Api": "api", "R2Pull": "r2_pull"}
+FUNCTIONS = {"Embed": "embed", "Backfill": "backfill", "Ocr": "ocr", "Api": "api", "R2Pull": "r2_pull"}
 
 
 def ensure_osls() -> Path:
@@ -107,6 +109,64 @@ def test_queue_has_dlq_and_visibility_six_times_the_timeout(template: dict[str, 
     assert 1 <= redrive["maxReceiveCount"] <= 20
     timeout = template["Resources"]["EmbedLambdaFunction"]["Properties"]["Timeout"]
     assert queue["VisibilityTimeout"] >= 6 * timeout
+    # A redriven message keeps its first enqueue time: the DLQ must keep it longer than the source did.
+    dead_letter = template["Resources"]["IngestDeadLetterQueue"]["Properties"]
+    assert dead_letter["MessageRetentionPeriod"] > queue["MessageRetentionPeriod"]
+    assert dead_letter["MessageRetentionPeriod"] <= 1_209_600  # SQS's maximum
+
+
+def test_embed_trigger_drops_thumbnail_events_as_the_local_poller_does(template: dict[str, Any]) -> None:
+    """The event source mapping's filter is shared/event_filter.py's, for both body shapes, so `make dev`
+    and `make bench` (whose poller applies that module) see what Lambda sees."""
+    (mapping,) = resources(template, "AWS::Lambda::EventSourceMapping").values()
+    patterns = [json.loads(f["Pattern"]) for f in mapping["Properties"]["FilterCriteria"]["Filters"]]
+    prefix = template["Parameters"]["ThumbnailPrefix"]["Default"]
+    assert patterns == thumbnail_filter(prefix)
+    assert re.fullmatch(template["Parameters"]["ThumbnailPrefix"]["AllowedPattern"], prefix)
+
+    def s3_body(key: str) -> str:
+        return json.dumps({"Records": [{"eventName": "ObjectCreated:Put", "s3": {"object": {"key": key}}}]})
+
+    def eventbridge_body(key: str) -> str:
+        return json.dumps({"source": "aws.s3", "detail-type": "Object Deleted", "detail": {"object": {"key": key}}})
+
+    for body in (s3_body, eventbridge_body):
+        assert passes(patterns, body("holiday/IMG_1.jpg"))
+        assert passes(patterns, body(f"{prefix.rstrip('/')}-old/a.jpg"))  # only the prefix itself is ours
+        assert passes(patterns, body(f"holiday/{prefix}a.jpg"))
+        assert not passes(patterns, body(f"{prefix}holiday/IMG_1.jpg.webp"))
+    assert not passes(patterns, json.dumps({"Service": "Amazon S3", "Event": "s3:TestEvent"}))
+    assert not passes(patterns, "not json")
+
+
+def test_upload_limit_fits_a_lambda_request_and_answers_our_413(template: dict[str, Any], pg_url: str) -> None:
+    """HTTP API base64-encodes the body into a request of at most 6 MB: a larger upload would get API
+    Gateway's generic error, so the deployed limit keeps base64 + multipart + event envelope under it."""
+    import base64
+
+    from mangum import Mangum
+
+    from shared.api import create_app
+    from shared.api.routes.search import MULTIPART_OVERHEAD
+    from shared.config import load_settings
+
+    env = template["Resources"]["ApiLambdaFunction"]["Properties"]["Environment"]["Variables"]
+    limit = int(env["IB_MAX_UPLOAD_BYTES"])
+    assert limit <= 4_400_000
+    assert 4 * -(-(limit + MULTIPART_OVERHEAD) // 3) + 16_384 <= 6_000_000  # base64 + headers and context
+    app = create_app(load_settings(database_url=pg_url, max_upload_bytes=limit), serve_web=False)
+    body = b"--b\r\nContent-Disposition: form-data; name=file; filename=a.jpg\r\n\r\n" + b"\xff" * 4_500_000
+    event = {
+        "version": "2.0", "routeKey": "ANY /api/{proxy+}", "rawPath": "/api/search/image", "rawQueryString": "",
+        "headers": {"content-type": "multipart/form-data; boundary=b", "content-length": str(len(body))},
+        "requestContext": {"http": {"method": "POST", "path": "/api/search/image", "sourceIp": "203.0.113.9",
+                                    "protocol": "HTTP/1.1", "userAgent": "test"}, "stage": "$default"},
+        "isBase64Encoded": True, "body": base64.b64encode(body).decode(),
+    }
+    answer = Mangum(app, lifespan="off")(event, None)
+    assert answer["statusCode"] == 413
+    message = json.loads(answer["body"])["error"]["message"]
+    assert f"the upload is over the limit of {limit:,} bytes" in message
 
 
 def test_bucket_events_reach_the_queue_both_ways(template: dict[str, Any]) -> None:
@@ -191,29 +251,61 @@ def test_iam_is_least_privilege(template: dict[str, Any]) -> None:
     sqs = [s for s in policy_statements(roles["EmbedRole"]) if any(a.startswith("sqs:") for a in actions(s))]
     assert [s["Resource"] for s in sqs] == [{"Fn::GetAtt": ["IngestQueue", "Arn"]}]
     api_actions = {a for s in policy_statements(roles["ApiRole"]) for a in actions(s)}
-    assert api_actions <= {"s3:GetObject", "s3:ListBucket", "logs:CreateLogStream", "logs:PutLogEvents"}
+    assert api_actions <= {"s3:GetObject", "s3:ListBucket", "logs:CreateLogStream", "logs:PutLogEvents",
+                           "ssm:GetParameter"}
     assert {a for s in policy_statements(roles["R2PullRole"]) for a in actions(s)} == {
         "logs:CreateLogStream",
         "logs:PutLogEvents",
+        "ssm:GetParameter",
     }
     functions = resources(template, "AWS::Lambda::Function")
     assert functions["ApiLambdaFunction"]["Properties"]["Role"] == {"Fn::GetAtt": ["ApiRole", "Arn"]}
     assert functions["EmbedLambdaFunction"]["Properties"]["Role"] == {"Fn::GetAtt": ["EmbedRole", "Arn"]}
 
 
-def test_secrets_come_from_ssm_not_the_file(template: dict[str, Any]) -> None:
-    text = (ROOT / "serverless.yml").read_text()
-    assert "postgresql://" not in text and "s3cret" not in text
-    assert "${ssm:/image-browser/${sls:stage}/database-url}" in text
-    for function in resources(template, "AWS::Lambda::Function").values():
+def parameter_names(value: Any) -> set[str]:
+    """Every SSM parameter name a template value holds (plain, or either branch of an Fn::If)."""
+    if isinstance(value, str):
+        return {value} if value.startswith(f"/image-browser/{STAGE}/") else set()
+    if isinstance(value, dict):
+        return {name for item in value.get("Fn::If", [])[1:] for name in parameter_names(item)}
+    return set()
+
+
+def role_parameters(role: dict[str, Any]) -> set[str]:
+    """The parameter names a role may ssm:GetParameter (from the ARNs' Fn::Sub strings)."""
+    arns = [resource for s in policy_statements(role) if actions(s) == ["ssm:GetParameter"] for resource in
+            (s["Resource"] if isinstance(s["Resource"], list) else [s["Resource"]])]
+    return {arn["Fn::Sub"].split(":parameter", 1)[1] for arn in arns}
+
+
+def test_secrets_are_read_at_run_time_by_name(template: dict[str, Any]) -> None:
+    """The functions get parameter names, never values: nothing secret in the file or the packaged
+    template, and each role may read exactly the parameters its functions name."""
+    text = (ROOT / "serverless.yml").read_text() + json.dumps(template)
+    for value in SECRETS.values():
+        assert value not in text
+    assert "${ssm:" not in (ROOT / "serverless.yml").read_text()  # nothing resolved at deploy time
+    functions = resources(template, "AWS::Lambda::Function")
+    named: dict[str, set[str]] = {}
+    for logical, function in functions.items():
         env = function["Properties"]["Environment"]["Variables"]
-        assert env["IB_DATABASE_URL"] == SECRETS[f"/image-browser/{STAGE}/database-url"]
         assert env["IB_MODEL_CACHE_DIR"].startswith("/tmp/")  # the only writable place in Lambda
-    api_env = template["Resources"]["ApiLambdaFunction"]["Properties"]["Environment"]["Variables"]
-    assert api_env["IB_API_KEY"] == "k-123"
-    # A missing optional secret resolves to empty, and AWS needs no static keys (the role signs).
-    assert api_env["IB_REPLICATE_API_TOKEN"] == ""
-    assert api_env["IB_S3_ACCESS_KEY_ID"]["Fn::If"][2] == {"Ref": "AWS::NoValue"}
+        secret_settings = {name for name in env if name.removesuffix("_PARAMETER") in
+                           {"IB_DATABASE_URL", "IB_API_KEY", "IB_REPLICATE_API_TOKEN", "IB_CLOUDFLARE_API_TOKEN",
+                            "IB_S3_ACCESS_KEY_ID", "IB_S3_SECRET_ACCESS_KEY"}}
+        assert secret_settings and all(name.endswith("_PARAMETER") for name in secret_settings), logical
+        named[logical] = {n for name in secret_settings for n in parameter_names(env[name])}
+        assert f"/image-browser/{STAGE}/database-url" in named[logical]
+        role = template["Resources"][function["Properties"]["Role"]["Fn::GetAtt"][0]]
+        assert named[logical] <= role_parameters(role), logical
+    assert f"/image-browser/{STAGE}/api-key" in named["ApiLambdaFunction"]
+    assert f"/image-browser/{STAGE}/cloudflare-api-token" in named["R2PullLambdaFunction"]
+    assert f"/image-browser/{STAGE}/api-key" not in role_parameters(template["Resources"]["EmbedRole"])
+    # AWS storage needs no keys (the role signs); R2's are named only with storage=r2.
+    api_env = functions["ApiLambdaFunction"]["Properties"]["Environment"]["Variables"]
+    assert api_env["IB_S3_ACCESS_KEY_ID_PARAMETER"]["Fn::If"][0] == "IsR2"
+    assert api_env["IB_S3_ACCESS_KEY_ID_PARAMETER"]["Fn::If"][2] == {"Ref": "AWS::NoValue"}
 
 
 def test_functions_are_one_container_image(template: dict[str, Any]) -> None:
@@ -243,6 +335,10 @@ def test_deploy_params_are_consistent() -> None:
     assert params["queueVisibilityTimeout"] >= 6 * params["embedTimeout"]
     dockerfile = (ROOT / "Dockerfile").read_text()
     assert f"IB_MODEL={params['model']}" in dockerfile
+    # Old images expire from the ECR repository osls creates; x86_64 only (onnxruntime on arm64 Lambda).
+    assert int(params["ecrMaxImages"]) >= 2
+    assert config["provider"]["ecr"]["maxImageCount"] == "${param:ecrMaxImages}"
+    assert config["provider"]["architecture"] == "x86_64" and params["image"]["platform"] == "linux/amd64"
     lock = json.loads((INFRA / "package-lock.json").read_text())
     pinned = json.loads((INFRA / "package.json").read_text())["devDependencies"]["osls"]
     assert re.fullmatch(r"\d+\.\d+\.\d+", pinned), "pin osls to an exact version"
@@ -261,7 +357,11 @@ def test_dockerfile_lints_and_bakes_the_model() -> None:
     result = subprocess.run([str(hadolint), str(ROOT / "Dockerfile")], capture_output=True, text=True, timeout=60)
     assert result.returncode == 0, result.stdout + result.stderr
     text = (ROOT / "Dockerfile").read_text()
-    assert re.search(r"^FROM public\.ecr\.aws/lambda/python:3\.1[1-9]$", text, re.M)
+    base = re.search(r"^FROM public\.ecr\.aws/lambda/python:(3\.1[1-9])$", text, re.M)
+    assert base
+    # The interpreter is named by its version, which every CPython install provides, and matches the base.
+    interpreters = set(re.findall(r"\b(python[\d.]*) -m ", text))
+    assert interpreters == {f"python{base.group(1)}"}
     assert "shared.embedders.bake" in text and "HF_HUB_OFFLINE=1" in text  # baked at build, never fetched at run
     # An allow-list build context: nothing but the package metadata and the two packages.
     lines = [line.strip() for line in (ROOT / ".dockerignore").read_text().splitlines()]
@@ -369,9 +469,54 @@ def test_cloudflare_pages_config_points_at_the_gallery() -> None:
     assert web == ROOT / "web" and (web / "index.html").is_file()
     assert re.fullmatch(r"\d{4}-\d{2}-\d{2}", config["compatibility_date"])
     docs = (INFRA / "cloudflare" / "README.md").read_text() + (ROOT / "README.md").read_text()
-    for event_type in ("object-create", "object-delete"):
-        assert f"r2 bucket notification create photos --event-type {event_type} --queue image-browser-events" in docs
     assert "queues consumer http add image-browser-events" in docs
+
+
+def test_docs_create_one_r2_notification_rule_for_originals_only() -> None:
+    """Cloudflare refuses overlapping rules on a bucket: the guides create one rule taking both actions,
+    limited to the originals' prefix so our thumbnails (under .thumbnails/) send no events."""
+    docs = (INFRA / "cloudflare" / "README.md").read_text() + (ROOT / "README.md").read_text()
+    rules = set(re.findall(r"r2 bucket notification create [^\n`]*", docs))
+    assert rules == {"r2 bucket notification create photos --event-types object-create object-delete "
+                     "--prefix images/ --queue image-browser-events"}
+    assert "--event-type " not in docs  # no rule per event type
+
+
+def test_logs_reach_cloudwatch_at_the_chosen_level(template: dict[str, Any]) -> None:
+    """Powertools reads POWERTOOLS_LOG_LEVEL; plain `logging` lines follow Lambda's application log level,
+    which needs JSON logs. IB_LOG_LEVEL is the local stack's only."""
+    for logical, function in resources(template, "AWS::Lambda::Function").items():
+        props = function["Properties"]
+        env = props["Environment"]["Variables"]
+        assert env["POWERTOOLS_LOG_LEVEL"] in {"DEBUG", "INFO", "WARN", "ERROR"}, logical
+        assert props["LoggingConfig"]["ApplicationLogLevel"] == env["POWERTOOLS_LOG_LEVEL"], logical
+        assert props["LoggingConfig"]["LogFormat"] == "JSON", logical
+        assert "IB_LOG_LEVEL" not in env
+
+
+def test_r2_pull_runs_one_at_a_time(template: dict[str, Any]) -> None:
+    props = template["Resources"]["R2PullLambdaFunction"]["Properties"]
+    conditions = template["Conditions"]
+    reserved = props["ReservedConcurrentExecutions"]["Fn::If"]
+    assert evaluate(conditions[reserved[0]], conditions, {"Storage": "r2", "PhotosBucketName": "photos"})
+    assert reserved[1] == 1 and reserved[2] == {"Ref": "AWS::NoValue"}  # reserved only where it runs
+    (invoke_config,) = [r["Properties"] for r in resources(template, "AWS::Lambda::EventInvokeConfig").values()
+                        if r["Properties"]["FunctionName"] == {"Ref": "R2PullLambdaFunction"}]
+    assert invoke_config["MaximumRetryAttempts"] == 0 and invoke_config["MaximumEventAgeInSeconds"] <= 120
+
+
+def test_stage_names_a_valid_bucket() -> None:
+    """An upper-case or long stage would make an invalid bucket name halfway through a deploy: the Stage
+    parameter refuses it before CloudFormation creates anything."""
+    config = yaml.load((ROOT / "serverless.yml").read_text(), Loader=_CfnLoader)
+    stage = config["resources"]["Parameters"]["Stage"]
+    pattern = stage["AllowedPattern"]
+    for good in ("dev", "prod", "ci-2", "a" * 29):
+        bucket = f"image-browser-{good}-photos-123456789012"
+        assert re.fullmatch(pattern, good) and len(bucket) <= 63 and bucket == bucket.lower()
+    for bad in ("Dev", "my_stage", "-x", "a" * 30, ""):
+        assert not re.fullmatch(pattern, bad), bad
+    assert "${Stage}-photos-" in (ROOT / "serverless.yml").read_text()
 
 
 def test_image_code_never_imports_dev_code() -> None:
@@ -405,3 +550,58 @@ def test_lambda_without_a_database_url_names_the_variable(monkeypatch: pytest.Mo
             runtime.catalog()
     finally:
         runtime.reset()
+
+
+DEPLOY_FILES = [ROOT / "serverless.yml", ROOT / "Dockerfile", ROOT / ".dockerignore",
+                INFRA / "cloudflare" / "README.md", INFRA / "cloudflare" / "wrangler.toml", INFRA / "package.json"]
+
+
+def deploy_guide() -> str:
+    """The README's Deploy section, all its subsections included."""
+    readme = (ROOT / "README.md").read_text()
+    start = readme.index("\n## Deploy\n")
+    end = readme.find("\n## ", start + 1)
+    return readme[start:end if end > 0 else None]
+
+
+def test_deploy_docs_and_files_name_no_missing_file() -> None:
+    """Every repo path the deploy files and guide mention (links, `code`, comments) exists."""
+    texts = {path: path.read_text() for path in DEPLOY_FILES} | {ROOT / "README.md": deploy_guide()}
+    path_like = re.compile(r"(?<![\w./-])((?:docs|infra|shared|functions|web|scripts|tests|bench)/[\w./-]*[\w/]"
+                           r"|[\w-]+\.(?:md|py|yml|toml|json))(?![\w/-])")
+    missing = []
+    for path, text in texts.items():
+        for link in re.findall(r"\]\(([^)#\s]+)", text):  # Markdown links
+            if not re.match(r"[a-z]+:", link) and not (path.parent / link).exists():
+                missing.append(f"{path.relative_to(ROOT)}: {link}")
+        for name in path_like.findall(text):
+            generated = "node_modules" in name  # installed by `npm ci --prefix infra`
+            if "/" in name and not generated and not (ROOT / name).exists() and not (path.parent / name).exists():
+                missing.append(f"{path.relative_to(ROOT)}: {name}")
+    assert missing == []
+    assert "docs/DEPLOY.md" not in "".join(texts.values())
+
+
+def test_teardown_deletes_every_parameter_the_stack_reads() -> None:
+    text = (ROOT / "serverless.yml").read_text()
+    names = set(re.findall(r"\$\{self:custom\.secrets\}/([a-z0-9-]+)", text))
+    assert {"database-url", "api-key", "replicate-api-token", "cloudflare-api-token", "r2-access-key-id",
+            "r2-secret-access-key"} <= names
+    (teardown,) = re.findall(r"aws ssm delete-parameters --names(.*?)```", deploy_guide(), re.S)
+    assert {n for n in names if f"/image-browser/$STAGE/{n}" not in teardown} == set()
+
+
+@pytest.mark.skipif(shutil.which("jq") is None, reason="needs jq")
+def test_eventbridge_step_keeps_existing_notifications_and_survives_none(tmp_path: Path) -> None:
+    """`get-bucket-notification-configuration` prints nothing for a bucket without notifications: the
+    guide's jq step must still produce a configuration that turns EventBridge on."""
+    (command,) = re.findall(r"^\s*(jq [^\n]*EventBridgeConfiguration[^\n]*) notif\.json > notif-eb\.json$",
+                            deploy_guide(), re.M)
+    existing = {"QueueConfigurations": [{"QueueArn": "arn:aws:sqs:us-east-1:1:q", "Events": ["s3:ObjectCreated:*"]}]}
+    for before, after in (("", {"EventBridgeConfiguration": {}}),
+                          (json.dumps(existing), existing | {"EventBridgeConfiguration": {}})):
+        (tmp_path / "notif.json").write_text(before)
+        result = subprocess.run(f"{command} notif.json > notif-eb.json", shell=True, cwd=tmp_path,
+                                capture_output=True, text=True, timeout=30)
+        assert result.returncode == 0, result.stderr
+        assert json.loads((tmp_path / "notif-eb.json").read_text()) == after

@@ -3,18 +3,22 @@ path, stops cleanly on Ctrl-C, keeps its data for the next start, and says which
 
 from __future__ import annotations
 
+import hashlib
 import io
+import json
 import socket
 import subprocess
 import sys
+import unicodedata
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
+from shared.dev.bucket_store import BucketStore
 from shared.dev.services import MotoServer, aws_client, free_port
-from shared.dev.stack import S3Snapshot
 from tests.fixtures.devstack import ARTIFACTS, HOST, Stack, embedded_by_events, get_json, start_stack
 from tests.fixtures.model import synthetic_photo
 from tests.fixtures.services import unique_name
@@ -108,26 +112,80 @@ def test_a_port_in_use_names_the_port_and_the_variable(variable: str, tmp_path: 
 
 
 
-def test_s3_copy_is_incremental_and_restores(moto_server: MotoServer, tmp_path: Path) -> None:
+def bucket_bodies(s3: Any, bucket: str) -> dict[str, bytes]:
+    keys = [item["Key"] for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket)
+            for item in page.get("Contents", [])]
+    return {key: s3.get_object(Bucket=bucket, Key=key)["Body"].read() for key in keys}
+
+
+def test_bucket_copy_is_incremental_and_restores(moto_server: MotoServer, tmp_path: Path) -> None:
     s3 = aws_client("s3", moto_server.endpoint)
     bucket = unique_name("snap")
     s3.create_bucket(Bucket=bucket)
     s3.put_object(Bucket=bucket, Key="a/one.jpg", Body=b"one")
     s3.put_object(Bucket=bucket, Key="two words.png", Body=b"two")
-    s3.put_object(Bucket=bucket, Key="folder/", Body=b"")  # a "folder" marker has nothing to keep
-    snapshot = S3Snapshot(s3, bucket, tmp_path / "s3" / bucket)
-    assert snapshot.save() == 2
-    first = (snapshot.folder / "a" / "one.jpg").stat().st_mtime_ns
+    s3.put_object(Bucket=bucket, Key="folder/", Body=b"")  # a "folder" marker is a key like any other
+    store = BucketStore(s3, bucket, tmp_path / "s3")
+    assert store.save() == 3 and store.fetched == 3
+    blob = store.objects_dir / hashlib.sha256(b"one").hexdigest()
+    first = blob.stat().st_mtime_ns
 
     s3.delete_object(Bucket=bucket, Key="two words.png")
     s3.put_object(Bucket=bucket, Key="three.jpg", Body=b"three")
-    assert snapshot.save() == 2
-    assert (snapshot.folder / "a" / "one.jpg").stat().st_mtime_ns == first  # unchanged: not rewritten
-    assert not (snapshot.folder / "two words.png").exists()  # deleted in the bucket: gone on disk too
+    assert store.save() == 3 and store.fetched == 4  # only the new object was read
+    assert blob.stat().st_mtime_ns == first  # unchanged: not rewritten
+    assert not (store.objects_dir / hashlib.sha256(b"two").hexdigest()).exists()  # deleted: its blob too
+    assert store.save() == 3 and store.fetched == 4  # nothing changed, nothing read
 
     fresh = unique_name("snap")  # as after a restart: an empty bucket filled from disk
     s3.create_bucket(Bucket=fresh)
-    restored = S3Snapshot(s3, fresh, snapshot.folder)
-    assert restored.restore() == 2
-    assert s3.get_object(Bucket=fresh, Key="three.jpg")["Body"].read() == b"three"
-    assert s3.get_object(Bucket=fresh, Key="a/one.jpg")["Body"].read() == b"one"
+    (store.root / "manifests" / f"{bucket}.json").rename(store.root / "manifests" / f"{fresh}.json")
+    assert BucketStore(s3, fresh, store.root).restore() == 3
+    assert bucket_bodies(s3, fresh) == {"a/one.jpg": b"one", "three.jpg": b"three", "folder/": b""}
+
+
+def test_any_key_round_trips_with_its_headers(moto_server: MotoServer, tmp_path: Path) -> None:
+    s3 = aws_client("s3", moto_server.endpoint)
+    bucket, fresh = unique_name("keys"), unique_name("keys")
+    s3.create_bucket(Bucket=bucket)
+    s3.create_bucket(Bucket=fresh)
+    nfc, nfd = unicodedata.normalize("NFC", "café.jpg"), unicodedata.normalize("NFD", "café.jpg")
+    keys = ["a", "a/b", "a/b/", "dir/", "../up.jpg", "/abs.jpg", "a//b.jpg", "x/" + "y" * 255 + "/z.jpg",
+            "k" * 1024, "é" * 512, nfc, nfd, "sp ace+plus%25?#.jpg"]
+    assert nfc != nfd and len(set(keys)) == len(keys)
+    bodies = {key: f"body of {key!r}".encode() for key in keys}
+    bodies["same-as-a"] = bodies["a"]  # equal bodies: one blob
+    for key, body in bodies.items():
+        s3.put_object(Bucket=bucket, Key=key, Body=body, ContentType="image/jpeg", Metadata={"origin": "test"})
+    store = BucketStore(s3, bucket, tmp_path / "s3")
+    assert store.save() == len(bodies)
+    assert len(list(store.objects_dir.iterdir())) == len(bodies) - 1
+    assert [p.name for p in store.root.rglob("*") if p.suffix == ".tmp"] == []  # written through renames
+
+    for manifest in (store.root / "manifests").iterdir():
+        manifest.rename(manifest.with_name(f"{fresh}.json"))
+    assert BucketStore(s3, fresh, store.root).restore() == len(bodies)
+    assert bucket_bodies(s3, fresh) == bodies
+    head = s3.head_object(Bucket=fresh, Key="k" * 1024)
+    assert head["ContentType"] == "image/jpeg" and head["Metadata"] == {"origin": "test"}
+    assert head["ETag"] == s3.head_object(Bucket=bucket, Key="k" * 1024)["ETag"]
+
+
+def test_the_old_one_file_per_key_folder_is_migrated(moto_server: MotoServer, tmp_path: Path) -> None:
+    s3 = aws_client("s3", moto_server.endpoint)
+    bucket = unique_name("old")
+    s3.create_bucket(Bucket=bucket)
+    root = tmp_path / "s3"
+    old = {"a/one.jpg": b"one", "two words.png": b"two", "deep/er/three.jpg": b"three"}
+    for key, body in old.items():
+        (root / bucket / key).parent.mkdir(parents=True, exist_ok=True)
+        (root / bucket / key).write_bytes(body)
+    (root / bucket / "a" / "half.jpg.partial").write_bytes(b"an interrupted write")
+    (root / f"{bucket}.manifest.json").write_text(json.dumps({key: '"etag"' for key in old}))
+    store = BucketStore(s3, bucket, root)
+    assert store.restore() == len(old)
+    assert bucket_bodies(s3, bucket) == old
+    assert s3.head_object(Bucket=bucket, Key="a/one.jpg")["ContentType"] == "image/jpeg"
+    assert not (root / bucket).exists() and not (root / f"{bucket}.manifest.json").exists()
+    assert store.save() == len(old) and store.fetched == 0  # the migrated copy matches the bucket
+    assert BucketStore(s3, bucket, root).restore() == len(old)  # a second start finds the new layout

@@ -8,6 +8,7 @@ import shutil
 import socket
 import subprocess
 import sys
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
@@ -17,7 +18,7 @@ from onnx import TensorProto, helper, numpy_helper
 from PIL import Image
 
 from shared.config import load_settings
-from shared.embedders import EmbedderError, Models, ModelUnavailable
+from shared.embedders import Embedder, EmbedderError, Models, ModelUnavailable
 from shared.embedders.onnx_clip import OnnxClipEmbedder, Preprocessor
 from tests.fixtures.model import synthetic_photo
 
@@ -107,6 +108,42 @@ def test_preprocessing_follows_the_config() -> None:
 
 def test_model_input_size_comes_from_preprocess_cfg(embedder: OnnxClipEmbedder) -> None:
     assert embedder.preprocess([synthetic_photo(300, 200)]).shape == (1, 3, 64, 64)
+
+
+@pytest.mark.parametrize(
+    ("text_cfg", "lang", "expected"),
+    [
+        ({}, "de", "A Dog's toy!"),  # every model: whitespace collapsed, nothing else
+        ({"tokenizer_kwargs": {"clean": "canonicalize"}}, "de", "a dogs toy"),  # SigLIP, SigLIP2
+        ({"hf_tokenizer_name": "facebook/nllb-200-distilled-600M"}, "de", "deu_LatnA Dog's toy!"),  # NLLB
+        ({"hf_tokenizer_name": "facebook/nllb-200-distilled-600M"}, "pt-BR", "por_LatnA Dog's toy!"),
+    ],
+)
+def test_query_text_is_prepared_as_the_config_says(tmp_path: Path, text_cfg: dict, lang: str, expected: str) -> None:
+    (tmp_path / "config.json").write_text(json.dumps({"embed_dim": 4, "text_cfg": text_cfg}))
+    model = OnnxClipEmbedder(tmp_path, load_settings())  # reads config.json only: no tower is loaded
+    assert model.prepare_text("  A \t Dog's\n\ntoy!  ", lang) == expected
+
+
+def test_embed_text_hands_the_language_to_embed_texts() -> None:
+    seen: list[str] = []
+
+    class Recording(Embedder):
+        model_id, dim = "test/recording", 2
+
+        def embed_images(self, images: Sequence[Image.Image]) -> np.ndarray:
+            raise AssertionError("not used")
+
+        def embed_texts(self, texts: Sequence[str], lang: str = "en") -> np.ndarray:
+            seen.append(lang)
+            return np.ones((len(texts), self.dim), dtype=np.float32)
+
+        def loaded(self) -> dict[str, bool]:
+            return {"visual": False, "textual": True}
+
+    Recording().embed_text("ein Hund", lang="de")
+    Recording().embed_text("a dog")
+    assert seen == ["de", "en"]
 
 
 def write_mclip_model(directory: Path, tokenizer_from: Path, table: np.ndarray) -> None:

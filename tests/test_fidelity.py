@@ -21,8 +21,9 @@ from PIL import Image
 
 from shared.config import load_settings
 from shared.dev.open_clip_import import allow_torchvision_import
-from shared.dev.test_model import openclip_reference
+from shared.dev.test_model import ensure_test_model, openclip_reference
 from shared.embedders.onnx_clip import OnnxClipEmbedder
+from shared.embedders.text import canonicalize
 from shared.images import decode
 from tests.fixtures.model import synthetic_photo
 
@@ -142,23 +143,26 @@ def openclip_ref(immich_model_dir: Path) -> tuple[object, str, object, object]:
         pytest.skip(f"open_clip is not installed: {exc}")
 
 
-def test_immich_export_has_immichs_interface(immich_model_dir: Path) -> None:
-    # What makes the export Immich-faithful: opset 19, one input per tower with Immich's name and
-    # dtype, output "embedding", and the batch dimension fixed at 1 (no dynamic_axes).
-    config = json.loads((immich_model_dir / "config.json").read_text())
-    size, context, dim = config["vision_cfg"]["image_size"], config["text_cfg"]["context_length"], config["embed_dim"]
+@pytest.mark.parametrize("recipe", ["immich", "siglip2", "nllb", "mclip"])
+def test_exports_have_immichs_interface(recipe: str) -> None:
+    # What makes an export Immich-faithful: opset 19, the inputs Immich's exporter names, typed and shaped
+    # as it declares them, output "embedding", and the batch dimension fixed at 1 (no dynamic_axes).
+    model_dir = ensure_test_model("tiny", recipe)
+    config = json.loads((model_dir / "config.json").read_text())
+    size, dim = config["vision_cfg"]["image_size"], config["embed_dim"]
+    context = config["text_cfg"].get("context_length", 77)
+    text_inputs = ["input_ids", "attention_mask"] if recipe == "mclip" else ["text"]  # M-CLIP's exporter
     expected = {
-        "visual": ("image", onnx.TensorProto.FLOAT, [1, 3, size, size]),
-        "textual": ("text", onnx.TensorProto.INT32, [1, context]),
+        "visual": [("image", onnx.TensorProto.FLOAT, [1, 3, size, size])],
+        "textual": [(name, onnx.TensorProto.INT32, [1, context]) for name in text_inputs],
     }
-    for tower, (name, dtype, shape) in expected.items():
-        model = onnx.load(str(immich_model_dir / tower / "model.onnx"), load_external_data=False)
+    for tower, inputs in expected.items():
+        model = onnx.load(str(model_dir / tower / "model.onnx"), load_external_data=False)
         assert {o.domain: o.version for o in model.opset_import}[""] == 19
         initializers = {i.name for i in model.graph.initializer}
-        inputs = [i for i in model.graph.input if i.name not in initializers]
-        assert [i.name for i in inputs] == [name]
-        assert inputs[0].type.tensor_type.elem_type == dtype
-        assert [d.dim_value for d in inputs[0].type.tensor_type.shape.dim] == shape
+        declared = [i for i in model.graph.input if i.name not in initializers]
+        assert [(i.name, i.type.tensor_type.elem_type, [d.dim_value for d in i.type.tensor_type.shape.dim])
+                for i in declared] == inputs
         assert [o.name for o in model.graph.output] == ["embedding"]
         output = model.graph.output[0].type.tensor_type
         assert output.elem_type == onnx.TensorProto.FLOAT
@@ -234,3 +238,146 @@ def test_immich_batches_of_any_size_match_one_at_a_time(
     assert images.shape == (len(photos), 32) and texts.shape == (len(TEXTS), 32)
     np.testing.assert_allclose(images, np.concatenate([ours.embed_images([p]) for p in photos]), atol=1e-5)
     np.testing.assert_allclose(texts, np.concatenate([ours.embed_texts([t]) for t in TEXTS]), atol=1e-5)
+
+
+# -- the rest of Immich's catalogue: SigLIP2 (canonical text), NLLB-SigLIP (language prefix), M-CLIP ---------
+# Random-weight exports made as Immich's exporter makes them (shared/dev/catalogue_models.py), against
+# open_clip (or M-CLIP) itself on the same weights.
+
+# Texts where Immich's cleaning shows: capitals and punctuation, underscores, curly quotes (ftfy), HTML
+# entities, runs of whitespace.
+CLEANED_TEXTS = [*TEXTS, "A Photo of a DOG!", "rock & roll -- the best", "snake_case_file IMG_2041.jpg",
+                 "dog’s “red car”", "fish &amp; chips", "  two   spaces\tand\nnewlines  ", "!!!"]
+# Immich's lookup: WEBLATE_TO_FLORES200 (immich_ml/models/constants.py), then the tag's language, then English.
+LANGUAGES = {"en": "eng_Latn", "de": "deu_Latn", "pt-BR": "por_Latn", "de-CH": "deu_Latn", "zh-TW": "zho_Hant",
+             "xx": "eng_Latn"}
+
+
+def reference_of(recipe: str) -> tuple[Path, tuple]:
+    torch.set_num_threads(2)
+    model_dir = ensure_test_model("tiny", recipe)
+    try:
+        return model_dir, openclip_reference(model_dir)
+    except ImportError as exc:
+        pytest.skip(f"open_clip or timm is not installed: {exc}")
+
+
+@pytest.fixture(scope="module")
+def siglip2() -> tuple[Path, tuple]:
+    return reference_of("siglip2")
+
+
+@pytest.fixture(scope="module")
+def nllb() -> tuple[Path, tuple]:
+    return reference_of("nllb")
+
+
+def immich_cleaned(tokenizer: object) -> object:
+    """open_clip's tokenizer with the cleaning Immich gives models that do not canonicalize: whitespace
+    collapsed, nothing else (open_clip's default "whitespace" clean also runs ftfy)."""
+    from open_clip.tokenizer import whitespace_clean
+
+    tokenizer.clean_fn = whitespace_clean  # type: ignore[attr-defined]
+    return tokenizer
+
+
+def test_canonicalize_is_open_clips() -> None:
+    open_clip_tokenizer = pytest.importorskip("open_clip.tokenizer")
+    tricky = [*CLEANED_TEXTS, "ﬁsh in ＦＵＬＬ width", "cafÃ© mojibake", "&amp;amp; twice", "e\u0301 combining",
+              "no\u00a0break", "ALL_CAPS_FILE.JPG", "a-b/c\\d", "¿Qué tal?", "«guillemets» — dash"]
+    assert [canonicalize(text) for text in tricky] == [open_clip_tokenizer._clean_canonicalize(t) for t in tricky]
+
+
+def test_siglip2_tokens_match_open_clip(siglip2: tuple) -> None:
+    model_dir, (open_clip, name, _, _) = siglip2
+    theirs = open_clip.get_tokenizer(name)  # HFTokenizer with the config's clean="canonicalize"
+    ours = OnnxClipEmbedder(model_dir, load_settings())
+    ids = ours.tokenize(CLEANED_TEXTS)["text"]
+    assert ids.dtype == np.int32
+    np.testing.assert_array_equal(ids, theirs(CLEANED_TEXTS).numpy())  # padding too: the tower pools the last
+    # The cleaning made them equal: the tokenizer alone keeps case and punctuation apart.
+    from tokenizers import Tokenizer
+
+    raw = Tokenizer.from_file(str(model_dir / "textual" / "tokenizer.json"))
+    assert raw.encode("A DOG!").ids != raw.encode("a dog").ids
+    same = ours.tokenize(["A DOG!", "a dog"])["text"]
+    np.testing.assert_array_equal(same[0], same[1])
+    np.testing.assert_array_equal(ours.tokenize(CLEANED_TEXTS, "de")["text"], ids)  # no language token here
+
+
+def test_siglip2_texts_and_images_match_open_clip(
+    siglip2: tuple, photos: list[Image.Image], record_property: Callable
+) -> None:
+    model_dir, (open_clip, name, model, transform) = siglip2
+    ours = OnnxClipEmbedder(model_dir, load_settings())
+    pixels = torch.stack([transform(p) for p in photos]).numpy()  # squash to 64x64, mean and std 0.5
+    difference = np.abs(ours.preprocess(photos) - pixels)
+    assert float(difference.max()) <= 0.05 and float(difference.mean()) <= 0.005
+    with torch.no_grad():
+        texts = unit(model.encode_text(open_clip.get_tokenizer(name)(CLEANED_TEXTS), normalize=True))
+        images = unit(model.encode_image(torch.from_numpy(pixels), normalize=True))
+    text_cosine = mean_cosine(ours.embed_texts(CLEANED_TEXTS), texts)
+    image_cosines = np.sum(ours.embed_images(photos) * images, axis=1)
+    record_property("siglip2_text_mean_cosine", text_cosine)
+    record_property("siglip2_image_cosines", [round(float(c), 5) for c in image_cosines])
+    assert text_cosine >= 0.999
+    assert float(image_cosines.mean()) >= 0.995 and float(image_cosines.min()) >= 0.98
+
+
+@pytest.mark.parametrize("lang", LANGUAGES)
+def test_nllb_tokens_carry_immichs_language_prefix(nllb: tuple, lang: str) -> None:
+    from open_clip.tokenizer import whitespace_clean
+
+    model_dir, (open_clip, name, _, _) = nllb
+    theirs = immich_cleaned(open_clip.get_tokenizer(name))
+    code = LANGUAGES[lang]
+    ours = OnnxClipEmbedder(model_dir, load_settings()).tokenize(CLEANED_TEXTS, lang)["text"]
+    # Immich's runtime: f"{flores_code}{clean_text(text)}", through the tokenizer it ships, whose template
+    # ("eng_Latn $A </s>") NllbTokenizer wrote.
+    expected = theirs([code + whitespace_clean(text) for text in CLEANED_TEXTS]).numpy()
+    np.testing.assert_array_equal(ours, expected)
+    assert (ours == theirs.tokenizer.convert_tokens_to_ids(code)).sum(axis=1).min() >= 1
+
+
+def test_nllb_texts_and_images_match_open_clip(
+    nllb: tuple, photos: list[Image.Image], record_property: Callable
+) -> None:
+    from open_clip.tokenizer import whitespace_clean
+
+    model_dir, (open_clip, name, model, transform) = nllb
+    ours = OnnxClipEmbedder(model_dir, load_settings())
+    theirs = immich_cleaned(open_clip.get_tokenizer(name))
+    with torch.no_grad():
+        texts = unit(model.encode_text(theirs(["deu_Latn" + whitespace_clean(t) for t in CLEANED_TEXTS]),
+                                       normalize=True))
+        images = unit(model.encode_image(torch.stack([transform(p) for p in photos]), normalize=True))
+    text_cosine = mean_cosine(ours.embed_texts(CLEANED_TEXTS, lang="de"), texts)
+    image_cosines = np.sum(ours.embed_images(photos) * images, axis=1)
+    record_property("nllb_text_mean_cosine", text_cosine)
+    assert text_cosine >= 0.999
+    assert float(image_cosines.mean()) >= 0.995 and float(image_cosines.min()) >= 0.98
+
+
+def test_mclip_inputs_and_texts_match_m_clip(record_property: Callable) -> None:
+    from open_clip.tokenizer import whitespace_clean
+
+    from shared.dev.catalogue_models import mclip_reference
+
+    torch.set_num_threads(2)
+    model_dir = ensure_test_model("tiny", "mclip")
+    model = mclip_reference(model_dir)
+    tokenizer = transformers.AutoTokenizer.from_pretrained(model_dir / "mclip")
+    cleaned = [whitespace_clean(text) for text in CLEANED_TEXTS]  # Immich's clean_text; M-CLIP itself has none
+    ours = OnnxClipEmbedder(model_dir, load_settings())
+    feeds = ours.tokenize(CLEANED_TEXTS)
+    padded = tokenizer(cleaned, padding="max_length", max_length=77, truncation=True, return_tensors="np")
+    assert sorted(feeds) == ["attention_mask", "input_ids"]
+    np.testing.assert_array_equal(feeds["input_ids"], padded["input_ids"])
+    np.testing.assert_array_equal(feeds["attention_mask"], padded["attention_mask"])
+    # M-CLIP pads a batch to its longest text; the mask makes the 77-long rows embed the same.
+    longest = tokenizer(cleaned, padding=True, truncation=True, max_length=77, return_tensors="pt")
+    with torch.no_grad():
+        expected = unit(model(longest["input_ids"], longest["attention_mask"]))
+    cosine = mean_cosine(ours.embed_texts(CLEANED_TEXTS), expected)
+    record_property("mclip_text_mean_cosine", cosine)
+    assert cosine >= 0.999

@@ -14,7 +14,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from playwright.sync_api import Browser, Page, expect, sync_playwright
+from playwright.sync_api import Browser, Page, Route, expect, sync_playwright
 
 from tests.fixtures.devstack import ARTIFACTS, Stack, embedded_by_events, start_stack
 from tests.fixtures.model import synthetic_photo
@@ -222,3 +222,45 @@ def test_unknown_collection_in_the_url_shows_an_error(stack: Stack, page: Page) 
     expect(page.locator("#status-action")).to_have_text("Retry")
     assert page.locator("#grid .tile").count() == 0
     shot(page, "error")
+
+
+def test_a_large_image_is_posted_as_a_small_jpeg(stack: Stack, page: Page,
+                                                 images: dict[str, tuple[bytes, str]]) -> None:
+    """A phone-sized PNG (over the deployed API's 4.4 MB) goes out shrunk to ~1,024 px JPEG, and still finds
+    the stored image it was made from."""
+    from email.parser import BytesParser
+
+    import numpy as np
+    from PIL import Image
+
+    key = "garden/IMG_0004.jpg"
+    source = Image.open(io.BytesIO(images[key][0])).convert("RGB")
+    big = source.resize((3000, round(3000 * source.height / source.width)), Image.Resampling.BICUBIC)
+    noise = np.random.default_rng(7).normal(0, 6, (big.height, big.width, 3))
+    big = Image.fromarray(np.clip(np.asarray(big, dtype=np.float32) + noise, 0, 255).astype(np.uint8))
+    buffer = io.BytesIO()
+    big.save(buffer, "PNG")
+    png = buffer.getvalue()
+    assert len(png) > 4_400_000
+    page.goto(stack.api_url)
+    expect(page.locator("#status")).to_have_attribute("data-state", "ok")
+    bodies: list[tuple[str, bytes]] = []
+
+    def keep_body(route: Route) -> None:
+        bodies.append((route.request.headers["content-type"], route.request.post_data_buffer or b""))
+        route.continue_()
+
+    page.route("**/api/search/image*", keep_body)
+    page.set_input_files("#file-input", files=[{"name": "huge.png", "mimeType": "image/png", "buffer": png}])
+    expect(page.locator("#status-text")).to_contain_text("matches for images similar to huge.png")
+    parts = [BytesParser().parsebytes(f"Content-Type: {content_type}\r\n\r\n".encode() + body).get_payload()[0]
+             for content_type, body in bodies]
+    part, sent = parts[0], parts[0].get_payload(decode=True)
+    assert all(p.get_payload(decode=True) == sent for p in parts)  # shrunk once; further pages post the same
+    assert part.get_content_type() == "image/jpeg" and part.get_filename() == "huge.jpg"
+    posted_image = Image.open(io.BytesIO(sent))
+    assert posted_image.format == "JPEG" and max(posted_image.size) == 1024
+    assert posted_image.size[0] / posted_image.size[1] == pytest.approx(big.width / big.height, rel=0.01)
+    assert len(sent) < len(png) / 10
+    expect(page.locator("#grid .tile").first).to_have_attribute("data-key", key)
+    shot(page, "upload-shrunk")

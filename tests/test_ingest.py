@@ -210,8 +210,8 @@ class Projected(Embedder):
     def embed_images(self, images: Sequence[Any]) -> np.ndarray:
         return normalize_rows(self.base.embed_images(images)[:, :16])
 
-    def embed_texts(self, texts: Sequence[str]) -> np.ndarray:
-        return normalize_rows(self.base.embed_texts(texts)[:, :16])
+    def embed_texts(self, texts: Sequence[str], lang: str = "en") -> np.ndarray:
+        return normalize_rows(self.base.embed_texts(texts, lang)[:, :16])
 
     def loaded(self) -> dict[str, bool]:
         return self.base.loaded()

@@ -35,6 +35,8 @@ REQUIRED_IDS = {
 TEST_MODEL_TEXT = "Random-weight test model: search results are not meaningful."
 # The only absolute URL allowed: the SVG namespace inside the inline favicon (never fetched).
 SVG_NAMESPACE = "http://www.w3.org/2000/svg"
+# Links a person may follow, never loaded by the page: a photo's place on OpenStreetMap (web/js/photo.js).
+OUTBOUND_LINKS = ("https://www.openstreetmap.org/",)
 EXTERNAL_URL = re.compile(r"(?:https?:)?//[a-z0-9.-]+\.[a-z]{2,}", re.IGNORECASE)
 
 
@@ -92,6 +94,8 @@ def test_index_references_only_local_assets_that_exist() -> None:
 @pytest.mark.parametrize("name", ["index.html", *SCRIPTS, "style.css"])
 def test_no_external_urls(name: str) -> None:
     text = (WEB / name).read_text(encoding="utf-8").replace(SVG_NAMESPACE, "")
+    for link in OUTBOUND_LINKS:
+        text = text.replace(f'"{link}"', "")  # only as a whole string constant
     found = EXTERNAL_URL.findall(text)
     assert not found, f"{name} loads or links something outside web/: {found}"
     # Imports must be relative files served from web/ (no bare specifiers, no CDN).
@@ -167,3 +171,34 @@ def test_stats_bar_shows_a_model_move(tmp_path: Path) -> None:
     # The stats bar has a place for it, filled from the stats answer.
     assert 'id="stats-move"' in (WEB / "index.html").read_text(encoding="utf-8")
     assert "showMove(data.move)" in (WEB / "js" / "collection.js").read_text(encoding="utf-8")
+
+
+def test_photo_facts_and_delete_commands_as_text(tmp_path: Path) -> None:
+    """The lightbox shows the photo's own clock time and offset, the place with its OpenStreetMap link;
+    the Duplicates view's commands quote keys for the shell."""
+    module = _as_mjs(tmp_path, "js/photo.js").as_uri()
+    script = f"""
+        import {{ deleteCommands, formatTakenAt, mapUrl, placeText }} from {json.dumps(module)};
+        console.log(JSON.stringify([
+            formatTakenAt("2023-07-14T15:30:00+02:00", "en-GB"),
+            formatTakenAt("2023-07-01T10:00:00", "en-GB"),
+            formatTakenAt(null),
+            placeText({{ lat: -33.856784, lon: 151.215297 }}),
+            mapUrl({{ lat: 48.85837, lon: 2.294481 }}),
+            placeText(null) + mapUrl(undefined),
+            deleteCommands("photos", ["copies/a.jpg", "it's $HOME.jpg"]),
+        ]));
+    """
+    result = subprocess.run(
+        [_node(), "--input-type=module", "-e", script], capture_output=True, text=True, timeout=60, check=False
+    )
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout) == [
+        "14 Jul 2023, 15:30:00 (UTC+02:00)",  # the camera's clock, not this machine's zone
+        "1 Jul 2023, 10:00:00",
+        "",
+        "-33.85678, 151.21530",
+        "https://www.openstreetmap.org/?mlat=48.85837&mlon=2.29448#map=16/48.85837/2.29448",
+        "",
+        "aws s3 rm 's3://photos/copies/a.jpg'\naws s3 rm 's3://photos/it'\\''s $HOME.jpg'",
+    ]

@@ -4,14 +4,16 @@ several routes share (declared once, so /docs describes them once)."""
 from __future__ import annotations
 
 import hmac
-from dataclasses import dataclass
-from datetime import UTC, datetime
-from typing import Annotated
+from dataclasses import dataclass, replace
+from datetime import UTC, date, datetime, timedelta
+from typing import Annotated, Literal
 
 from fastapi import Depends, Query, Request
 
 from shared.api.errors import ApiError
 from shared.api.services import Services
+from shared.embedders.text import DEFAULT_LANGUAGE
+from shared.hybrid import Cutoff, Mode, Sort
 from shared.queries import SearchFilters
 
 MAX_LIMIT = 100
@@ -59,6 +61,16 @@ TypeParam = Annotated[
 ]
 
 
+TakenAfterParam = Annotated[str | None, Query(
+    max_length=64, description="Only photos taken at or after this date or ISO 8601 time (EXIF; no offset: UTC).")]
+TakenBeforeParam = Annotated[str | None, Query(
+    max_length=64, description="Only photos taken before this ISO 8601 time; a date alone includes that whole day.")]
+CameraParam = Annotated[str | None, Query(
+    max_length=200, description="Only photos whose camera (EXIF make and model) contains this, any case.")]
+CollapseParam = Annotated[Literal["near"] | None, Query(
+    description="near: one image per group of near-duplicates, with `collapsed` = how many it stands for.")]
+
+
 def _utc(value: datetime | None) -> datetime | None:
     if value is None or value.tzinfo is not None:
         return value
@@ -77,6 +89,36 @@ def _filters(prefix: str | None, after: datetime | None, before: datetime | None
     return SearchFilters(prefix=prefix or None, after=after, before=before, content_type=content_type)
 
 
+def _taken(name: str, value: str | None, *, whole_day_after: bool) -> datetime | None:
+    """A date ("2023-07-14", its midnight UTC; with `whole_day_after`, the next midnight) or an ISO 8601 time."""
+    text = (value or "").strip()
+    if not text:
+        return None
+    try:
+        day = date.fromisoformat(text)
+    except ValueError:
+        try:
+            return _utc(datetime.fromisoformat(text))
+        except ValueError:
+            raise ApiError(400, "bad_parameter", f"parameter {name!r} is not a date or ISO 8601 time (got {text!r}): "
+                           "give 2023-07-14 or 2023-07-14T15:30:00+02:00") from None
+    return datetime(day.year, day.month, day.day, tzinfo=UTC) + timedelta(days=1 if whole_day_after else 0)
+
+
+async def photo_filters(
+    taken_after: TakenAfterParam = None, taken_before: TakenBeforeParam = None, camera: CameraParam = None
+) -> SearchFilters:
+    """The EXIF filters (when taken, camera) that search and recent share."""
+    after = _taken("taken_after", taken_after, whole_day_after=False)
+    before = _taken("taken_before", taken_before, whole_day_after=True)
+    if after and before and after >= before:
+        raise ApiError(400, "bad_parameter", "parameter 'taken_after' must be earlier than 'taken_before'")
+    return SearchFilters(taken_after=after, taken_before=before, camera=(camera or "").strip() or None)
+
+
+PhotoFiltersParams = Annotated[SearchFilters, Depends(photo_filters)]
+
+
 @dataclass(frozen=True)
 class VectorQuery:
     """What every vector search takes besides its target: where, how many, how good, which page."""
@@ -86,9 +128,11 @@ class VectorQuery:
     min_score: float | None
     filters: SearchFilters
     cursor: str | None
+    collapse: str | None = None
 
 
 async def vector_query(
+    photo: PhotoFiltersParams,
     collection: CollectionParam = None,
     limit: LimitParam = 30,
     min_score: MinScoreParam = None,
@@ -97,8 +141,41 @@ async def vector_query(
     before: BeforeParam = None,
     type: TypeParam = None,  # noqa: A002 - the public parameter name
     cursor: CursorParam = None,
+    collapse: CollapseParam = None,
 ) -> VectorQuery:
-    return VectorQuery(collection, limit, min_score, _filters(prefix, after, before, type), cursor)
+    filters = replace(_filters(prefix, after, before, type), taken_after=photo.taken_after,
+                      taken_before=photo.taken_before, camera=photo.camera)
+    return VectorQuery(collection, limit, min_score, filters, cursor, collapse)
 
 
 VectorQueryParams = Annotated[VectorQuery, Depends(vector_query)]
+
+
+# Search options (shared/hybrid.py): how words and pictures combine, the order, the cutoff, the language.
+ModeParam = Annotated[Mode, Query(
+    description="hybrid: words and pictures fused; semantic: pictures only; keyword: words only (names, text).")]
+SortParam = Annotated[Sort, Query(
+    description="relevance, or newest/oldest first (when taken, else last modified) over the relevant set: "
+    "what passes the cutoff, at most 1,000 results.")]
+CutoffParam = Annotated[Cutoff, Query(
+    description="auto: keep picture matches scoring at least halfway from the model's floor to the best "
+    "match; none: keep them all.")]
+LangParam = Annotated[str, Query(
+    min_length=2, max_length=16, pattern=r"^[A-Za-z]{2,3}(-[A-Za-z0-9]{2,8})?$",
+    description="The query's language (en, de, pt-BR): the NLLB models are told it; others ignore it.")]
+
+
+@dataclass(frozen=True)
+class SearchOptions:
+    mode: Mode
+    sort: Sort
+    cutoff: Cutoff
+    lang: str
+
+
+async def search_options(mode: ModeParam = "hybrid", sort: SortParam = "relevance", cutoff: CutoffParam = "auto",
+                         lang: LangParam = DEFAULT_LANGUAGE) -> SearchOptions:
+    return SearchOptions(mode, sort, cutoff, lang)
+
+
+SearchOptionsParams = Annotated[SearchOptions, Depends(search_options)]

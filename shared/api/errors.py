@@ -16,6 +16,7 @@ from shared.api.schemas import ErrorBody
 from shared.catalog import CatalogError, ModelChanged, ModelMismatch, UnknownCollection
 from shared.db import DatabaseUnavailable
 from shared.embedders import EmbedderError, EmbedderTemporaryError, ModelNotDeployed
+from shared.query_language import QueryError
 
 log = logging.getLogger(__name__)
 
@@ -45,6 +46,10 @@ def _retry_later(exc: Exception) -> str:
     return f"{exc}; retry later"
 
 
+def _in_query(exc: Exception) -> str:
+    return f"parameter 'q': {exc}"
+
+
 # A subclass needs its own line only for another answer: the nearest class in its MRO wins.
 ERRORS: dict[type[Exception], ErrorAnswer] = {
     UnknownCollection: ErrorAnswer(404, "unknown_collection", None, str),
@@ -52,6 +57,7 @@ ERRORS: dict[type[Exception], ErrorAnswer] = {
     ModelNotDeployed: ErrorAnswer(409, "model_not_deployed", None, str),
     ModelChanged: ErrorAnswer(503, "model_changed", 1, _retry_later),
     CatalogError: ErrorAnswer(400, "bad_parameter", None, str),
+    QueryError: ErrorAnswer(400, "bad_parameter", None, _in_query),
     DatabaseUnavailable: ErrorAnswer(503, "database_unavailable", RETRY_AFTER_SECONDS, _database_down),
     EmbedderTemporaryError: ErrorAnswer(503, "model_unavailable", RETRY_AFTER_SECONDS, _retry_later),
     EmbedderError: ErrorAnswer(503, "model_unavailable", None, str),

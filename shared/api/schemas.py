@@ -8,6 +8,11 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 
+class Location(BaseModel):
+    lat: float = Field(description="Latitude, degrees; south is negative.")
+    lon: float = Field(description="Longitude, degrees; west is negative.")
+
+
 class ImageItem(BaseModel):
     key: str
     score: float | None = Field(description="Cosine similarity to the query; null when browsing.")
@@ -18,14 +23,46 @@ class ImageItem(BaseModel):
     size: int | None = Field(description="Bytes of the original.")
     last_modified: str | None = Field(description="ISO 8601.")
     content_type: str | None
+    taken_at: str | None = Field(None, description="When the photo was taken (EXIF DateTimeOriginal), ISO 8601 with "
+                                 "the UTC offset the camera recorded; without one, the camera's clock time, no offset.")
+    camera: str | None = Field(None, description='EXIF make and model, e.g. "Apple iPhone 12".')
+    location: Location | None = Field(None, description="Where it was taken (EXIF GPS).")
+    collapsed: int | None = Field(None, description="With collapse=near: how many near-duplicates this item stands "
+                                  "for (the gallery's +N).")
+    text: str | None = Field(None, description="The words read in the picture (OCR), one line per line of text; "
+                             "empty when it has none, null until the OCR stage has read it.")
+    matched: list[Literal["name", "text", "visual"]] | None = Field(
+        None, description="Search answers: why it matched. name: the query's words are in its key (folders, file "
+        "name); text: in the words read in it or its EXIF text; visual: the picture is like the query.")
+
+
+class QueryTerm(BaseModel):
+    kind: Literal["text", "image", "keyword"] = Field(
+        description="text: embedded and matched as words; image: a stored (similar:<key>) or uploaded image; "
+        'keyword: a "quoted" term, matched as words only.')
+    value: str
+    weight: float = Field(description="The term's weight; negative for a minus term.")
+
+
+class ParsedQuery(BaseModel):
+    terms: list[QueryTerm] = Field(description="How `q` (and an uploaded image) was read, in order.")
 
 
 class SearchPage(BaseModel):
-    items: list[ImageItem] = Field(description="Best match first.")
+    items: list[ImageItem] = Field(description="Best match first, or in the order `sort` asks for.")
     next_cursor: str | None = Field(description="Pass as `cursor` for the next page; null on the last.")
     took_ms: float
     model: str = Field(description="The model that embedded the query.")
     collection: str
+    query: ParsedQuery
+    mode: Literal["hybrid", "semantic", "keyword"]
+    sort: Literal["relevance", "newest", "oldest"]
+    cutoff: Literal["auto", "none"]
+    hidden: int = Field(description="Picture matches the cutoff held back among those the search looked at "
+                        "(the best 100 or more); cutoff=none shows them.")
+    cutoff_score: float | None = Field(
+        description="Picture matches scoring below this were held back (cutoff=auto or min_score); null when "
+        "nothing was cut.")
 
 
 class RecentPage(BaseModel):
@@ -73,6 +110,7 @@ class CollectionStats(BaseModel):
     bytes: int = Field(description="Bytes of the originals.")
     last_update: str | None = Field(description="ISO 8601 time of the last change.")
     move: ModelMove | None = Field(None, description="The model move under way, if any.")
+    ocr_waiting: int | None = Field(None, description="Embedded images whose words the OCR stage has still to read.")
 
 
 class TowersLoaded(BaseModel):
@@ -96,3 +134,24 @@ class ErrorDetail(BaseModel):
 
 class ErrorBody(BaseModel):
     error: ErrorDetail
+
+
+class DuplicateGroup(BaseModel):
+    level: Literal["exact", "near", "similar"]
+    keep: str = Field(description="Key of the suggested copy to keep: most pixels, then taken earliest, then the "
+                      "shortest key. It is also the first item.")
+    items: list[ImageItem] = Field(description="Every copy, the keeper first; `score` is the cosine similarity to the "
+                                   "keeper (1 for exact copies).")
+
+
+class DuplicatesPage(BaseModel):
+    groups: list[DuplicateGroup] = Field(description="Biggest groups first.")
+    next_cursor: str | None = Field(description="Pass as `cursor` for the next page; null on the last.")
+    level: Literal["exact", "near", "similar"]
+    threshold: float | None = Field(description="The cosine distance used (near, similar); null for exact.")
+    total_groups: int = Field(description="Groups at this level and threshold in the whole collection.")
+    waiting: int = Field(description="Images whose neighbours are not found yet (a large upload or a model move): "
+                         "not grouped in this answer; the sweep finds them, and so does the next request.")
+    took_ms: float
+    collection: str
+    bucket: str = Field(description="The collection's bucket: where the copies are deleted, with any S3 tool.")

@@ -15,10 +15,11 @@ from typing import TypeVar
 import numpy as np
 
 from shared import runtime
-from shared.api.schemas import ImageItem
+from shared.api.schemas import ImageItem, Location
 from shared.catalog import Catalog, Collection, ModelChanged
 from shared.config import Settings
 from shared.embedders import Embedder, Models
+from shared.embedders.text import DEFAULT_LANGUAGE
 from shared.queries import Hit
 from shared.storage import Storage
 
@@ -26,16 +27,17 @@ T = TypeVar("T")
 
 
 class QueryCache:
-    """LRU of text-query embeddings keyed by (model, text): paging and repeats skip the encoder."""
+    """LRU of text-query embeddings keyed by (model, language, text): paging and repeats skip the encoder."""
 
     def __init__(self, size: int):
         self.size = size
-        self._items: OrderedDict[tuple[str, str], np.ndarray] = OrderedDict()
+        self._items: OrderedDict[tuple[str, str, str], np.ndarray] = OrderedDict()
         self._lock = threading.Lock()
         self.hits = self.misses = 0
 
-    def get(self, model_id: str, text: str, compute: Callable[[str], np.ndarray]) -> np.ndarray:
-        key = (model_id, text)
+    def get(self, model_id: str, text: str, compute: Callable[[str], np.ndarray],
+            lang: str = DEFAULT_LANGUAGE) -> np.ndarray:
+        key = (model_id, lang, text)
         with self._lock:
             vector = self._items.get(key)
             if vector is not None:
@@ -89,8 +91,8 @@ class Services:
                     raise
         raise AssertionError("unreachable")
 
-    def encode_text(self, embedder: Embedder, text: str) -> np.ndarray:
-        return self.cache.get(embedder.model_id, text, embedder.embed_text)
+    def encode_text(self, embedder: Embedder, text: str, lang: str = DEFAULT_LANGUAGE) -> np.ndarray:
+        return self.cache.get(embedder.model_id, text, lambda words: embedder.embed_text(words, lang=lang), lang)
 
     def item(self, collection: Collection, hit: Hit) -> ImageItem:
         return ImageItem(
@@ -104,6 +106,11 @@ class Services:
             size=hit.size,
             last_modified=hit.last_modified.isoformat() if hit.last_modified else None,
             content_type=hit.content_type,
+            taken_at=hit.taken_at.isoformat() if hit.taken_at else None,
+            camera=hit.camera,
+            location=Location(lat=hit.latitude, lon=hit.longitude)
+            if hit.latitude is not None and hit.longitude is not None else None,
+            text=hit.ocr_text,
         )
 
 

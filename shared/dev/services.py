@@ -135,6 +135,6 @@ def wire_bucket_to_queue(
             {"QueueArn": queue_arn, "Events": ["s3:ObjectCreated:*", "s3:ObjectRemoved:*"]}
         ]},
     )
-    log.info("bucket %s sends object events to %s (thumbnails under %s are skipped in code)",
+    log.info("bucket %s sends object events to %s (those under %s are for the poller's filter to drop)",
              bucket, queue_url, thumbnail_prefix)
     return queue_url

@@ -3,7 +3,9 @@
 Receives batches from a queue, calls a handler with exactly the event Lambda builds (Records with
 messageId, receiptHandle, body, attributes, messageAttributes, md5OfBody, eventSource, eventSourceARN,
 awsRegion), deletes the messages not listed in `batchItemFailures` and leaves the failed ones to come back
-after the visibility timeout. A handler that raises fails the whole batch, as on Lambda.
+after the visibility timeout. A handler that raises fails the whole batch, as on Lambda. With
+`filter_patterns` (the trigger's FilterCriteria, `shared.event_filter`) messages no pattern matches are
+deleted without an invocation, as Lambda does.
 """
 
 from __future__ import annotations
@@ -17,10 +19,14 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
+from shared.event_filter import Pattern, passes
+
 log = logging.getLogger(__name__)
 
 Handler = Callable[[dict[str, Any], Any], Any]
 SQS_MAX_RECEIVE = 10  # SQS returns at most 10 messages per ReceiveMessage
+# moto writes '/' in notification keys as %2F; S3 leaves it as is, and the filter is written for S3's keys.
+MOTO_ENCODED_SLASH = "%2F"
 
 
 class LocalContext:
@@ -47,6 +53,10 @@ class PollStats:
     deleted: int = 0
     failed: int = 0  # messages left for redelivery
     handler_errors: int = 0
+    filtered: int = 0  # deleted without an invocation: no filter pattern matched
+    # CPU of the poller itself (receive, filter, event building, delete): Lambda's service does this work in
+    # production, so a benchmark can tell it apart from the function's own.
+    poller_cpu_seconds: float = 0.0
 
 
 class SqsPoller:
@@ -60,7 +70,7 @@ class SqsPoller:
     def __init__(self, sqs: Any, queue_url: str, handler: Handler, *, batch_size: int = 10,
                  batching_window: float = 0.0, visibility_timeout: int | None = None, wait_seconds: int = 1,
                  function_name: str = "embed", function_timeout: float = 900.0, region: str = "us-east-1",
-                 concurrency: int = 1):
+                 concurrency: int = 1, filter_patterns: list[Pattern] | None = None):
         self.sqs = sqs
         self.queue_url = queue_url
         self.handler = handler
@@ -71,6 +81,7 @@ class SqsPoller:
         self.function_name = function_name
         self.function_timeout = function_timeout
         self.region = region
+        self.filter_patterns = filter_patterns
         self.stats = PollStats()
         self._arn: str | None = None
         self._stop = threading.Event()
@@ -89,6 +100,7 @@ class SqsPoller:
         """Up to `batch_size` messages, waiting up to the batching window to fill the batch."""
         messages: list[dict[str, Any]] = []
         deadline = time.monotonic() + self.batching_window
+        cpu_started = time.thread_time()
         while len(messages) < self.batch_size:
             kwargs: dict[str, Any] = {
                 "QueueUrl": self.queue_url,
@@ -105,6 +117,7 @@ class SqsPoller:
                 break
             if not got:
                 time.sleep(0.05)  # inside the batching window: wait for more messages, gently
+        self._count(poller_cpu_seconds=time.thread_time() - cpu_started)
         return messages
 
     def to_event(self, messages: list[dict[str, Any]]) -> dict[str, Any]:
@@ -137,30 +150,56 @@ class SqsPoller:
         """One receive + invoke + acknowledge; returns how many messages were received."""
         return self.handle(self.receive())
 
+    def passes_filter(self, message: dict[str, Any]) -> bool:
+        if self.filter_patterns is None:
+            return True
+        return passes(self.filter_patterns, message["Body"].replace(MOTO_ENCODED_SLASH, "/"))
+
     def handle(self, messages: list[dict[str, Any]]) -> int:
-        """Invoke the handler with these messages and acknowledge the ones it did not report as failed."""
+        """Invoke the handler with the messages the filter keeps and acknowledge the ones it did not report
+        as failed; the filtered-out ones are acknowledged without an invocation."""
         if not messages:
             return 0
-        event = self.to_event(messages)
-        self._count(invocations=1, received=len(messages))
+        cpu_started = time.thread_time()
+        handler_cpu = self._filter_invoke_acknowledge(messages)
+        self._count(poller_cpu_seconds=time.thread_time() - cpu_started - handler_cpu)
+        return len(messages)
+
+    def _filter_invoke_acknowledge(self, messages: list[dict[str, Any]]) -> float:
+        """The work of `handle`; returns the CPU seconds the handler took in this thread."""
+        kept: list[dict[str, Any]] = []
+        dropped: list[dict[str, Any]] = []
+        for message in messages:
+            (kept if self.passes_filter(message) else dropped).append(message)
+        self._count(received=len(messages), filtered=len(dropped))
+        self.delete(dropped)
+        if not kept:
+            return 0.0
+        self._count(invocations=1)
+        event, context = self.to_event(kept), LocalContext(self.function_name, self.function_timeout)
+        handler_started = time.thread_time()
         try:
-            response = self.handler(event, LocalContext(self.function_name, self.function_timeout))
+            response = self.handler(event, context)
         except Exception:
             log.exception("handler failed the whole batch of %d messages; they come back after the "
-                          "visibility timeout", len(messages))
-            self._count(handler_errors=1, failed=len(messages))
-            return len(messages)
+                          "visibility timeout", len(kept))
+            self._count(handler_errors=1, failed=len(kept))
+            return time.thread_time() - handler_started
+        handler_cpu = time.thread_time() - handler_started
         failures = {item["itemIdentifier"] for item in (response or {}).get("batchItemFailures", [])}
-        done = [m for m in messages if m["MessageId"] not in failures]
-        for start in range(0, len(done), SQS_MAX_RECEIVE):
-            chunk = done[start:start + SQS_MAX_RECEIVE]
+        done = [m for m in kept if m["MessageId"] not in failures]
+        self.delete(done)
+        self._count(deleted=len(done), failed=len(kept) - len(done))
+        return handler_cpu
+
+    def delete(self, messages: list[dict[str, Any]]) -> None:
+        for start in range(0, len(messages), SQS_MAX_RECEIVE):
+            chunk = messages[start:start + SQS_MAX_RECEIVE]
             self.sqs.delete_message_batch(QueueUrl=self.queue_url, Entries=[
                 {"Id": str(i), "ReceiptHandle": m["ReceiptHandle"]} for i, m in enumerate(chunk)
             ])
-        self._count(deleted=len(done), failed=len(messages) - len(done))
-        return len(messages)
 
-    def _count(self, **deltas: int) -> None:
+    def _count(self, **deltas: float) -> None:
         with self._stats_lock:  # several poller threads may count at once
             for name, delta in deltas.items():
                 setattr(self.stats, name, getattr(self.stats, name) + delta)

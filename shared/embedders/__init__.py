@@ -19,6 +19,8 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from shared.embedders.text import DEFAULT_LANGUAGE
+
 if TYPE_CHECKING:
     from PIL import Image
 
@@ -72,15 +74,17 @@ class Embedder(ABC):
         return self.embed_images(prepared)
 
     @abstractmethod
-    def embed_texts(self, texts: Sequence[str]) -> np.ndarray: ...
+    def embed_texts(self, texts: Sequence[str], lang: str = DEFAULT_LANGUAGE) -> np.ndarray:
+        """Queries -> rows. `lang` is the queries' language as an app language tag (`en`, `de`, `pt-BR`):
+        only models that are told the language (Immich's NLLB models) use it; the others ignore it."""
 
     @abstractmethod
     def loaded(self) -> dict[str, bool]:
         """Which towers are in memory, for /api/health: {"visual": bool, "textual": bool}."""
 
-    def embed_text(self, text: str) -> np.ndarray:
+    def embed_text(self, text: str, lang: str = DEFAULT_LANGUAGE) -> np.ndarray:
         """One query -> one (dim,) vector."""
-        return self.embed_texts([text])[0]
+        return self.embed_texts([text], lang=lang)[0]
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(model_id={self.model_id!r}, dim={self.dim})"

@@ -7,6 +7,10 @@
                                  "input_ids" + "attention_mask" (multilingual XLM-R models)
     textual/tokenizer.json       + tokenizer_config.json (pad token)
 
+Query text is prepared as Immich's runtime prepares it (shared/embedders/text.py): whitespace collapsed,
+canonicalized when config.json's text_cfg.tokenizer_kwargs.clean says so (SigLIP, SigLIP2), and prefixed
+with the query language's FLORES-200 code for NLLB models (their text_cfg names an NLLB tokenizer).
+
 Each tower loads on first use, once, under its own lock: a text query never loads the visual model.
 """
 
@@ -23,6 +27,7 @@ import numpy as np
 from PIL import Image
 
 from shared.embedders import Embedder, EmbedderError, ModelUnavailable, normalize_rows
+from shared.embedders.text import DEFAULT_LANGUAGE, canonicalize, collapse_whitespace, flores200_code
 
 if TYPE_CHECKING:
     import onnxruntime as ort
@@ -120,7 +125,11 @@ class OnnxClipEmbedder(Embedder):
         self.model_id = model_id or str(config.get("model_id") or self.root.name)
         self.is_test_model = bool(config.get("test_model", False))
         self.quantized = settings.model_quantized
-        self.context_length = int((config.get("text_cfg") or {}).get("context_length", 77))
+        text_cfg = config.get("text_cfg") or {}
+        self.context_length = int(text_cfg.get("context_length", 77))
+        self.canonicalize = (text_cfg.get("tokenizer_kwargs") or {}).get("clean") == "canonicalize"
+        # Immich tells NLLB models by name ("nllb-clip-…"); their config names the NLLB tokenizer wherever they sit.
+        self.takes_language = "nllb" in str(text_cfg.get("hf_tokenizer_name", "")).lower()
         image_size = (config.get("vision_cfg") or {}).get("image_size", 224)
         self.input_side = int(max(image_size) if isinstance(image_size, list) else image_size)
         self._sessions: dict[str, ort.InferenceSession] = {}
@@ -247,11 +256,16 @@ class OnnxClipEmbedder(Embedder):
         assert self._preprocess is not None
         return np.stack([self._preprocess(image) for image in images])
 
-    def tokenize(self, texts: Sequence[str]) -> dict[str, np.ndarray]:
+    def prepare_text(self, text: str, lang: str = DEFAULT_LANGUAGE) -> str:
+        """The string the tokenizer gets, as Immich's runtime makes it (see the module docstring)."""
+        text = canonicalize(text) if self.canonicalize else collapse_whitespace(text)
+        return flores200_code(lang) + text if self.takes_language else text
+
+    def tokenize(self, texts: Sequence[str], lang: str = DEFAULT_LANGUAGE) -> dict[str, np.ndarray]:
         """Texts -> the textual model's inputs, named and typed as the model declares them."""
         session = self._session("textual")
         assert self._tokenizer is not None
-        encodings = self._tokenizer.encode_batch([str(text) for text in texts])
+        encodings = self._tokenizer.encode_batch([self.prepare_text(str(text), lang) for text in texts])
         ids = np.asarray([e.ids for e in encodings])
         mask = np.asarray([e.attention_mask for e in encodings])
         feeds: dict[str, np.ndarray] = {}
@@ -307,10 +321,11 @@ class OnnxClipEmbedder(Embedder):
     def embed_prepared(self, prepared: Sequence[np.ndarray]) -> np.ndarray:
         return self._check(normalize_rows(self.run_visual(np.stack(prepared))))
 
-    def embed_texts(self, texts: Sequence[str]) -> np.ndarray:
+    def embed_texts(self, texts: Sequence[str], lang: str = DEFAULT_LANGUAGE) -> np.ndarray:
         if len(texts) == 0:
             return np.zeros((0, self.dim), dtype=np.float32)
-        out = [self.run_textual(self.tokenize(texts[i : i + TEXT_BATCH])) for i in range(0, len(texts), TEXT_BATCH)]
+        out = [self.run_textual(self.tokenize(texts[i : i + TEXT_BATCH], lang))
+               for i in range(0, len(texts), TEXT_BATCH)]
         return self._check(normalize_rows(np.concatenate(out)))
 
     def _check(self, vectors: np.ndarray) -> np.ndarray:

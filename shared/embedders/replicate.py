@@ -25,6 +25,7 @@ import numpy as np
 from PIL import Image
 
 from shared.embedders import Embedder, EmbedderError, EmbedderTemporaryError, normalize_rows
+from shared.embedders.text import DEFAULT_LANGUAGE
 
 if TYPE_CHECKING:
     from shared.config import Settings
@@ -105,7 +106,8 @@ class ReplicateEmbedder(Embedder):
     def loaded(self) -> dict[str, bool]:
         return {"visual": True, "textual": True}  # nothing to load locally
 
-    def embed_texts(self, texts: Sequence[str]) -> np.ndarray:
+    def embed_texts(self, texts: Sequence[str], lang: str = DEFAULT_LANGUAGE) -> np.ndarray:
+        # krthr/clip-embeddings (OpenAI CLIP) takes no language: `lang` is accepted and ignored.
         return self._embed_all([{"text": str(text)} for text in texts])
 
     def embed_images(self, images: Sequence[Image.Image]) -> np.ndarray:

@@ -5,6 +5,7 @@
 import { resolveMediaUrl } from "./api.js";
 import { els } from "./elements.js";
 import { baseName, formatScore } from "./format.js";
+import { reasonText } from "./search-ui.js";
 
 const TARGET_COLUMN_WIDTH = 260; // px; the number of columns follows the grid width
 const MIN_ASPECT = 0.4; // height / width clamps, so panoramas and strips stay usable tiles
@@ -43,6 +44,15 @@ function aspectOf(item) {
   return Math.min(MAX_ASPECT, Math.max(MIN_ASPECT, h / w));
 }
 
+// A small label over a tile (score, why it matched, near-duplicates folded into it).
+function badge(className, text, title) {
+  const span = document.createElement("span");
+  span.className = className;
+  span.textContent = text;
+  span.title = title;
+  return span;
+}
+
 function makeTile(item, index) {
   const tile = document.createElement("a");
   tile.className = "tile";
@@ -72,12 +82,17 @@ function makeTile(item, index) {
   img.src = item.thumbnail_url || item.url;
   tile.append(img);
 
-  if (score) {
-    const badge = document.createElement("span");
-    badge.className = "score";
-    badge.textContent = score;
-    badge.title = "Cosine similarity to the query";
-    tile.append(badge);
+  if (score) tile.append(badge("score", score, "Cosine similarity to the query"));
+  const reasons = reasonText(item);
+  if (reasons) {
+    // Why it matched (name, text, picture): small, in a corner.
+    tile.append(badge("reasons", reasons, "Why it matched"));
+    tile.setAttribute("aria-label", `${tile.getAttribute("aria-label")}, matched by ${reasons}`);
+  }
+  if (item.collapsed > 0) {
+    // collapse=near: this tile stands for its near-duplicates too.
+    const title = `${item.collapsed} near-${item.collapsed === 1 ? "duplicate" : "duplicates"} not shown`;
+    tile.append(badge("collapsed", `+${item.collapsed}`, title));
   }
   const caption = document.createElement("span");
   caption.className = "caption";

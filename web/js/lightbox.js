@@ -4,7 +4,9 @@
 import { els } from "./elements.js";
 import { formatBytes, formatDate, formatScore } from "./format.js";
 import { focusTile, itemAt, itemCount, tileAt } from "./grid.js";
+import { formatTakenAt, mapUrl, placeText } from "./photo.js";
 import { hasMorePages, loadMore } from "./query.js";
+import { reasonText } from "./search-ui.js";
 import { collectionLabel } from "./state.js";
 
 let shownIndex = -1;
@@ -14,8 +16,26 @@ function addDetail(name, value) {
   const dt = document.createElement("dt");
   dt.textContent = name;
   const dd = document.createElement("dd");
-  dd.textContent = value;
+  dd.append(value); // text, or an element (the map link)
   els.lbDetails.append(dt, dd);
+}
+
+// When and where the photo was taken, and with what (EXIF); the place links to OpenStreetMap.
+function addPhotoDetails(item) {
+  if (item.taken_at) addDetail("Taken", formatTakenAt(item.taken_at));
+  if (item.camera) addDetail("Camera", item.camera);
+  const place = placeText(item.location);
+  if (place) {
+    const link = document.createElement("a");
+    link.className = "lb-place";
+    link.href = mapUrl(item.location);
+    link.target = "_blank";
+    link.rel = "noopener";
+    link.textContent = place;
+    link.title = "Open the place on OpenStreetMap";
+    addDetail("Place", link);
+  }
+  if (item.collapsed > 0) addDetail("Near-duplicates", `${item.collapsed} more not shown`);
 }
 
 function renderLightbox() {
@@ -28,9 +48,12 @@ function renderLightbox() {
   els.lbDetails.replaceChildren();
   const score = formatScore(item.score);
   if (score) addDetail("Score", score);
+  if (reasonText(item)) addDetail("Matched by", reasonText(item));
   if (item.width && item.height) addDetail("Dimensions", `${item.width} × ${item.height} px`);
   addDetail("Size", formatBytes(item.size));
   addDetail("Modified", formatDate(item.last_modified));
+  addPhotoDetails(item);
+  if (item.text) addDetail("Text", item.text.split("\n").join(" · ")); // the words the OCR stage read in it
   if (item.content_type) addDetail("Type", item.content_type);
   addDetail("Collection", collectionLabel());
   addDetail("Position", `${index + 1} of ${itemCount()}${hasMorePages() ? "+" : ""}`);

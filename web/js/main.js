@@ -6,12 +6,16 @@
 //   grid.js       tiles and masonry      lightbox.js  one image large
 //   upload.js     search by an image     status.js    status line and health banners
 //   collection.js picker and statistics  format.js    numbers, sizes, dates as text
-//   elements.js   the page's elements
+//   elements.js   the page's elements      filters.js   date range, one per near-duplicate
+//   duplicates.js the Duplicates view      photo.js     EXIF facts and delete commands as text
+//   search-ui.js  mode, sort, cutoff, the query's terms as chips, words beside an image
 
 import { saveApiKey, setUnauthorizedHandler } from "./api.js";
 import { ensureCollectionOption, loadCollections, refreshStats } from "./collection.js";
 import { loadConfig } from "./config.js";
 import { els } from "./elements.js";
+import { copyCommand, duplicatesShown, loadGroups, syncDuplicatesView, thresholdInput } from "./duplicates.js";
+import { dateChanges, syncFilterControls } from "./filters.js";
 import { clampScore } from "./format.js";
 import { focusTile, itemCount, noteFocusedTile, relayoutIfResized, tileIndexForKey } from "./grid.js";
 import {
@@ -23,6 +27,7 @@ import {
   stepLightbox,
 } from "./lightbox.js";
 import { loadMore, runQuery, setSentinelObserver } from "./query.js";
+import { syncSearchControls, withoutTerm } from "./search-ui.js";
 import {
   SIMILAR_PREFIX,
   changeQuery,
@@ -55,7 +60,7 @@ let sliderTimer = 0;
 // The controls show the query: after navigation, back/forward and at start.
 function syncControls() {
   const query = currentQuery();
-  els.input.value = query.q;
+  els.input.value = currentImageQuery() ? "" : query.q; // with an image, q is in the box beside it
   els.minScore.value = String(query.minScore);
   els.minScoreValue.textContent = query.minScore.toFixed(2);
   const collection = collectionParam() || defaultCollectionOfServer();
@@ -63,6 +68,14 @@ function syncControls() {
     ensureCollectionOption(collection);
     els.collection.value = collection;
   }
+  syncFilterControls();
+  syncSearchControls();
+}
+
+// The view the query asks for: the Duplicates view, or the grid of images.
+function runView() {
+  syncDuplicatesView();
+  if (!duplicatesShown()) runQuery();
 }
 
 // Changes the query, records it in history (push: a new back-button step) and runs it.
@@ -70,7 +83,7 @@ function navigate(changes, { replace = false, image = null, via = "" } = {}) {
   const collectionChanged = changeQuery(changes, { image, replace, via });
   syncControls();
   if (collectionChanged) refreshStats();
-  runQuery();
+  runView();
 }
 
 function commitMinScore() {
@@ -98,7 +111,7 @@ function startAll() {
   checkHealth();
   loadCollections();
   refreshStats();
-  runQuery();
+  runView();
 }
 
 // ---------------------------------------------------------------- listeners
@@ -123,13 +136,13 @@ function registerListeners() {
   els.form.addEventListener("submit", (event) => {
     event.preventDefault();
     const q = els.input.value.trim();
-    const same = q === currentQuery().q && !currentImageQuery();
-    navigate({ q }, { replace: same });
+    const same = q === currentQuery().q && !currentImageQuery() && !duplicatesShown();
+    navigate({ q, view: "" }, { replace: same });
   });
   els.homeLink.addEventListener("click", (event) => {
     if (event.button !== 0 || event.metaKey || event.ctrlKey) return;
     event.preventDefault();
-    navigate({ q: "" });
+    navigate({ q: "", view: "" });
   });
   els.minScore.addEventListener("input", () => {
     els.minScoreValue.textContent = clampScore(Number.parseFloat(els.minScore.value)).toFixed(2);
@@ -145,12 +158,59 @@ function registerListeners() {
   });
   els.showNew.addEventListener("click", () => runQuery());
 
+  // Search options: mode, sort, the cutoff's button, the terms' chips, words beside an image.
+  for (const radio of els.modeInputs) {
+    radio.addEventListener("change", () => navigate({ mode: radio.value }, { image: currentImageQuery() }));
+  }
+  els.sortSelect.addEventListener("change", () =>
+    navigate({ sort: els.sortSelect.value }, { image: currentImageQuery() }),
+  );
+  els.cutoffButton.addEventListener("click", () =>
+    navigate({ cutoff: currentQuery().cutoff === "auto" ? "none" : "auto" }, { image: currentImageQuery() }),
+  );
+  els.queryTerms.addEventListener("click", (event) => {
+    const chip = event.target.closest(".chip");
+    if (!chip) return;
+    const { changes, image } = withoutTerm(Number(chip.dataset.index));
+    navigate(changes, { image });
+  });
+  els.imageTermsForm.addEventListener("submit", (event) => {
+    event.preventDefault();
+    navigate({ q: els.imageTerms.value.trim() }, { image: currentImageQuery() });
+  });
+
+  // Filters: the dates photos were taken between, one image per near-duplicate group.
+  for (const input of [els.takenAfter, els.takenBefore]) {
+    input.addEventListener("change", () => {
+      const changes = dateChanges();
+      if (changes) navigate(changes, { image: currentImageQuery() });
+    });
+  }
+  els.clearDates.addEventListener("click", () =>
+    navigate({ takenAfter: "", takenBefore: "" }, { image: currentImageQuery() }),
+  );
+  els.collapse.addEventListener("change", () =>
+    navigate({ collapse: els.collapse.checked }, { image: currentImageQuery() }),
+  );
+
+  // The Duplicates view: open and close, level, threshold, more groups, copy a group's command.
+  els.duplicatesButton.addEventListener("click", () => navigate({ view: duplicatesShown() ? "" : "duplicates" }));
+  els.dupClose.addEventListener("click", () => navigate({ view: "" }));
+  els.dupLevel.addEventListener("change", () => navigate({ level: els.dupLevel.value, threshold: null }));
+  els.dupThreshold.addEventListener("input", () => thresholdInput());
+  els.dupThreshold.addEventListener("change", () => navigate({ threshold: thresholdInput() }, { replace: true }));
+  els.dupMore.addEventListener("click", () => loadGroups(true));
+  els.dupGroups.addEventListener("click", (event) => {
+    const button = event.target.closest(".dup-copy");
+    if (button) copyCommand(button);
+  });
+
   window.addEventListener("popstate", (event) => {
     const collectionChanged = restoreFromHistory(event.state);
     syncControls();
     if (collectionChanged) refreshStats();
     if (isLightboxOpen()) closeLightbox();
-    runQuery();
+    runView();
   });
 
   document.addEventListener("keydown", (event) => {

@@ -13,8 +13,10 @@ import {
   currentQuery,
   setResolvedCollection,
 } from "./state.js";
+import { filterParams } from "./filters.js";
+import { clearSearchAnswer, searchParams, showSearchAnswer } from "./search-ui.js";
 import { describeQuery, emptyText, errorText, okText, setStatus } from "./status.js";
-import { showQueryImage } from "./upload.js";
+import { searchFile, showQueryImage } from "./upload.js";
 
 let generation = 0; // bumps on every new query so late answers of old ones are dropped
 let shownGeneration = 0; // the query whose first page is on screen
@@ -56,18 +58,27 @@ function fetchPage(cursor, signal) {
   const minScore = currentQuery().minScore > 0 ? currentQuery().minScore : "";
   const mode = currentMode();
   if (mode.kind === "image") {
-    const file = currentImageQuery().file;
-    const body = new FormData();
-    body.append("file", file, file.name || "upload");
-    return api("/api/search/image", { collection, limit, min_score: minScore, cursor }, { method: "POST", body, signal });
+    // Posted shrunk (upload.js): the model needs 224 px, and a deployed API takes at most ~4.4 MB.
+    return searchFile(currentImageQuery()).then((file) => {
+      const body = new FormData();
+      body.append("file", file, file.name || "upload");
+      const params = { collection, limit, min_score: minScore, cursor, ...filterParams(), ...searchParams() };
+      return api("/api/search/image", { ...params, q: currentQuery().q }, { method: "POST", body, signal });
+    });
   }
   if (mode.kind === "similar") {
-    return api("/api/similar", { key: mode.key, collection, limit, min_score: minScore, cursor }, { signal });
+    const params = {
+      key: mode.key, collection, limit, min_score: minScore, cursor, ...filterParams(), ...searchParams(),
+    };
+    return api("/api/similar", params, { signal });
   }
   if (mode.kind === "search") {
-    return api("/api/search", { q: mode.q, collection, limit, min_score: minScore, cursor }, { signal });
+    const params = {
+      q: mode.q, collection, limit, min_score: minScore, cursor, ...filterParams(), ...searchParams(),
+    };
+    return api("/api/search", params, { signal });
   }
-  return api("/api/recent", { collection, limit, cursor }, { signal });
+  return api("/api/recent", { collection, limit, cursor, ...filterParams() }, { signal });
 }
 
 export async function runQuery() {
@@ -79,6 +90,7 @@ export async function runQuery() {
   loadingMore = false;
   moreError = null;
   clearGrid();
+  clearSearchAnswer();
   els.moreStatus.textContent = "";
   showQueryImage();
   const mode = currentMode();
@@ -91,6 +103,7 @@ export async function runQuery() {
     if (thisGeneration !== generation) return;
     if (data.collection) setResolvedCollection(data.collection);
     appendItems(Array.isArray(data.items) ? data.items : []);
+    showSearchAnswer(data);
     nextCursor = data.next_cursor || null;
     shownGeneration = thisGeneration;
     els.showNew.hidden = true;
@@ -118,6 +131,7 @@ export async function loadMore() {
     const seen = new Set(itemKeys());
     const fresh = (Array.isArray(data.items) ? data.items : []).filter((item) => !seen.has(item.key));
     appendItems(fresh);
+    showSearchAnswer(data);
     // A page with nothing new (or the same cursor back) would make the scroll loop refetch forever.
     nextCursor = fresh.length && data.next_cursor !== cursor ? data.next_cursor || null : null;
     els.moreStatus.textContent = nextCursor ? "" : "That is everything.";

@@ -8,7 +8,14 @@ import { clampScore } from "./format.js";
 
 export const SIMILAR_PREFIX = "similar:";
 
-let query = { q: "", collection: "", minScore: 0 }; // mirrors the URL
+// Mirrors the URL. takenAfter/takenBefore: "YYYY-MM-DD" or ""; collapse: one image per near-duplicate
+// group; view "duplicates" shows the Duplicates view (level, threshold: null = the server's default);
+// mode, sort, cutoff: the search options (search-ui.js). While an uploaded image is the query, q holds the
+// words combined with it.
+let query = {
+  q: "", collection: "", minScore: 0, takenAfter: "", takenBefore: "", collapse: false,
+  view: "", level: "near", threshold: null, mode: "hybrid", sort: "relevance", cutoff: "auto",
+};
 let imageQuery = null; // {id, file, previewUrl} while searching by an uploaded image
 const uploads = new Map(); // every image searched by on this page: id -> {id, file, previewUrl}
 let nextUploadId = 1;
@@ -54,12 +61,32 @@ export function historyEntryMadeBy(via) {
 
 // ---------------------------------------------------------------- URL <-> state
 
+const DATE = /^\d{4}-\d{2}-\d{2}$/;
+const LEVELS = ["exact", "near", "similar"];
+const SEARCH_OPTIONS = { mode: ["hybrid", "semantic", "keyword"], sort: ["relevance", "newest", "oldest"],
+  cutoff: ["auto", "none"] }; // the first of each is the default, left out of the URL
+
+function option(params, name) {
+  const value = params.get(name);
+  return SEARCH_OPTIONS[name].includes(value) ? value : SEARCH_OPTIONS[name][0];
+}
+
 function readUrlState() {
   const params = new URLSearchParams(location.search);
+  const threshold = Number.parseFloat(params.get("threshold") || "");
   return {
     q: (params.get("q") || "").trim(),
     collection: (params.get("collection") || "").trim(),
     minScore: clampScore(Number.parseFloat(params.get("min_score") || "0")),
+    takenAfter: DATE.test(params.get("taken_after") || "") ? params.get("taken_after") : "",
+    takenBefore: DATE.test(params.get("taken_before") || "") ? params.get("taken_before") : "",
+    collapse: params.get("collapse") === "near",
+    view: params.get("view") === "duplicates" ? "duplicates" : "",
+    level: LEVELS.includes(params.get("level")) ? params.get("level") : "near",
+    threshold: threshold > 0 && threshold <= 1 ? threshold : null,
+    mode: option(params, "mode"),
+    sort: option(params, "sort"),
+    cutoff: option(params, "cutoff"),
   };
 }
 
@@ -68,6 +95,17 @@ function urlFor(state) {
   if (state.q) params.set("q", state.q);
   if (state.collection) params.set("collection", state.collection);
   if (state.minScore > 0) params.set("min_score", state.minScore.toFixed(2));
+  if (state.takenAfter) params.set("taken_after", state.takenAfter);
+  if (state.takenBefore) params.set("taken_before", state.takenBefore);
+  if (state.collapse) params.set("collapse", "near");
+  if (state.view) {
+    params.set("view", state.view);
+    params.set("level", state.level);
+    if (state.threshold !== null && state.level !== "exact") params.set("threshold", String(state.threshold));
+  }
+  for (const name of Object.keys(SEARCH_OPTIONS)) {
+    if (state[name] !== SEARCH_OPTIONS[name][0]) params.set(name, state[name]);
+  }
   const search = params.toString();
   return `${location.pathname}${search ? `?${search}` : ""}`;
 }

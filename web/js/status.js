@@ -3,6 +3,7 @@
 
 import { api } from "./api.js";
 import { els } from "./elements.js";
+import { filterNote } from "./filters.js";
 import { collectionLabel, currentMode, currentQuery } from "./state.js";
 
 // state is "loading", "ok", "empty" or "error" (style.css colours by it); action is {label, run}.
@@ -40,13 +41,18 @@ export function okText(data, { count, more }) {
   const cutoff = minScore > 0 && mode.kind !== "recent" ? `, score ≥ ${minScore.toFixed(2)}` : "";
   const timing = data && typeof data.took_ms === "number" ? ` in ${Math.round(data.took_ms)} ms` : "";
   const model = data && data.model ? ` · ${data.model}` : "";
-  if (mode.kind === "recent") return `${count} newest images in ${collectionLabel()}${moreNote}.`;
-  return `${count} ${count === 1 ? "match" : "matches"} for ${describeQuery()}${cutoff}${timing}${model}${moreNote}.`;
+  const dates = filterNote();
+  if (mode.kind === "recent") return `${count} newest images in ${collectionLabel()}${dates}${moreNote}.`;
+  return `${count} ${count === 1 ? "match" : "matches"} for ${describeQuery()}${dates}${cutoff}${timing}${model}${moreNote}.`;
 }
 
 export function emptyText() {
   const mode = currentMode();
   const minScore = currentQuery().minScore;
+  if (filterNote()) {
+    const what = mode.kind === "recent" ? "images" : `matches for ${describeQuery()}`;
+    return `No ${what}${filterNote()} in ${collectionLabel()}. Widen or clear the dates.`;
+  }
   if (mode.kind === "recent") {
     return (
       `No images in ${collectionLabel()} yet. Upload some to its bucket; ` +

@@ -1,11 +1,17 @@
-// Search by image: checks a picked, dropped or pasted file, shows it beside the status line while
-// it is the query, and tracks file drags over the page for the drop overlay.
+// Search by image: checks a picked, dropped or pasted file, shrinks it for posting, shows it beside the
+// status line while it is the query, and tracks file drags over the page for the drop overlay.
 
 import { els } from "./elements.js";
 import { addUpload, currentImageQuery } from "./state.js";
 import { setStatus } from "./status.js";
 
 let dragDepth = 0; // dragenter/dragleave also fire for every child element crossed
+
+// What is posted for a search by image: a JPEG of at most this many pixels on its longest side. The model
+// looks at 224 px, and a deployed API takes at most ~4.4 MB (a Lambda request carries 6 MB, base64-encoded).
+const SEARCH_SIDE = 1024;
+const SEARCH_QUALITY = 0.9;
+const SMALL_ENOUGH_BYTES = 512 * 1024; // a small image within the side limit is posted as it is
 
 // The upload to search by, or null (with the reason in the status line) when the file is no image.
 export function uploadFromFile(file) {
@@ -18,6 +24,38 @@ export function uploadFromFile(file) {
     return null;
   }
   return addUpload(file);
+}
+
+// The file to post for this upload (a promise): shrunk once, then kept for its next pages and for back/forward.
+export function searchFile(upload) {
+  if (!upload.searchFile) upload.searchFile = shrink(upload.file);
+  return upload.searchFile;
+}
+
+async function shrink(file) {
+  let bitmap;
+  try {
+    bitmap = await createImageBitmap(file, { imageOrientation: "from-image" }); // EXIF rotation applied
+  } catch {
+    return file; // a format this browser cannot decode (e.g. HEIC): the server decodes it
+  }
+  const scale = Math.min(1, SEARCH_SIDE / Math.max(bitmap.width, bitmap.height));
+  if (scale === 1 && file.size <= SMALL_ENOUGH_BYTES) {
+    bitmap.close();
+    return file;
+  }
+  const canvas = document.createElement("canvas");
+  canvas.width = Math.max(1, Math.round(bitmap.width * scale));
+  canvas.height = Math.max(1, Math.round(bitmap.height * scale));
+  const context = canvas.getContext("2d");
+  context.fillStyle = "#fff"; // transparency on white, as the server flattens it
+  context.fillRect(0, 0, canvas.width, canvas.height);
+  context.drawImage(bitmap, 0, 0, canvas.width, canvas.height);
+  bitmap.close();
+  const blob = await new Promise((resolve) => canvas.toBlob(resolve, "image/jpeg", SEARCH_QUALITY));
+  if (!blob) return file;
+  const name = `${(file.name || "upload").replace(/\.[^.]*$/, "")}.jpg`;
+  return new File([blob], name, { type: "image/jpeg" });
 }
 
 // A small preview of the uploaded image beside the status line, as the search box is empty then.

@@ -1,10 +1,13 @@
-"""The API's routes, one router per area, all under /api."""
+"""The API's routes, one router per area, all under /api. Every route's query and path parameters pass
+`check_request` first (shared/api/validation.py), whatever the route declares."""
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Depends
 
-from shared.api.routes import browse, search, status
+from shared.api.routes import browse, duplicates, search, status
+from shared.api.validation import check_request
 
-api_router = APIRouter(prefix="/api")
+api_router = APIRouter(prefix="/api", dependencies=[Depends(check_request)])
 api_router.include_router(search.router)
 api_router.include_router(browse.router)
 api_router.include_router(status.router)
+api_router.include_router(duplicates.router)

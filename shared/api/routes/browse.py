@@ -9,7 +9,14 @@ from fastapi.responses import RedirectResponse
 
 from shared import queries
 from shared.api.cursors import recent_after, recent_cursor
-from shared.api.deps import CollectionParam, CursorParam, LimitParam, ServicesDep, require_api_key
+from shared.api.deps import (
+    CollectionParam,
+    CursorParam,
+    LimitParam,
+    PhotoFiltersParams,
+    ServicesDep,
+    require_api_key,
+)
 from shared.api.errors import ApiError, error_responses
 from shared.api.schemas import RecentPage
 
@@ -20,11 +27,13 @@ router = APIRouter(
 
 @router.get("/recent")
 def recent(
-    services: ServicesDep, collection: CollectionParam = None, limit: LimitParam = 30, cursor: CursorParam = None
+    services: ServicesDep, photo: PhotoFiltersParams, collection: CollectionParam = None, limit: LimitParam = 30,
+    cursor: CursorParam = None,
 ) -> RecentPage:
-    """Embedded images, newest first; `next_cursor` pages on, stable while images are added."""
+    """Embedded images, newest first; `next_cursor` pages on, stable while images are added. `taken_after`,
+    `taken_before` and `camera` filter by the photos' EXIF."""
     coll = services.collection(collection)
-    hits = queries.recent(services.catalog, coll, limit=limit, after=recent_after(cursor))
+    hits = queries.recent(services.catalog, coll, limit=limit, after=recent_after(cursor), filters=photo)
     return RecentPage(
         items=[services.item(coll, hit) for hit in hits],
         next_cursor=recent_cursor(hits, limit),

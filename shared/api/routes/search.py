@@ -1,27 +1,44 @@
-"""Vector search: by text (or `similar:<key>`), like a stored image, like an uploaded image."""
+"""Search: words and pictures with the query language (GET /api/search), like a stored image
+(GET /api/similar), like an uploaded image plus optional terms (POST /api/search/image). Every route runs
+`answer_search`: shared/hybrid.py ranks, this module builds the query vector and the answer."""
 
 from __future__ import annotations
 
 import time
+from dataclasses import dataclass, replace
 from typing import Annotated
 
 import numpy as np
 from fastapi import APIRouter, Depends, Query, Request
 from starlette.concurrency import run_in_threadpool
 
-from shared import queries
-from shared.api.cursors import vector_after, vector_cursor
-from shared.api.deps import ServicesDep, VectorQuery, VectorQueryParams, require_api_key
+from shared import hybrid, queries
+from shared.api.cursors import search_cursor, search_position
+from shared.api.deps import (
+    SearchOptions,
+    SearchOptionsParams,
+    ServicesDep,
+    VectorQuery,
+    VectorQueryParams,
+    require_api_key,
+)
 from shared.api.errors import ApiError, error_responses
-from shared.api.schemas import SearchPage
+from shared.api.routes.duplicates import search_items
+from shared.api.schemas import ParsedQuery, QueryTerm, SearchPage
 from shared.api.services import Services
+from shared.api.validation import check_form
 from shared.catalog import Collection
 from shared.embedders import Embedder
+from shared.query_language import Term, combine, parse
 
-SIMILAR_PREFIX = "similar:"
 MULTIPART_OVERHEAD = 64 * 1024  # boundaries and part headers on top of the file itself
 
-SearchTextParam = Annotated[str, Query(min_length=1, max_length=2000, description="Text, or similar:<key>.")]
+SearchTextParam = Annotated[str, Query(
+    min_length=1, max_length=2000,
+    description='What to look for: text, similar:<key>, "quoted words", joined by + and -, each with an '
+    "optional N: weight (README, Search).")]
+ImageTermsParam = Annotated[str | None, Query(
+    max_length=2000, description="Terms combined with the uploaded image, as in /api/search's q (or form field q).")]
 StoredKeyParam = Annotated[str, Query(min_length=1, max_length=1024, description="Key of a stored image.")]
 
 router = APIRouter(
@@ -29,56 +46,86 @@ router = APIRouter(
 )
 
 
-def vector_page(
-    services: Services, collection: Collection, query: VectorQuery, *, vector: np.ndarray | None = None,
-    similar_to: str | None = None, started: float,
-) -> SearchPage:
-    """One page of a vector search, near `vector` or near the stored image `similar_to`."""
-    try:
-        hits = queries.search(
-            services.catalog, collection, vector, similar_to=similar_to, limit=query.limit, min_score=query.min_score,
-            filters=query.filters, after=vector_after(query.cursor), ef_search=services.settings.hnsw_ef_search,
+@dataclass(frozen=True)
+class Upload:
+    data: bytes
+    name: str  # the file name the client gave, for the query's echo
+    q: str | None  # the form's q field
+
+
+def unknown_key(collection: Collection, key: str) -> ApiError:
+    return ApiError(404, "unknown_key", f"no embedded image {key!r} in collection {collection.name!r}: check the "
+                    "key (it may still be pending embedding, or deleted)")
+
+
+def query_vector(services: Services, collection: Collection, embedder: Embedder | None, terms: list[Term],
+                 lang: str, upload: Upload | None) -> np.ndarray:
+    """The re-normalised weighted sum of the query's vectors: its texts (cached), its stored images, the upload.
+    `embedder` is needed only for texts and the upload."""
+    keys = [term.value for term in terms if term.kind == "image"]
+    stored = queries.stored_vectors(services.catalog, collection, keys) if keys else {}
+    for key in keys:
+        if key not in stored:
+            raise unknown_key(collection, key)
+    weighted = []
+    for term in terms:
+        if term.kind == "text" and embedder is not None:
+            weighted.append((term.weight, services.encode_text(embedder, term.value, lang)))
+        elif term.kind == "image":
+            weighted.append((term.weight, stored[term.value]))
+    if upload is not None and embedder is not None:
+        weighted.insert(0, (1.0, embed_upload(services, embedder, upload.data)))
+    return combine(weighted)
+
+
+def answer_search(services: Services, query: VectorQuery, options: SearchOptions, terms: list[Term], *,
+                  started: float, upload: Upload | None = None) -> SearchPage:
+    """One page of a search. The model is used (and loaded) only for texts and uploads: words, and pictures
+    like stored ones, are answered by the database alone."""
+    plan = hybrid.plan(terms, options.mode, uploaded=upload is not None)
+    offset, bound = search_position(query.cursor, hybrid.MAX_RESULTS)
+    echo = [QueryTerm(kind="image", value=upload.name, weight=1.0)] if upload else []
+    echo += [QueryTerm.model_validate(term.as_dict()) for term in terms]
+
+    def answer(collection: Collection, embedder: Embedder | None) -> SearchPage:
+        vector = query_vector(services, collection, embedder, terms, options.lang, upload) \
+            if plan.needs_vector else None
+        # Later pages rank only the rows the first one could see: images added meanwhile shift nothing.
+        up_to = bound if bound is not None else queries.last_id(services.catalog, collection)
+        page = hybrid.search(services.catalog, collection, plan, vector, hybrid.Request(
+            options.sort, options.cutoff, query.limit, offset, query.min_score, replace(query.filters, up_to_id=up_to),
+            services.settings.search_floor_for(collection.model_id), services.settings.hnsw_ef_search))
+        reasons = {row.hit.key: page.matched[row.hit.id] for row in page.rows}
+        items = search_items(services, collection, [row.hit for row in page.rows], query, vector=vector)
+        return SearchPage(
+            items=[item.model_copy(update={"matched": reasons.get(item.key, [])}) for item in items],
+            next_cursor=search_cursor(offset + query.limit, up_to) if page.more else None,
+            took_ms=round((time.perf_counter() - started) * 1000, 3),
+            model=collection.model_id,
+            collection=collection.name,
+            query=ParsedQuery(terms=echo), mode=options.mode, sort=options.sort, cutoff=options.cutoff,
+            hidden=page.hidden,
+            cutoff_score=None if page.cutoff_score is None else round(page.cutoff_score, 6),
         )
-    except KeyError:
-        raise ApiError(
-            404, "unknown_key",
-            f"no embedded image {similar_to!r} in collection {collection.name!r}: check the key "
-            "(it may still be pending embedding, or deleted)",
-        ) from None
-    return SearchPage(
-        items=[services.item(collection, hit) for hit in hits],
-        next_cursor=vector_cursor(hits, query.limit),
-        took_ms=round((time.perf_counter() - started) * 1000, 3),
-        model=collection.model_id,
-        collection=collection.name,
-    )
+
+    if plan.needs_vector and (upload is not None or any(term.kind == "text" for term in terms)):
+        return services.on_current_model(query.collection, answer)
+    return answer(services.collection(query.collection), None)
 
 
 @router.get("/search")
-def search(q: SearchTextParam, query: VectorQueryParams, services: ServicesDep) -> SearchPage:
-    """Natural-language search, best match first (`score` = cosine similarity)."""
-    started = time.perf_counter()
-    text = q.strip()
-    if not text:
-        raise ApiError(400, "bad_parameter", "parameter 'q' is blank: type what to look for")
-    if text.lower().startswith(SIMILAR_PREFIX):
-        key = text[len(SIMILAR_PREFIX):].strip()
-        if not key:
-            raise ApiError(400, "bad_parameter", "parameter 'q' is 'similar:' without a key")
-        return vector_page(services, services.collection(query.collection), query, similar_to=key, started=started)
-
-    def answer(collection: Collection, embedder: Embedder) -> SearchPage:
-        vector = services.encode_text(embedder, text)
-        return vector_page(services, collection, query, vector=vector, started=started)
-
-    return services.on_current_model(query.collection, answer)
+def search(q: SearchTextParam, query: VectorQueryParams, options: SearchOptionsParams,
+           services: ServicesDep) -> SearchPage:
+    """Words and pictures: hybrid (default), semantic (pictures) or keyword (words) matches of the query
+    language, best first or by date, weak picture matches held back by the cutoff (`score` = cosine similarity)."""
+    return answer_search(services, query, options, parse(q), started=time.perf_counter())
 
 
 @router.get("/similar")
-def similar(key: StoredKeyParam, query: VectorQueryParams, services: ServicesDep) -> SearchPage:
-    """Images like a stored one, the image itself excluded."""
-    started = time.perf_counter()
-    return vector_page(services, services.collection(query.collection), query, similar_to=key, started=started)
+def similar(key: StoredKeyParam, query: VectorQueryParams, options: SearchOptionsParams,
+            services: ServicesDep) -> SearchPage:
+    """Images like a stored one, the image itself excluded: the same answer as /api/search?q=similar:<key>."""
+    return answer_search(services, query, options, [Term("image", key, 1.0)], started=time.perf_counter())
 
 
 @router.post(
@@ -86,25 +133,26 @@ def similar(key: StoredKeyParam, query: VectorQueryParams, services: ServicesDep
     responses=error_responses(413, 415),
     openapi_extra={"requestBody": {"required": True, "content": {
         "multipart/form-data": {"schema": {"type": "object", "required": ["file"], "properties": {
-            "file": {"type": "string", "format": "binary"}}}},
+            "file": {"type": "string", "format": "binary"},
+            "q": {"type": "string", "description": "Terms combined with the image, as in /api/search's q."}}}},
         "image/*": {"schema": {"type": "string", "format": "binary"}},
     }}},
 )
-async def search_image(request: Request, query: VectorQueryParams, services: ServicesDep) -> SearchPage:
-    """Images like an uploaded one (multipart field `file`, or the raw image as the body); not stored."""
+async def search_image(request: Request, query: VectorQueryParams, options: SearchOptionsParams,
+                       services: ServicesDep, q: ImageTermsParam = None) -> SearchPage:
+    """Images like an uploaded one (multipart field `file`, or the raw image as the body; not stored), with
+    optional terms (`q`, a form field or parameter) combined by the query language's rules."""
     started = time.perf_counter()
-    data = await read_upload(request, services.settings.max_upload_bytes)
-
-    def answer(collection: Collection, embedder: Embedder) -> SearchPage:
-        vector = embed_upload(services, embedder, data)
-        return vector_page(services, collection, query, vector=vector, started=started)
-
+    upload = await read_upload(request, services.settings.max_upload_bytes)
+    text = upload.q if upload.q is not None else q
+    terms = parse(text) if text and text.strip() else []
     # The database and the model block: off the event loop.
-    return await run_in_threadpool(services.on_current_model, query.collection, answer)
+    return await run_in_threadpool(answer_search, services, query, options, terms, started=started, upload=upload)
 
 
-async def read_upload(request: Request, max_bytes: int) -> bytes:
-    """The uploaded image's bytes: multipart field `file`, or a raw image/* body. 413 over the limit."""
+async def read_upload(request: Request, max_bytes: int) -> Upload:
+    """The uploaded image: multipart field `file` (and the text field `q`), or a raw image/* body. 413 over the
+    limit."""
     too_large = ApiError(
         413, "too_large",
         f"the upload is over the limit of {max_bytes:,} bytes (IB_MAX_UPLOAD_BYTES): send a smaller image",
@@ -115,14 +163,16 @@ async def read_upload(request: Request, max_bytes: int) -> bytes:
     content_type = request.headers.get("content-type", "").lower()
     if content_type.startswith("multipart/form-data"):
         form = await request.form(max_files=1, max_fields=20)
+        check_form(form.multi_items())
         part = form.get("file")
         if part is None or isinstance(part, str):
             raise ApiError(400, "bad_parameter",
                            "form field 'file' is missing: send the image as multipart/form-data field 'file'")
-        data = await part.read(max_bytes + 1)
+        data, name = await part.read(max_bytes + 1), part.filename or "upload"
+        terms = form.get("q")
         await form.close()
     elif content_type.startswith(("image/", "application/octet-stream")):
-        data = await request.body()
+        data, name, terms = await request.body(), "upload", None
     else:
         raise ApiError(
             415, "unsupported_media_type",
@@ -132,7 +182,7 @@ async def read_upload(request: Request, max_bytes: int) -> bytes:
         raise too_large
     if not data:
         raise ApiError(400, "bad_parameter", "the uploaded file is empty: choose an image file")
-    return data
+    return Upload(data, name, terms if isinstance(terms, str) else None)
 
 
 def embed_upload(services: Services, embedder: Embedder, data: bytes) -> np.ndarray:
