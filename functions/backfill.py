@@ -14,29 +14,25 @@ from aws_lambda_powertools import Logger
 
 from shared import runtime
 from shared.backfill import sweep
-from shared.config import get_settings
 from shared.ingest import DEADLINE_MARGIN_MS
 from shared.model_move import reembed
+from shared.schedule import RemainingMs, Summary, each_collection
 
 logger = Logger(service="image-browser-backfill")
 
 
 @logger.inject_lambda_context(clear_state=True)
 def handler(event: dict[str, Any] | None, context: Any) -> dict[str, Any]:
-    event = event if isinstance(event, dict) else {}
-    names = event.get("collections") or [get_settings().bucket]
-    remaining = context.get_remaining_time_in_millis if context is not None else None
-    ingestor = runtime.ingestor()
-    results = []
-    for name in names:
-        if event.get("reembed"):
-            new = ingestor.models.get(str(event["reembed"]), str(name))
-            time_left = (lambda: (remaining() - DEADLINE_MARGIN_MS) / 1000.0) if remaining else None
-            summary = reembed(ingestor, str(name), new, time_left=time_left).as_dict()
+    new_model = event.get("reembed") if isinstance(event, dict) else None
+
+    def run(name: str, remaining_ms: RemainingMs) -> Summary:
+        ingestor = runtime.ingestor()
+        if new_model:
+            time_left = (lambda: (remaining_ms() - DEADLINE_MARGIN_MS) / 1000.0) if remaining_ms else None
+            summary = reembed(ingestor, name, ingestor.models.get(str(new_model), name), time_left=time_left).as_dict()
         else:
-            summary = sweep(ingestor, str(name), remaining_ms=remaining).as_dict()
+            summary = sweep(ingestor, name, remaining_ms=remaining_ms).as_dict()
         logger.info("backfill done", extra=summary)
-        results.append(summary)
-        if summary["stopped_early"]:
-            break
-    return {"collections": results}
+        return summary
+
+    return each_collection(event, context, run)
