@@ -121,8 +121,6 @@ def sweep(ingestor: Ingestor, collection_name: str, *, remaining_ms: Callable[[]
     if reconcile_bucket:
         reconcile(ingestor, collection, summary, time_left)
         summary.purged = catalog.purge_tombstones(collection)  # else deleted keys pile up forever
-        while time_left() > 0 and catalog.fill_name_words(collection):
-            pass  # rows recorded before the keyword index get their key's words, a batch at a time
     for _ in range(max_rounds):
         if time_left() <= 0:
             summary.stopped_early = True
@@ -148,7 +146,9 @@ def sweep(ingestor: Ingestor, collection_name: str, *, remaining_ms: Callable[[]
         last_round = time.monotonic() - round_started
         if report.errors and len(report.errors) == len(items):
             break  # everything failed transiently (database or storage down): try again next run
-    if not summary.stopped_early:
+    if not summary.stopped_early:  # catch-up work for rows from before a feature, after embedding
+        while time_left() > 0 and catalog.fill_name_words(collection):
+            pass  # rows recorded before the keyword index get their key's words, a batch at a time
         fill_photo_facts(ingestor, collection, summary, time_left)
         fill_neighbours(ingestor, collection.name, summary, time_left)
     summary.remaining = catalog.count_todo(collection, max_attempts=settings.max_attempts)

@@ -37,7 +37,7 @@ Reason = Literal["name", "text", "visual"]
 
 RRF_K = 60
 MAX_RESULTS = 1000  # the relevant set a query ranks, sorts and pages through
-VECTOR_DEPTH = 100  # picture matches looked at for a first page: the cutoff counts `hidden` among them
+VECTOR_DEPTH = 64  # picture matches looked at for a first page: the cutoff counts `hidden` among them
 WORD_DEPTH = 300  # word matches fused with the pictures (a word in every name adds little past this)
 CUTOFF_FRACTION = 0.5  # auto keeps scores at least this far from the floor to the best score
 
@@ -117,10 +117,11 @@ def fuse(pictures: list[int], words: list[int], exact: set[int]) -> list[int]:
 
 
 def by_date(when: dict[int, float | None], *, newest: bool) -> list[int]:
-    """Ids by date (newest or oldest first, the id breaking ties the same way), undated ones last."""
+    """Ids by date (newest or oldest first, the id breaking ties the same way), undated ones last
+    (queries.WORD_ORDERS ranks the same in SQL)."""
     dated = sorted((item for item, time in when.items() if time is not None),
                    key=lambda item: (when[item], item), reverse=newest)
-    return dated + sorted(item for item, time in when.items() if time is None)
+    return dated + sorted((item for item, time in when.items() if time is None), reverse=newest)
 
 
 def _pictures(catalog: Catalog, collection: Collection, vector: np.ndarray, request: Request,
@@ -138,14 +139,16 @@ def _pictures(catalog: Catalog, collection: Collection, vector: np.ndarray, requ
 
 
 def _words(catalog: Catalog, collection: Collection, words: WordQuery, filters: queries.SearchFilters,
-           vector: np.ndarray | None, limit: int) -> tuple[list[queries.WordMatch], str]:
-    """Word matches (and the tsquery that found them): whole words, then prefixes when those find too few
-    (a prefix of a common word reads much more of the index)."""
-    found = queries.word_matches(catalog, collection, words.match, exact_name=words.exact_name, limit=limit,
-                                 filters=filters, vector=vector)
-    if len(found) < limit and words.match_prefix:
-        return queries.word_matches(catalog, collection, words.match_prefix, exact_name=words.exact_name,
-                                    limit=limit, filters=filters, vector=vector), words.match_prefix
+           vector: np.ndarray | None, limit: int, *, order: str | None = None,
+           first: int | None = None) -> tuple[list[queries.WordMatch], str]:
+    """Word matches (and the tsquery that found them): whole words, then prefixes when those find fewer than
+    `limit` (a prefix of a common word reads much more of the index). `order`/`first`: ranked in SQL."""
+    found, total = queries.word_matches(catalog, collection, words.match, exact_name=words.exact_name, limit=limit,
+                                        filters=filters, vector=vector, order=order, first=first)
+    if total < limit and words.match_prefix:
+        found, _ = queries.word_matches(catalog, collection, words.match_prefix, exact_name=words.exact_name,
+                                        limit=limit, filters=filters, vector=vector, order=order, first=first)
+        return found, words.match_prefix
     return found, words.match
 
 
@@ -171,13 +174,18 @@ def search(catalog: Catalog, collection: Collection, plan: Plan, vector: np.ndar
     kept = [hit for hit in pictures if threshold is None or hit.score >= threshold]
     matches: list[queries.WordMatch] = []
     matched_by = plan.words.match if plan.words else None
-    if plan.words is not None:
-        word_limit = WORD_DEPTH if plan.mode == "hybrid" and not dated else MAX_RESULTS
+    if plan.mode == "keyword" and plan.words is not None:  # words alone: ranked in SQL, one page's worth back
+        matches, matched_by = _words(catalog, collection, plan.words, filters, None, MAX_RESULTS,
+                                     order=request.sort, first=request.offset + request.limit + 1)
+    elif plan.words is not None:
+        word_limit = WORD_DEPTH if not dated else MAX_RESULTS
         matches, matched_by = _words(catalog, collection, plan.words, filters, vector, word_limit)
-    if dated:
+    if plan.mode == "keyword":
+        order = [match.id for match in matches]
+    elif dated:
         when = {match.id: match.when for match in matches} | {hit.id: hit.when for hit in kept}
         order = by_date(when, newest=request.sort == "newest")
-    elif plan.mode == "keyword" or not kept:
+    elif not kept:
         order = _word_order(matches, by_vector=vector is not None)
     elif not matches:
         order = [hit.id for hit in kept]

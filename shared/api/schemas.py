@@ -59,7 +59,7 @@ class SearchPage(BaseModel):
     sort: Literal["relevance", "newest", "oldest"]
     cutoff: Literal["auto", "none"]
     hidden: int = Field(description="Picture matches the cutoff held back among those the search looked at "
-                        "(the best 100 or more); cutoff=none shows them.")
+                        "(the best 64 or more); cutoff=none shows them.")
     cutoff_score: float | None = Field(
         description="Picture matches scoring below this were held back (cutoff=auto or min_score); null when "
         "nothing was cut.")
