@@ -302,8 +302,17 @@ def word_matches(catalog: Catalog, collection: Collection, words: str, *, exact_
     found = (f"SELECT id, {exact} AS exact, {distance} AS distance, {PHOTO_TIME_SQL} AS taken "
              f"FROM {quote_ident(collection.table)} WHERE {where} LIMIT :limit")
     ranked = f"ORDER BY {WORD_ORDERS[order]}" if order else ""
+    sql = f"SELECT *, count(*) OVER () FROM ({found}) AS m {ranked} LIMIT :first"
+
+    def run(conn: Any) -> list[list[Any]]:
+        # Through the keyword index, never a scan of the table (or of its ids) stopped by the LIMIT: the planner
+        # expects a common word ("2019") evenly spread, but photos are stored in time order, so such a scan reads
+        # most of the table before it finds the year (300 ms at a million rows, against a few ms via the index).
+        conn.run("SELECT set_config('enable_seqscan', 'off', true), set_config('enable_indexscan', 'off', true)")
+        return conn.run(sql, **params)
+
     with vectors_of(collection, collection.model_id):
-        rows = catalog.db.run(f"SELECT *, count(*) OVER () FROM ({found}) AS m {ranked} LIMIT :first", **params)
+        rows = catalog.db.transaction(run)
     return [WordMatch(row[0], bool(row[1]), row[2], row[3]) for row in rows], (int(rows[0][4]) if rows else 0)
 
 

@@ -241,7 +241,10 @@ def test_similar_term_alone_is_the_similar_route(world: World) -> None:
     for params in ({}, {"cutoff": "none"}, {"sort": "newest"}, {"limit": 2}):
         route = world.client.get("/api/similar", params={"key": "red/two.jpg", **params}).json()
         term = search(world, "similar:red/two.jpg", **params)
-        assert route["items"] == term["items"] and route["hidden"] == term["hidden"]
+        # The same list (presigned URLs aside: they carry the second they were signed in).
+        assert [{**item, "url": "", "thumbnail_url": ""} for item in route["items"]] == \
+            [{**item, "url": "", "thumbnail_url": ""} for item in term["items"]]
+        assert route["hidden"] == term["hidden"]
         assert route["next_cursor"] == term["next_cursor"]
     assert keys(search(world, "similar:red/two.jpg", cutoff="none")) == expected_order(ROWS["red/two.jpg"],
                                                                                       ["red/two.jpg"])
