@@ -43,9 +43,9 @@ fonts:
 	@ls $(FONT_FILES) >/dev/null 2>&1 || { $(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive \
 	  $(SUDO) apt-get install -y -qq fonts-dejavu-core fonts-dejavu-extra fonts-liberation >/dev/null; }
 
-ifeq ($(MODEL),test)
+ifneq ($(filter test test-dynamic,$(MODEL)),)
 DEV_DEPS := $(STAMP_DEV)
-DEV_ENV  := IB_MODEL=test
+DEV_ENV  := IB_MODEL=$(MODEL)
 else
 DEV_DEPS := $(STAMP_LOCAL)
 DEV_ENV  := $(if $(MODEL),IB_MODEL=$(MODEL),)
