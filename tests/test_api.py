@@ -469,3 +469,28 @@ def test_through_a_real_uvicorn_server(world: World) -> None:
     finally:
         server.should_exit = True
         thread.join(timeout=10)
+
+
+@pytest.mark.parametrize("path, params", [("/api/similar", {"key": "photos/001.jpg"}),
+                                          ("/api/search", {"q": "a photo"}),
+                                          ("/api/search", {"q": "similar:photos/001.jpg"})])
+def test_a_model_switch_during_a_search_is_answered_again_not_503(
+    world: World, monkeypatch: pytest.MonkeyPatch, path: str, params: dict
+) -> None:
+    """A collection may switch models between reading its registry row and comparing vectors: stored
+    vectors and encoded texts are then both stale. The search runs once more on the fresh model."""
+    from shared import hybrid
+    from shared.catalog import ModelChanged
+
+    original, calls = hybrid.search, []
+
+    def switched_once(catalog: Catalog, collection: Collection, *args: object, **kwargs: object) -> object:
+        calls.append(collection.model_id)
+        if len(calls) == 1:
+            raise ModelChanged(collection.name, collection.model_id)
+        return original(catalog, collection, *args, **kwargs)
+
+    monkeypatch.setattr(hybrid, "search", switched_once)
+    response = world.client.get(path, params=params)
+    assert response.status_code == 200, response.text
+    assert len(calls) == 2 and response.json()["items"]

@@ -77,15 +77,19 @@ class Services:
         """The named collection (default IB_BUCKET) as the registry has it now."""
         return self.catalog.get_collection(name or self.settings.bucket)
 
-    def on_current_model(self, name: str | None, answer: Callable[[Collection, Embedder], T]) -> T:
-        """`answer(collection, its model)`; once more if the collection switched models meanwhile.
+    def on_current_model(self, name: str | None, answer: Callable[[Collection, Embedder | None], T], *,
+                         needs_model: bool = True) -> T:
+        """`answer(collection, its model)`; once more if the collection switched models meanwhile (stored
+        vectors of the old model are as stale as a text encoded by it).
 
-        A deployment without the collection's model answers 409 (ModelNotDeployed) naming both.
+        A deployment without the collection's model answers 409 (ModelNotDeployed) naming both; an answer
+        from stored vectors or words alone (`needs_model=False`) gets None and needs no model.
         """
         for attempt in (1, 2):
             collection = self.collection(name)
+            embedder = self.models.get(collection.model_id, collection.name) if needs_model else None
             try:
-                return answer(collection, self.models.get(collection.model_id, collection.name))
+                return answer(collection, embedder)
             except ModelChanged:
                 if attempt == 2:
                     raise

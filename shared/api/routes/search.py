@@ -108,9 +108,8 @@ def answer_search(services: Services, query: VectorQuery, options: SearchOptions
             cutoff_score=None if page.cutoff_score is None else round(page.cutoff_score, 6),
         )
 
-    if plan.needs_vector and (upload is not None or any(term.kind == "text" for term in terms)):
-        return services.on_current_model(query.collection, answer)
-    return answer(services.collection(query.collection), None)
+    needs_model = plan.needs_vector and (upload is not None or any(term.kind == "text" for term in terms))
+    return services.on_current_model(query.collection, answer, needs_model=needs_model)
 
 
 @router.get("/search")
