@@ -61,37 +61,25 @@ class SearchFilters:
 
     def sql(self, params: dict[str, Any]) -> list[str]:
         """WHERE terms; the values go into `params`, never into the SQL text."""
+        # (value, condition, parameter): a filter applies when its value is set.
+        filters = [
+            (self.prefix or None, "starts_with(key, :prefix)", "prefix"),
+            (self.after, "last_modified >= :modified_after", "modified_after"),
+            (self.before, "last_modified < :modified_before", "modified_before"),
+            (self.content_type or None, "content_type = :content_type", "content_type"),
+            (self.taken_after, "taken_at >= :taken_after", "taken_after"),
+            (self.taken_before, "taken_at < :taken_before", "taken_before"),
+            # A substring, not LIKE: the caller's % and _ stay literal.
+            (self.camera or None, "strpos(lower(camera), lower(:camera)) > 0", "camera"),
+            (self.words or None, "search_tsv @@ to_tsquery('simple', :filter_words)", "filter_words"),
+            (list(self.exclude) or None, "key <> ALL(CAST(:exclude_keys AS text[]))", "exclude_keys"),
+            (self.up_to_id, "id <= :up_to_id", "up_to_id"),
+        ]
         terms = []
-        if self.prefix:
-            terms.append("starts_with(key, :prefix)")
-            params["prefix"] = self.prefix
-        if self.after is not None:
-            terms.append("last_modified >= :modified_after")
-            params["modified_after"] = self.after
-        if self.before is not None:
-            terms.append("last_modified < :modified_before")
-            params["modified_before"] = self.before
-        if self.content_type:
-            terms.append("content_type = :content_type")
-            params["content_type"] = self.content_type
-        if self.taken_after is not None:
-            terms.append("taken_at >= :taken_after")
-            params["taken_after"] = self.taken_after
-        if self.taken_before is not None:
-            terms.append("taken_at < :taken_before")
-            params["taken_before"] = self.taken_before
-        if self.camera:
-            terms.append("strpos(lower(camera), lower(:camera)) > 0")  # a substring, no LIKE wildcards
-            params["camera"] = self.camera
-        if self.words:
-            terms.append("search_tsv @@ to_tsquery('simple', :filter_words)")
-            params["filter_words"] = self.words
-        if self.exclude:
-            terms.append("key <> ALL(CAST(:exclude_keys AS text[]))")
-            params["exclude_keys"] = list(self.exclude)
-        if self.up_to_id is not None:
-            terms.append("id <= :up_to_id")
-            params["up_to_id"] = int(self.up_to_id)
+        for value, condition, name in filters:
+            if value is not None:
+                terms.append(condition)
+                params[name] = value
         return terms
 
 
