@@ -62,7 +62,7 @@ bench: $(STAMP_DEV) fonts
 	SCALE=$(SCALE) $(PY) -m bench.run
 
 test-model: $(STAMP_DEV)
-	$(PY) -m shared.dev.test_model .cache/test-models/manual
+	$(PY) -m shared.dev.model_builder .cache/test-models/manual
 
 lint: $(STAMP_DEV)
 	$(VENV)/bin/ruff check .

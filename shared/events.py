@@ -20,7 +20,7 @@ from datetime import datetime
 from typing import Any, Literal
 from urllib.parse import unquote_plus
 
-from shared.db import text_problem
+from shared.store.db import text_problem
 
 Action = Literal["created", "removed"]
 

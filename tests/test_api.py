@@ -19,14 +19,14 @@ from fastapi.testclient import TestClient
 from PIL import Image
 
 from shared.api import create_app
-from shared.catalog import Catalog, Collection, vector_literal
 from shared.config import Settings, load_settings
-from shared.db import quote_ident
-from shared.dev.services import MotoServer, aws_client, free_port
+from shared.dev.local_services import MotoServer, aws_client, free_port
 from shared.embedders import Embedder, load
 from shared.embedders.onnx_clip import OnnxClipEmbedder
 from shared.events import ObjectEvent
 from shared.storage import UrlSigner
+from shared.store.catalog import Catalog, Collection, vector_literal
+from shared.store.db import quote_ident
 from tests.fixtures.model import synthetic_photo
 from tests.fixtures.services import unique_name
 
@@ -479,8 +479,8 @@ def test_a_model_switch_during_a_search_is_answered_again_not_503(
 ) -> None:
     """A collection may switch models between reading its registry row and comparing vectors: stored
     vectors and encoded texts are then both stale. The search runs once more on the fresh model."""
-    from shared import hybrid
-    from shared.catalog import ModelChanged
+    from shared.search import hybrid
+    from shared.store.catalog import ModelChanged
 
     original, calls = hybrid.search, []
 

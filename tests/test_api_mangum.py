@@ -15,9 +15,9 @@ from typing import Any
 import pytest
 
 from shared import runtime
-from shared.catalog import Catalog
 from shared.embedders import load
 from shared.events import ObjectEvent
+from shared.store.catalog import Catalog
 from tests.fixtures.model import synthetic_photo
 from tests.fixtures.services import unique_name
 

@@ -8,10 +8,10 @@ from datetime import UTC, datetime, timedelta
 import numpy as np
 import pytest
 
-from shared import queries
-from shared.catalog import Catalog, CatalogError, ModelMismatch, UnknownCollection, table_name_for
-from shared.db import Database, DatabaseUnavailable, connect_params, quote_ident
 from shared.events import ObjectEvent
+from shared.store import queries
+from shared.store.catalog import Catalog, CatalogError, ModelMismatch, UnknownCollection, table_name_for
+from shared.store.db import Database, DatabaseUnavailable, connect_params, quote_ident
 from tests.fixtures.services import unique_name
 
 MODEL, DIM = "test/model", 8
@@ -300,7 +300,7 @@ def test_search_settings_are_local_to_the_query(catalog: Catalog, coll) -> None:
 
 
 def test_old_tombstones_are_purged_recent_ones_kept(catalog: Catalog, coll) -> None:
-    from shared.db import quote_ident
+    from shared.store.db import quote_ident
 
     catalog.record_event(coll, removed("old.jpg", t=1))
     catalog.record_event(coll, removed("new.jpg", t=2))
@@ -315,7 +315,7 @@ def test_old_tombstones_are_purged_recent_ones_kept(catalog: Catalog, coll) -> N
 
 def test_older_tables_get_the_columns_added_since(catalog: Catalog, coll, pg_url: str,
                                                    monkeypatch: pytest.MonkeyPatch) -> None:
-    from shared import tables
+    from shared.store import tables
 
     monkeypatch.setattr(tables, "ADDED_COLUMNS", [*tables.ADDED_COLUMNS, ("probe_note", "text")])
     monkeypatch.setattr(tables, "added_indexes_sql",
@@ -339,7 +339,7 @@ def test_older_tables_get_the_columns_added_since(catalog: Catalog, coll, pg_url
 
 
 def test_keyword_text_is_folded_for_case_and_accents() -> None:
-    from shared.keywords import fold
+    from shared.search.keywords import fold
 
     assert fold("Große MAUER") == fold("grosse mauer") == "grosse mauer"
     assert fold("Crème Brûlée, Ærøskøbing") == "creme brulee, ærøskøbing"  # ø and æ are letters, not accents

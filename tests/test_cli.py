@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 
 from shared import runtime
-from shared.cli import main
-from shared.dev.services import MotoServer, aws_client
+from shared.cli.main import main
+from shared.dev.local_services import MotoServer, aws_client
 from tests.fixtures.model import synthetic_photo
 from tests.fixtures.services import unique_name
 

@@ -22,8 +22,8 @@ from typing import Any
 import pytest
 import yaml
 
-from shared.dev.services import MotoServer, aws_client
-from shared.event_filter import passes, thumbnail_filter
+from shared.dev.local_services import MotoServer, aws_client
+from shared.ingest.event_filter import passes, thumbnail_filter
 
 ROOT = Path(__file__).resolve().parents[1]
 INFRA = ROOT / "infra"
@@ -116,7 +116,7 @@ def test_queue_has_dlq_and_visibility_six_times_the_timeout(template: dict[str, 
 
 
 def test_embed_trigger_drops_thumbnail_events_as_the_local_poller_does(template: dict[str, Any]) -> None:
-    """The event source mapping's filter is shared/event_filter.py's, for both body shapes, so `make dev`
+    """The event source mapping's filter is shared/ingest/event_filter.py's, for both body shapes, so `make dev`
     and `make bench` (whose poller applies that module) see what Lambda sees."""
     (mapping,) = resources(template, "AWS::Lambda::EventSourceMapping").values()
     patterns = [json.loads(f["Pattern"]) for f in mapping["Properties"]["FilterCriteria"]["Filters"]]

@@ -18,7 +18,7 @@ from typing import Any
 import pytest
 
 from shared.dev.bucket_store import BucketStore
-from shared.dev.services import MotoServer, aws_client, free_port
+from shared.dev.local_services import MotoServer, aws_client, free_port
 from tests.fixtures.devstack import ARTIFACTS, HOST, Stack, embedded_by_events, get_json, start_stack
 from tests.fixtures.model import synthetic_photo
 from tests.fixtures.services import unique_name

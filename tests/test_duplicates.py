@@ -23,12 +23,12 @@ import numpy as np
 import pytest
 from fastapi.testclient import TestClient
 
-from shared import duplicates
 from shared.api import create_app
-from shared.catalog import Collection, vector_literal
-from shared.db import quote_ident
-from shared.dev.services import MotoServer
+from shared.dev.local_services import MotoServer
 from shared.events import ObjectEvent
+from shared.search import duplicates
+from shared.store.catalog import Collection, vector_literal
+from shared.store.db import quote_ident
 from tests.fixtures.photos import A_GROUP, BURST_GROUP, TEST_MODEL_NEAR, TEST_MODEL_SIMILAR, duplicate_photos
 from tests.fixtures.services import Pipeline, unique_name
 

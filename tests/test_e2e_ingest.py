@@ -20,13 +20,14 @@ import pytest
 
 from functions import backfill as backfill_function
 from functions import embed as embed_function
-from shared import queries, runtime
-from shared.catalog import Catalog, Collection
-from shared.db import DatabaseUnavailable, connect_params, quote_ident
-from shared.dev.services import MotoServer, aws_client, wire_bucket_to_queue
+from shared import runtime
+from shared.dev.local_services import MotoServer, aws_client, wire_bucket_to_queue
 from shared.dev.sqs_poller import LocalContext, SqsPoller
 from shared.images import decode, is_image_key
-from shared.ingest import Ingestor
+from shared.ingest.pipeline import Ingestor
+from shared.store import queries
+from shared.store.catalog import Catalog, Collection
+from shared.store.db import DatabaseUnavailable, connect_params, quote_ident
 from tests.fixtures.model import synthetic_photo
 from tests.fixtures.services import embedded_keys, unique_name
 

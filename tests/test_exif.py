@@ -1,4 +1,4 @@
-"""Photo metadata from EXIF (shared/exif.py) on files written by PIL: dates with and without an offset,
+"""Photo metadata from EXIF (shared/ingest/exif.py) on files written by PIL: dates with and without an offset,
 camera names as phones and cameras write them, GPS in the four hemispheres, orientation, the formats
 that carry EXIF (JPEG, HEIC, AVIF, PNG, WebP), and broken or missing EXIF, which never fails an image."""
 
@@ -9,8 +9,8 @@ from datetime import UTC, datetime, timedelta, timezone
 import pytest
 from PIL import ExifTags, Image, TiffImagePlugin
 
-from shared.exif import PhotoMetadata, camera, read_metadata
 from shared.images import decode
+from shared.ingest.exif import PhotoMetadata, camera, read_metadata
 from tests.fixtures.model import synthetic_photo
 from tests.fixtures.photos import encode, exif_block, with_app1
 

@@ -37,16 +37,16 @@ import httpx
 import pg8000.native
 import pytest
 
-from shared import queries
-from shared.backfill import sweep
-from shared.catalog import Catalog
 from shared.config import load_settings
-from shared.db import connect_params, quote_ident
 from shared.embedders import load
 from shared.events import MAX_KEY_BYTES
 from shared.images import is_image_key
-from shared.ingest import Ingestor
+from shared.ingest.backfill import sweep
+from shared.ingest.pipeline import Ingestor
 from shared.storage import Storage
+from shared.store import queries
+from shared.store.catalog import Catalog
+from shared.store.db import connect_params, quote_ident
 from tests.fixtures.devstack import ARTIFACTS, Stack, start_stack
 from tests.fixtures.model import png_bomb, synthetic_photo
 

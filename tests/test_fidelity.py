@@ -20,8 +20,8 @@ import pytest
 from PIL import Image
 
 from shared.config import load_settings
+from shared.dev.model_builder import ensure_test_model, openclip_reference
 from shared.dev.open_clip_import import allow_torchvision_import
-from shared.dev.test_model import ensure_test_model, openclip_reference
 from shared.embedders.onnx_clip import OnnxClipEmbedder
 from shared.embedders.text import canonicalize
 from shared.images import decode

@@ -22,10 +22,10 @@ from PIL import Image
 from playwright.sync_api import Page, expect
 
 from shared.api import create_app
-from shared.catalog import Catalog
 from shared.config import load_settings
-from shared.dev.services import MotoServer, aws_client, free_port
+from shared.dev.local_services import MotoServer, aws_client, free_port
 from shared.events import ObjectEvent
+from shared.store.catalog import Catalog
 from tests import test_gallery_browser as chromium
 from tests.fixtures.chosen import ChosenEmbedder
 from tests.fixtures.devstack import ARTIFACTS

@@ -21,15 +21,15 @@ from fastapi.testclient import TestClient
 
 from shared.api.errors import install_error_handlers
 from shared.api.validation import check_request
-from shared.backfill import sweep
-from shared.catalog import Catalog
 from shared.config import Settings
-from shared.db import quote_ident
-from shared.dev.services import MotoServer, aws_client
+from shared.dev.local_services import MotoServer, aws_client
 from shared.embedders import Embedder, load
 from shared.events import MAX_KEY_BYTES, ObjectEvent
-from shared.ingest import Ingestor
+from shared.ingest.backfill import sweep
+from shared.ingest.pipeline import Ingestor
 from shared.storage import Storage
+from shared.store.catalog import Catalog
+from shared.store.db import quote_ident
 from tests.fixtures.model import png_bomb, synthetic_photo
 from tests.test_api import World, add_images, error_of, png_bytes, world  # noqa: F401 - a fixture
 

@@ -14,16 +14,17 @@ from typing import Any
 import numpy as np
 import pytest
 
-from shared import queries
-from shared.backfill import sweep
-from shared.catalog import Catalog
 from shared.config import Settings
-from shared.db import quote_ident
 from shared.embedders import Embedder, EmbedderTemporaryError, load, normalize_rows
 from shared.events import ObjectEvent
-from shared.ingest import Ingestor, IngestRetry, retry_delay
-from shared.model_move import reembed
+from shared.ingest.backfill import sweep
+from shared.ingest.model_move import reembed
+from shared.ingest.pipeline import Ingestor, IngestRetry
+from shared.jobs import Deadline, retry_delay
 from shared.storage import Storage, StorageUnavailable
+from shared.store import queries
+from shared.store.catalog import Catalog
+from shared.store.db import quote_ident
 from tests.fixtures.model import synthetic_photo
 from tests.fixtures.services import embedded_keys
 
@@ -129,13 +130,13 @@ def test_embedding_backend_429_retries_the_batch(ingestor: Ingestor, storage: St
 
 def test_ingest_events_raises_for_retry(ingestor: Ingestor, storage: Storage, bucket: str,
                                         monkeypatch: pytest.MonkeyPatch) -> None:
-    import shared.ingest
+    from functions import r2_pull
     from shared import runtime
 
     monkeypatch.setattr(runtime, "ingestor", lambda: ingestor)
     monkeypatch.setattr(storage, "read", lambda *a, **k: (_ for _ in ()).throw(StorageUnavailable("503")))
     with pytest.raises(IngestRetry, match="retried"):
-        shared.ingest.ingest_events([created(bucket, "x/1.jpg", "e1")])
+        r2_pull.ingest_events([created(bucket, "x/1.jpg", "e1")])
 
 
 def test_permanent_failures_are_marked_with_backoff_and_limited(
@@ -192,7 +193,7 @@ def test_sweep_stops_before_the_deadline(ingestor: Ingestor, storage: Storage, b
     rounds = Ingestor(ingestor.settings.model_copy(update={"backfill_batch_size": 2}), ingestor.catalog, storage,
                       ingestor.embedder)
     budget = iter([10**6] * 2 + [0] * 100)  # enough for the listing and one round, then nothing
-    summary = sweep(rounds, bucket, remaining_ms=lambda: next(budget), margin_ms=1000)
+    summary = sweep(rounds, bucket, deadline=Deadline(lambda: next(budget), 1000))
     assert summary.stopped_early and summary.listed == 4
     assert summary.embedded == 2 and summary.remaining == 2
     assert sweep(rounds, bucket).remaining == 0
@@ -245,8 +246,8 @@ def test_reembed_moves_the_collection_to_another_model(ingestor: Ingestor, stora
 
 def test_uploads_during_a_move_get_both_vectors(ingestor: Ingestor, storage: Storage, bucket: str,
                                                 catalog: Catalog) -> None:
-    from shared import model_move
     from shared.embedders import Models
+    from shared.ingest import model_move
 
     collection = ingestor.collection_for(bucket)
     projected = Projected(ingestor.embedder)
@@ -286,8 +287,8 @@ def test_a_process_without_the_collections_model_fails_only_those_messages(
 
 def test_a_vector_of_a_model_the_collection_left_is_never_written(ingestor: Ingestor, storage: Storage,
                                                                   bucket: str, catalog: Catalog) -> None:
-    from shared import model_move
-    from shared.catalog import ModelChanged
+    from shared.ingest import model_move
+    from shared.store.catalog import ModelChanged
 
     etags = upload(storage, bucket, {"s/1.jpg": jpeg(124)})
     ingestor.process_events([created(bucket, "s/1.jpg", etags["s/1.jpg"])])

@@ -112,7 +112,7 @@ def test_move_while_searching_and_uploading(stack: Stack, immich_model_dir: Path
                "IB_DATABASE_URL": database_url, "IB_MODEL": f"{immich_model_dir},{test_model_dir}",
                "IB_S3_ENDPOINT_URL": stack.s3_endpoint, "IB_S3_ACCESS_KEY_ID": "test",
                "IB_S3_SECRET_ACCESS_KEY": "test", "IB_BACKFILL_BATCH_SIZE": "4"}
-        moved = subprocess.run([sys.executable, "-m", "shared.cli", "reembed", "--collection", stack.bucket,
+        moved = subprocess.run([sys.executable, "-m", "shared.cli.main", "reembed", "--collection", stack.bucket,
                                 "--model", new_model, "--quiet"], env=env, capture_output=True, text=True,
                                timeout=300)
         assert moved.returncode == 0, moved.stdout + moved.stderr

@@ -17,19 +17,20 @@ import pytest
 from fastapi.testclient import TestClient
 from PIL import Image
 
-from shared import queries, runtime
+from shared import runtime
 from shared.api import create_app
-from shared.catalog import Catalog, Collection
-from shared.cli import main
+from shared.cli.main import main
 from shared.config import Settings
-from shared.db import quote_ident
 from shared.embedders import Embedder, load
 from shared.events import ObjectEvent
-from shared.ingest import Ingestor
-from shared.keywords import fold
-from shared.ocr import TextLine, TextReader
-from shared.ocr_stage import OcrStage, claim_waiting, store_text
+from shared.ingest.pipeline import Ingestor
+from shared.ocr.reader import TextLine, TextReader
+from shared.ocr.stage import OcrStage, claim_waiting, store_text
+from shared.search.keywords import fold
 from shared.storage import Storage, StorageUnavailable
+from shared.store import queries
+from shared.store.catalog import Catalog, Collection
+from shared.store.db import quote_ident
 from tests.fixtures.model import synthetic_photo
 from tests.fixtures.text_images import SCENES, Scene, render
 

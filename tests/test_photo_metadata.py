@@ -14,10 +14,10 @@ import pytest
 from fastapi.testclient import TestClient
 
 from shared.api import create_app
-from shared.backfill import sweep
-from shared.catalog import Collection
-from shared.db import quote_ident
-from shared.dev.services import MotoServer
+from shared.dev.local_services import MotoServer
+from shared.ingest.backfill import sweep
+from shared.store.catalog import Collection
+from shared.store.db import quote_ident
 from tests.fixtures.model import synthetic_photo
 from tests.fixtures.photos import encode, exif_block, with_app1
 from tests.fixtures.services import Pipeline

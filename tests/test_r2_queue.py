@@ -15,7 +15,7 @@ import pytest
 from shared.config import get_settings
 from shared.dev.sqs_poller import LocalContext
 from shared.events import ObjectEvent, parse
-from shared.r2_queue import QueueError, QueueUnavailable, R2QueueClient
+from shared.ingest.r2_queue import QueueError, QueueUnavailable, R2QueueClient
 
 ACCOUNT = "acc123"
 QUEUE = "q456"

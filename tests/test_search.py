@@ -17,14 +17,15 @@ import pytest
 from fastapi.testclient import TestClient
 from PIL import Image
 
-from shared import hybrid, queries
 from shared.api import create_app
-from shared.catalog import Catalog, Collection
 from shared.config import Settings, load_settings
-from shared.db import quote_ident
 from shared.events import ObjectEvent
-from shared.keywords import TermWords, fold, name_words, query_words, word_query
-from shared.query_language import QueryError, Term, combine, parse
+from shared.search import hybrid
+from shared.search.keywords import TermWords, fold, name_words, query_words, word_query
+from shared.search.query_language import QueryError, Term, combine, parse
+from shared.store import queries
+from shared.store.catalog import Catalog, Collection
+from shared.store.db import quote_ident
 from tests.fixtures.chosen import BLUE, GREEN, OTHER, RED, ChosenEmbedder, unit
 from tests.fixtures.services import unique_name
 

@@ -11,7 +11,7 @@ from aws_lambda_powertools.utilities.parameters import base as parameters
 
 from shared import runtime
 from shared.config import ConfigError, get_settings, load_settings
-from shared.dev.services import MotoServer, aws_client, free_port
+from shared.dev.local_services import MotoServer, aws_client, free_port
 from shared.secrets import with_secrets
 from tests.fixtures.services import unique_name
 

@@ -25,7 +25,7 @@ def run_smoke(stack: Stack, *args: str) -> subprocess.CompletedProcess[str]:
     env = {name: value for name, value in os.environ.items() if not name.startswith("IB_")}
     env.update({"IB_S3_ENDPOINT_URL": stack.s3_endpoint, "IB_S3_ACCESS_KEY_ID": "test",
                 "IB_S3_SECRET_ACCESS_KEY": "test", "PYTHONPATH": str(ROOT)})
-    return subprocess.run([sys.executable, "-m", "shared.cli", "smoke", "--api-url", stack.api_url, *args],
+    return subprocess.run([sys.executable, "-m", "shared.cli.main", "smoke", "--api-url", stack.api_url, *args],
                           cwd=stack.data_dir.parent, env=env, capture_output=True, text=True, timeout=300)
 
 
@@ -63,7 +63,7 @@ def test_smoke_names_the_failing_step_on_a_bucket_without_events(stack: Stack) -
 
 def test_smoke_stops_first_on_an_api_that_does_not_answer(stack: Stack) -> None:
     result = subprocess.run(
-        [sys.executable, "-m", "shared.cli", "smoke", "--api-url", "http://127.0.0.1:9", "--timeout", "1"],
+        [sys.executable, "-m", "shared.cli.main", "smoke", "--api-url", "http://127.0.0.1:9", "--timeout", "1"],
         cwd=stack.data_dir.parent, capture_output=True, text=True, timeout=120,
         env={**{k: v for k, v in os.environ.items() if not k.startswith("IB_")}, "PYTHONPATH": str(ROOT)},
     )

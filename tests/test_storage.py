@@ -71,7 +71,7 @@ def test_r2_endpoint_from_account_id() -> None:
 
 
 def test_unreachable_endpoint_is_transient() -> None:
-    from shared.dev.services import free_port
+    from shared.dev.local_services import free_port
 
     settings = load_settings(s3_endpoint_url=f"http://127.0.0.1:{free_port()}", s3_access_key_id="k",
                              s3_secret_access_key="s")

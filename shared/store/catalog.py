@@ -20,10 +20,10 @@ import numpy as np
 import pg8000.exceptions
 import pg8000.native
 
-from shared.db import Database, quote_ident
 from shared.events import ObjectEvent, sequencer_sort_key
-from shared.keywords import name_words
-from shared.tables import add_missing_columns_sql, create_table_sql
+from shared.search.keywords import name_words
+from shared.store.db import Database, quote_ident
+from shared.store.tables import add_missing_columns_sql, create_table_sql
 
 Status = Literal["pending", "embedded", "failed", "deleted"]
 MAX_COLLECTION_NAME = 255
@@ -332,7 +332,7 @@ class Catalog:
         params: dict[str, Any] = {"vec": vector_literal(embedding), "collection": collection.name,
                                   "model_id": model_id, "next_model_id": next_model_id}
         guard, set_next = model_guard(), ""
-        photo = dict(photo or {}, sha256=sha256)  # column names from our code (shared/exif.py), never a caller's
+        photo = dict(photo or {}, sha256=sha256)  # column names from our code (shared/ingest/exif.py), never a caller's
         set_photo = "".join(f"{quote_ident(name)} = :{name}, " for name in photo)
         if next_vector is not None:
             guard += " AND " + model_guard("next_model_id")

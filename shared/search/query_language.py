@@ -91,7 +91,7 @@ def _term(sign: int, text: str) -> Term:
 
 def parse(q: str) -> list[Term]:
     """The terms of `q`, in order. QueryError for an empty query or term, or a malformed weight (what a
-    mode can do with the terms is shared/hybrid.py's `plan`)."""
+    mode can do with the terms is shared/search/hybrid.py's `plan`)."""
     if not q.strip():
         raise QueryError("it is blank: type what to look for")
     return [_term(sign, text.strip()) for sign, text in _split(q)]

@@ -28,11 +28,11 @@ from typing import Any, Literal
 
 import numpy as np
 
-from shared import queries
-from shared.catalog import Catalog, Collection, model_guard, vectors_of
-from shared.db import quote_ident
-from shared.queries import Hit, SearchFilters
-from shared.tables import neighbours_table, neighbours_table_sql
+from shared.store import queries
+from shared.store.catalog import Catalog, Collection, model_guard, vectors_of
+from shared.store.db import quote_ident
+from shared.store.queries import Hit, SearchFilters
+from shared.store.tables import neighbours_table, neighbours_table_sql
 
 Level = Literal["exact", "near", "similar"]
 NEIGHBOURS = 16  # kept per image; a burst larger than this still joins up through shared neighbours

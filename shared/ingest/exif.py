@@ -21,7 +21,7 @@ from typing import Any
 from PIL import ExifTags, Image
 
 from shared.images import FORMATS
-from shared.keywords import fold
+from shared.search.keywords import fold
 
 log = logging.getLogger(__name__)
 
@@ -57,12 +57,12 @@ class PhotoMetadata:
 
     @property
     def exif_words(self) -> str | None:
-        """The keyword index's EXIF source: camera and description, folded (shared.keywords)."""
+        """The keyword index's EXIF source: camera and description, folded (shared.search.keywords)."""
         text = " ".join(part for part in (self.camera, self.description) if part)
         return fold(text) if text else None
 
     def columns(self) -> dict[str, Any]:
-        """The collection table's columns for these facts (shared/tables.py ADDED_COLUMNS)."""
+        """The collection table's columns for these facts (shared/store/tables.py ADDED_COLUMNS)."""
         taken_at, offset = self.taken_at, None
         if taken_at is not None:
             if taken_at.tzinfo is None:

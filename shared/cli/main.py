@@ -110,7 +110,7 @@ def _cmd_sync(args: argparse.Namespace) -> int:
 
 def _run_backfill(collection: str) -> int:
     from shared import runtime
-    from shared.backfill import sweep
+    from shared.ingest.backfill import sweep
 
     summary = sweep(runtime.ingestor(), collection)
     print(f"embedded {summary.embedded}, failed {summary.failed}, removed {summary.removed}, "
@@ -125,7 +125,8 @@ def _cmd_backfill(args: argparse.Namespace) -> int:
 
 
 def _cmd_status(args: argparse.Namespace) -> int:
-    from shared import queries, runtime
+    from shared import runtime
+    from shared.store import queries
 
     catalog = runtime.catalog()
     collections = [catalog.get_collection(args.collection)] if args.collection else catalog.list_collections()
@@ -141,7 +142,7 @@ def _cmd_status(args: argparse.Namespace) -> int:
 def _cmd_reembed(args: argparse.Namespace) -> int:
     from shared import runtime
     from shared.embedders import load
-    from shared.model_move import reembed
+    from shared.ingest.model_move import reembed
 
     ingestor = runtime.ingestor()
     new = ingestor.models.find(args.model) or load(args.model, get_settings())
@@ -174,7 +175,7 @@ def _cmd_ocr(args: argparse.Namespace) -> int:
 
 
 def _cmd_smoke(args: argparse.Namespace) -> int:
-    from shared.smoke import SmokeFailed, SmokeRun, smoke
+    from shared.cli.smoke import SmokeFailed, SmokeRun, smoke
     from shared.storage import Storage
 
     settings = get_settings()
@@ -240,11 +241,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    from shared.catalog import CatalogError
-    from shared.db import DatabaseUnavailable
     from shared.embedders import EmbedderError, EmbedderTemporaryError
-    from shared.ocr import OcrUnavailable
+    from shared.ocr.reader import OcrUnavailable
     from shared.storage import StorageError, StorageUnavailable
+    from shared.store.catalog import CatalogError
+    from shared.store.db import DatabaseUnavailable
 
     try:
         if getattr(args, "collection", None) is None and args.command != "status":

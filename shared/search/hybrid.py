@@ -25,10 +25,10 @@ from typing import Literal
 
 import numpy as np
 
-from shared import queries
-from shared.catalog import Catalog, Collection
-from shared.keywords import TermWords, WordQuery, all_of, query_words, word_query
-from shared.query_language import QueryError, Term
+from shared.search.keywords import TermWords, WordQuery, all_of, query_words, word_query
+from shared.search.query_language import QueryError, Term
+from shared.store import queries
+from shared.store.catalog import Catalog, Collection
 
 Mode = Literal["hybrid", "semantic", "keyword"]
 Sort = Literal["relevance", "newest", "oldest"]

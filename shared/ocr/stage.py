@@ -5,7 +5,7 @@ it: the embed function never waits for OCR, and an OCR failure never touches the
 
 The stage claims rows in rounds (`tables.OCR_WAITING`: embedded, and not read for their current etag) with
 FOR UPDATE SKIP LOCKED and a lease, as the backfill sweep does, so runs at the same time split the work.
-Each picture is read from the bucket, decoded at a reduced scale and read by `shared.ocr.TextReader`; the
+Each picture is read from the bucket, decoded at a reduced scale and read by `shared.ocr.reader.TextReader`; the
 text is stored with the etag it was read from, so a picture replaced meanwhile keeps waiting for its own.
 A failure is recorded on the row (attempts, the reason) and retried with the embed stage's backoff until
 IB_MAX_ATTEMPTS, then given up (`ocr_state = 'failed'`); database and storage outages give the row back
@@ -22,21 +22,20 @@ import logging
 import os
 import threading
 import time
-from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Literal
 
-from shared import queries
-from shared.catalog import Catalog, Collection
 from shared.config import Settings
-from shared.db import quote_ident
 from shared.images import decode
-from shared.ingest import DEADLINE_MARGIN_MS, TRANSIENT_ERRORS, failure_reason, retry_delay
-from shared.keywords import fold
-from shared.ocr import READ_SIDE, OcrUnavailable, TextReader, text_of
+from shared.jobs import TRANSIENT_ERRORS, Deadline, failure_reason, retry_delay
+from shared.ocr.reader import READ_SIDE, OcrUnavailable, TextReader, text_of
+from shared.search.keywords import fold
 from shared.storage import ObjectMissing, Storage
-from shared.tables import OCR_WAITING
+from shared.store import queries
+from shared.store.catalog import Catalog, Collection
+from shared.store.db import quote_ident
+from shared.store.tables import OCR_WAITING
 
 log = logging.getLogger(__name__)
 
@@ -156,8 +155,7 @@ class OcrStage:
     def __init__(self, settings: Settings, catalog: Catalog, storage: Storage, reader: TextReader):
         self.settings, self.catalog, self.storage, self.reader = settings, catalog, storage, reader
 
-    def run(self, collection_name: str, *, remaining_ms: Callable[[], int] | None = None,
-            margin_ms: int = DEADLINE_MARGIN_MS, max_rounds: int = 100_000) -> OcrSummary:
+    def run(self, collection_name: str, *, deadline: Deadline | None = None, max_rounds: int = 100_000) -> OcrSummary:
         """Claim and read rows in rounds until none wait or the deadline nears. UnknownCollection if the
         collection does not exist; OcrUnavailable if the models cannot load (no attempt is counted)."""
         started = time.monotonic()
@@ -168,7 +166,7 @@ class OcrStage:
         calls, last_round = self.settings.ocr_calls, 0.0
         with ThreadPoolExecutor(calls, thread_name_prefix="ocr", initializer=_yield_to_embedding) as pool:
             for _ in range(max_rounds):
-                if remaining_ms is not None and (remaining_ms() - margin_ms) / 1000.0 - last_round <= 0:
+                if deadline is not None and not deadline.room_for(last_round):
                     summary.stopped_early = True  # no room for one more round like the last
                     break
                 round_started = time.monotonic()

@@ -6,7 +6,7 @@ only says what a collection's table looks like, so a new column is declared in o
 
 from __future__ import annotations
 
-from shared.db import quote_ident
+from shared.store.db import quote_ident
 
 SEARCH_TSV = (
     "tsvector GENERATED ALWAYS AS (setweight(to_tsvector('simple', coalesce(name_words, '')), 'A') || "
@@ -16,13 +16,13 @@ SEARCH_TSV = (
 # Columns added after the first release, as (name, SQL type): new tables are created with them, and
 # older tables get them when a process first opens the catalog. Append; never reorder or remove.
 ADDED_COLUMNS: list[tuple[str, str]] = [
-    # The keyword index's sources, each folded by shared.keywords.fold and written by one writer: the
+    # The keyword index's sources, each folded by shared.search.keywords.fold and written by one writer: the
     # object key's words (recorded with the key), the words read in the picture (the OCR stage), and
     # the words about it (EXIF text: camera, description; read at ingest).
     ("name_words", "text"),
     ("ocr_words", "text"),
     ("exif_words", "text"),
-    # Photo metadata read from EXIF at ingest (shared/exif.py): when it was taken (with the UTC offset the
+    # Photo metadata read from EXIF at ingest (shared/ingest/exif.py): when it was taken (with the UTC offset the
     # camera recorded, in minutes, null when it recorded none), camera, place; and the SHA-256 of the
     # object's bytes, which finds exact duplicates and lets a copy reuse the stored vector.
     ("taken_at", "timestamptz"),
@@ -31,10 +31,10 @@ ADDED_COLUMNS: list[tuple[str, str]] = [
     ("latitude", "double precision"),
     ("longitude", "double precision"),
     ("sha256", "text"),
-    # The keyword index (shared/hybrid.py searches it): the name's words weigh A, the picture's text B.
+    # The keyword index (shared/search/hybrid.py searches it): the name's words weigh A, the picture's text B.
     # Generated, so every writer of a source column keeps it current without knowing it exists.
     ("search_tsv", SEARCH_TSV),
-    # The OCR stage (shared/ocr_stage.py): the text read in the picture and the etag it was read from;
+    # The OCR stage (shared/ocr/stage.py): the text read in the picture and the etag it was read from;
     # state 'done' or 'failed' (given up), null while it waits; attempts, the last error, and when the row
     # may be claimed again (a lease while it is read, a backoff after a failure).
     ("ocr_text", "text"),
@@ -85,7 +85,7 @@ def hnsw_index_sql(table: str, column: str = "embedding", *, index: str | None =
 
 
 def neighbours_table(table: str) -> str:
-    """The name of the collection's table of nearest neighbours (shared/duplicates.py)."""
+    """The name of the collection's table of nearest neighbours (shared/search/duplicates.py)."""
     return table + "_near"
 
 

@@ -19,12 +19,13 @@ from dataclasses import dataclass
 
 import pg8000.native
 
-from shared.catalog import MAX_DIM, REGISTRY, Catalog, CatalogError, Collection
-from shared.db import quote_ident
 from shared.embedders import Embedder
-from shared.ingest import Ingestor, IngestReport, WorkItem, Writes
-from shared.queries import move_progress
-from shared.tables import hnsw_index_sql
+from shared.ingest.pipeline import Ingestor, IngestReport, WorkItem, Writes
+from shared.jobs import Deadline
+from shared.store.catalog import MAX_DIM, REGISTRY, Catalog, CatalogError, Collection
+from shared.store.db import quote_ident
+from shared.store.queries import move_progress
+from shared.store.tables import hnsw_index_sql
 
 log = logging.getLogger(__name__)
 
@@ -128,11 +129,11 @@ def switch(catalog: Catalog, collection: Collection, *, force: bool = False) -> 
 
 def reembed(ingestor: Ingestor, collection_name: str, new_embedder: Embedder, *,
             progress_callback: Callable[[int, int], None] | None = None,
-            time_left: Callable[[], float] | None = None) -> ReembedSummary:
+            deadline: Deadline | None = None) -> ReembedSummary:
     """Move a collection to `new_embedder`'s model while searches keep using the old vectors.
 
     Rows that change while this runs are caught by the loop; any left at the last switch go back to
-    `pending`, for a sweep with the new model. `time_left` (seconds) stops the pass early; the next
+    `pending`, for a sweep with the new model. `deadline` stops the pass early; the next
     run resumes it.
     """
     catalog = ingestor.catalog
@@ -146,7 +147,7 @@ def reembed(ingestor: Ingestor, collection_name: str, new_embedder: Embedder, *,
     writes = Writes(live=None, next=new_embedder, thumbnails=False)  # thumbnails exist already
     batch = ingestor.settings.backfill_batch_size
     for attempt in range(SWITCH_TRIES + 1):
-        while not (stopped := time_left is not None and time_left() <= 0) and (
+        while not (stopped := deadline is not None and deadline.seconds_left() <= 0) and (
             claimed := claim(catalog, collection, batch)
         ):
             _embed_claimed(ingestor, collection, writes, claimed, summary)

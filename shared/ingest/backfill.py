@@ -17,13 +17,15 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
-from shared import duplicates, queries
-from shared.catalog import Collection
 from shared.events import ObjectEvent, key_problem
-from shared.exif import read_metadata
 from shared.images import is_image_key
-from shared.ingest import DEADLINE_MARGIN_MS, TRANSIENT_ERRORS, Ingestor, IngestReport, WorkItem
+from shared.ingest.exif import read_metadata
+from shared.ingest.pipeline import Ingestor, IngestReport, WorkItem
+from shared.jobs import TRANSIENT_ERRORS, Deadline
+from shared.search import duplicates
 from shared.storage import ObjectMissing, ObjectTooLarge
+from shared.store import queries
+from shared.store.catalog import Collection
 
 log = logging.getLogger(__name__)
 
@@ -103,8 +105,7 @@ def reconcile(ingestor: Ingestor, collection: Collection, summary: SweepSummary,
     return True
 
 
-def sweep(ingestor: Ingestor, collection_name: str, *, remaining_ms: Callable[[], int] | None = None,
-          margin_ms: int = DEADLINE_MARGIN_MS, reconcile_bucket: bool = True,
+def sweep(ingestor: Ingestor, collection_name: str, *, deadline: Deadline | None = None, reconcile_bucket: bool = True,
           max_rounds: int = 100_000) -> SweepSummary:
     """Reconcile, then embed claimed rows in rounds until none are left or the deadline nears."""
     started = time.monotonic()
@@ -113,10 +114,10 @@ def sweep(ingestor: Ingestor, collection_name: str, *, remaining_ms: Callable[[]
     summary = SweepSummary(collection.name)
     last_round = 0.0
 
+    deadline = deadline or Deadline()
+
     def time_left() -> float:
-        if remaining_ms is None:
-            return float("inf")
-        return (remaining_ms() - margin_ms) / 1000.0 - last_round  # room for one more round like the last
+        return deadline.seconds_left() - last_round  # room for one more round like the last
 
     if reconcile_bucket:
         reconcile(ingestor, collection, summary, time_left)

@@ -14,14 +14,13 @@ from typing import TypeVar
 
 import numpy as np
 
-from shared import runtime
 from shared.api.schemas import ImageItem, Location
-from shared.catalog import Catalog, Collection, ModelChanged
 from shared.config import Settings
 from shared.embedders import Embedder, Models
 from shared.embedders.text import DEFAULT_LANGUAGE
-from shared.queries import Hit
 from shared.storage import Storage
+from shared.store.catalog import Catalog, Collection, ModelChanged
+from shared.store.queries import Hit
 
 T = TypeVar("T")
 
@@ -56,22 +55,22 @@ class QueryCache:
 
 @dataclass
 class Services:
-    """What the routes need. The catalog and the models are the process-wide ones (`shared.runtime`,
-    created on first use) unless the app was given its own (tests)."""
+    """What the routes need. The catalog and the models come from sources called on each use, so the
+    app's composition (shared/api/app.py) can hand in the process-wide ones, created on first use."""
 
     settings: Settings
     storage: Storage  # only for URLs and thumbnail keys: its S3 client is never created here
     cache: QueryCache
-    given_catalog: Catalog | None = None
-    given_models: Models | None = None
+    catalog_source: Callable[[], Catalog]
+    models_source: Callable[[], Models]
 
     @property
     def catalog(self) -> Catalog:
-        return self.given_catalog or runtime.catalog()
+        return self.catalog_source()
 
     @property
     def models(self) -> Models:
-        return self.given_models or runtime.models()
+        return self.models_source()
 
     def collection(self, name: str | None) -> Collection:
         """The named collection (default IB_BUCKET) as the registry has it now."""
@@ -116,11 +115,3 @@ class Services:
             if hit.latitude is not None and hit.longitude is not None else None,
             text=hit.ocr_text,
         )
-
-
-def create_services(settings: Settings, catalog: Catalog | None = None,
-                    models: Models | Embedder | None = None) -> Services:
-    """No I/O: the catalog and the models wait for their first use. One embedder stands for a set of one."""
-    if isinstance(models, Embedder):
-        models = Models([models], settings)
-    return Services(settings, Storage(settings), QueryCache(settings.query_cache_size), catalog, models)

@@ -22,7 +22,7 @@ import logging
 import threading
 import time
 from collections import deque
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -31,33 +31,21 @@ from typing import Any, Literal
 import numpy as np
 from PIL import Image
 
-from shared import queries
-from shared.catalog import Catalog, CatalogError, Collection, ModelChanged
 from shared.config import Settings
-from shared.db import DatabaseUnavailable
-from shared.duplicates import StoredCopy, content_hash, index_neighbours, stored_copy
-from shared.embedders import Embedder, EmbedderTemporaryError, ModelNotDeployed, Models
+from shared.embedders import Embedder, Models
 from shared.events import ObjectEvent, key_problem
-from shared.exif import PhotoMetadata, read_metadata
-from shared.images import ImageError, content_type_for, decode, is_image_key, thumbnail
-from shared.storage import ObjectInfo, ObjectMissing, ObjectTooLarge, Storage, StorageUnavailable
+from shared.images import content_type_for, decode, is_image_key, thumbnail
+from shared.ingest.exif import PhotoMetadata, read_metadata
+from shared.jobs import PERMANENT_ERRORS, TRANSIENT_ERRORS, failure_reason, retry_delay
+from shared.search.duplicates import StoredCopy, content_hash, index_neighbours, stored_copy
+from shared.storage import ObjectInfo, ObjectMissing, Storage
+from shared.store import queries
+from shared.store.catalog import Catalog, CatalogError, Collection
 
 log = logging.getLogger(__name__)
 THUMBNAIL_SKIP = "thumbnail (our own write)"
 
-# Worth retrying later: the message (or the claimed row) comes back. A collection whose model this
-# deployment lacks (or that moved to another model mid-batch) is retried until a deployment has it.
-TRANSIENT_ERRORS: tuple[type[BaseException], ...] = (
-    DatabaseUnavailable, StorageUnavailable, EmbedderTemporaryError, ModelNotDeployed, ModelChanged,
-)
-# The object itself is unusable: mark the row failed.
-PERMANENT_ERRORS: tuple[type[BaseException], ...] = (ImageError, ObjectTooLarge)
-
-RETRY_BASE_SECONDS = 60.0  # failed rows wait 1 min, 4 min, 16 min, ... before a sweep retries them
-RETRY_MAX_SECONDS = 24 * 3600.0
 DEFAULT_WORKERS = 4
-# Handlers stop taking work this long before the Lambda deadline: a batch must finish and be recorded.
-DEADLINE_MARGIN_MS = 60_000
 
 Outcome = Literal["embedded", "skipped", "failed", "removed", "missing", "retry"]
 MissingPolicy = Literal["skip", "remove"]
@@ -175,19 +163,6 @@ class Prepared:
     sha256: str | None = None
     photo: PhotoMetadata | None = None
     copy: StoredCopy | None = None  # the same bytes already embedded under another key: no model call
-
-
-def retry_delay(attempts: int) -> float:
-    """Backoff before a sweep retries a failed row that has failed `attempts` times before."""
-    return min(RETRY_BASE_SECONDS * 4 ** max(0, attempts), RETRY_MAX_SECONDS)
-
-
-def failure_reason(exc: BaseException) -> str:
-    if isinstance(exc, ImageError):
-        return f"{exc.reason}: {exc}"
-    if isinstance(exc, ObjectTooLarge):
-        return f"too_large: {exc}"
-    return f"{type(exc).__name__}: {exc}"
 
 
 class Ingestor:
@@ -406,7 +381,7 @@ class Ingestor:
             self._find_neighbours(batch[0].item.collection, stored)
 
     def _find_neighbours(self, collection: Collection, keys: list[str]) -> None:
-        """The new images' nearest neighbours, for duplicate groups (shared/duplicates.py). Optional here:
+        """The new images' nearest neighbours, for duplicate groups (shared/search/duplicates.py). Optional here:
         if it fails, the sweep or the next duplicates request finds them."""
         if not keys:
             return
@@ -489,16 +464,6 @@ class Ingestor:
             report.retry(bucket, item.key, "removed", exc)
             return
         report.add(bucket, item.key, "removed", "removed", "object no longer in the bucket")
-
-
-def ingest_events(events: Iterable[ObjectEvent]) -> IngestReport:
-    """Ingest events with the process-wide resources; raises IngestRetry if any object must be retried."""
-    from shared import runtime
-
-    report = runtime.ingestor().process_events(list(events))
-    if report.errors:
-        raise IngestRetry(report.errors)
-    return report
 
 
 def log_outcomes(report: IngestReport, logger: Any) -> None:

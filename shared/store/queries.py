@@ -14,9 +14,9 @@ from typing import Any
 
 import numpy as np
 
-from shared.catalog import Catalog, CatalogError, Collection, Status, model_guard, vector_literal, vectors_of
-from shared.db import quote_ident
-from shared.tables import OCR_WAITING
+from shared.store.catalog import Catalog, CatalogError, Collection, Status, model_guard, vector_literal, vectors_of
+from shared.store.db import quote_ident
+from shared.store.tables import OCR_WAITING
 
 MAX_EF_SEARCH = 1000  # pgvector's bound of hnsw.ef_search
 

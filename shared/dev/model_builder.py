@@ -1,6 +1,6 @@
 """Build a random-weight test model in Immich's CLIP layout (no network, fixed seed).
 
-    python -m shared.dev.test_model OUT_DIR [--size tiny|b32] [--recipe transformers|immich|siglip2|nllb|mclip]
+    python -m shared.dev.model_builder OUT_DIR [--size tiny|b32] [--recipe transformers|immich|siglip2|nllb|mclip]
 
 `ensure_test_model(size, recipe)` builds it once per checkout into .cache/test-models/ (the directory
 name carries the recipe and a hash of the builder's files, so editing them rebuilds) for the tests,
@@ -97,7 +97,7 @@ CACHE = Path(__file__).resolve().parents[2] / ".cache" / "test-models"
 RECIPES = ("transformers", "immich", "siglip2", "nllb", "mclip")
 # What the built model depends on: editing any of these files rebuilds the cached models.
 BUILDER_FILES = tuple(Path(__file__).with_name(name)
-                      for name in ("test_model.py", "open_clip_import.py", "catalogue_models.py"))
+                      for name in ("model_builder.py", "open_clip_import.py", "catalogue_models.py"))
 
 
 def model_cache_path(size: str = "tiny", recipe: str = "transformers") -> Path:
@@ -115,7 +115,7 @@ def ensure_test_model(size: str = "tiny", recipe: str = "transformers") -> Path:
     try:
         # A child process: the caller never imports torch just to build the model.
         env = {**os.environ, "PYTHONWARNINGS": "ignore"}
-        command = [sys.executable, "-m", "shared.dev.test_model", str(tmp), "--size", size, "--recipe", recipe]
+        command = [sys.executable, "-m", "shared.dev.model_builder", str(tmp), "--size", size, "--recipe", recipe]
         result = subprocess.run(command, capture_output=True, text=True, env=env, cwd=CACHE.parents[1])
         if result.returncode != 0:
             raise RuntimeError(f"building the {size} {recipe} test model failed:\n{result.stderr[-4000:]}")
