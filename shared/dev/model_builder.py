@@ -33,6 +33,7 @@ to the real model. The weights are random: embeddings are meaningless, only the 
 from __future__ import annotations
 
 import argparse
+import fcntl
 import gzip
 import hashlib
 import importlib.util
@@ -111,6 +112,15 @@ def ensure_test_model(size: str = "tiny", recipe: str = "transformers") -> Path:
     if (target / "config.json").exists():
         return target
     CACHE.mkdir(parents=True, exist_ok=True)
+    # One builder at a time (parallel test workers): the others wait and then find it built.
+    with open(CACHE / f".{target.name}.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if not (target / "config.json").exists():
+            _build(target, size, recipe)
+    return target
+
+
+def _build(target: Path, size: str, recipe: str) -> None:
     tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}-", dir=CACHE))
     try:
         # A child process: the caller never imports torch just to build the model.
@@ -126,7 +136,6 @@ def ensure_test_model(size: str = "tiny", recipe: str = "transformers") -> Path:
                 raise
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
-    return target
 
 
 def _bytes_to_unicode() -> dict[int, str]:

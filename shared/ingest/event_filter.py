@@ -6,7 +6,7 @@ invocation. One pattern per message shape the queue receives: S3 notifications (
 and EventBridge events (`detail.object.key`). Lambda keeps a message when any pattern matches and deletes
 the rest; a body that is not JSON (or the `s3:TestEvent`) matches neither.
 
-serverless.yml writes the same patterns (tests/test_deploy.py compares them with `thumbnail_filter`), and
+serverless.yml writes the same patterns (tests/deploy/test_deploy.py compares them with `thumbnail_filter`), and
 the local SQS poller applies them with `passes`, so `make dev` and `make bench` see what Lambda sees.
 Only the pattern syntax these filters use is implemented: exact values, `prefix`, `anything-but`, `exists`.
 """

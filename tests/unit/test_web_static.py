@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-WEB = Path(__file__).resolve().parent.parent / "web"
+WEB = Path(__file__).resolve().parents[2] / "web"
 # The gallery's ES modules (web/js/main.js imports the rest), as paths relative to web/.
 SCRIPTS = sorted(path.relative_to(WEB).as_posix() for path in (WEB / "js").glob("*.js"))
 

@@ -3,7 +3,7 @@ handler paths, the Dockerfile (hadolint), the deploy guide's commands and files,
 
 Every AWS call osls makes goes to the session's moto server (AWS_ENDPOINT_URL), so nothing leaves 127.0.0.1.
 The stage's secrets sit in moto's Parameter Store while packaging, and the test shows the template carries
-only their names: the functions read the values at run time (shared/secrets.py, tests/test_secrets.py).
+only their names: the functions read the values at run time (shared/secrets.py, tests/integration/test_secrets.py).
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ import yaml
 from shared.dev.local_services import MotoServer, aws_client
 from shared.ingest.event_filter import passes, thumbnail_filter
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 INFRA = ROOT / "infra"
 OSLS = INFRA / "node_modules" / ".bin" / "osls"
 IMAGE_URI = "123456789012.dkr.ecr.us-east-1.amazonaws.com/image-browser@sha256:" + "ab" * 32

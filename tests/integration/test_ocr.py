@@ -3,7 +3,6 @@ the OCR stage reads embedded pictures apart from embedding, against moto S3 + em
 
 from __future__ import annotations
 
-import io
 import threading
 import time
 from collections import Counter
@@ -12,7 +11,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import pytest
 from fastapi.testclient import TestClient
 from PIL import Image
@@ -32,71 +30,24 @@ from shared.store import queries
 from shared.store.catalog import Catalog, Collection
 from shared.store.db import quote_ident
 from tests.fixtures.model import synthetic_photo
-from tests.fixtures.text_images import SCENES, Scene, render
+from tests.fixtures.text_images import SCENE, jpeg, render
 
-SCENE = {scene.name: scene for scene in SCENES}
 # Seeds (and sizes) of generated photos in which detection finds edges that read as a lone "8", "-", "L",
 # "。" or "--" with confidence over 0.8: the line rule, not the floor, keeps their text empty.
-FRAGMENT_PHOTOS = [(seed, [(1024, 768), (768, 1024), (1600, 1200), (640, 480)][seed % 4])
-                   for seed in (9, 30, 37, 45, 54, 109, 121, 166, 191, 194)]
 
 
-def jpeg(image: Image.Image) -> bytes:
-    out = io.BytesIO()
-    image.save(out, format="JPEG", quality=90)
-    return out.getvalue()
 
-
-@pytest.fixture(scope="module")
-def reader() -> TextReader:
-    return TextReader()
 
 
 # ---- the models ------------------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("scene", SCENES, ids=[scene.name for scene in SCENES])
-def test_reads_signs_receipts_and_screenshots_word_for_word(reader: TextReader, scene: Scene) -> None:
-    """Varied fonts (sans, serif, italic, mono), sizes, colours, slight rotations, one to three lines."""
-    lines = reader.read(render(scene))
-    assert [line.text for line in lines] == list(scene.lines)  # top to bottom, as written
-    assert all(line.score >= reader.min_score for line in lines)
 
 
-def test_photos_without_text_get_no_text(reader: TextReader) -> None:
-    pictures = [synthetic_photo(width, height, seed=seed) for seed, (width, height) in FRAGMENT_PHOTOS]
-    pictures += [Image.new("RGB", (800, 600), (90, 140, 200)),
-                 Image.fromarray(np.random.default_rng(1).integers(0, 256, (600, 800, 3), dtype=np.uint8))]
-    assert [reader.read(picture) for picture in pictures] == [[] for _ in pictures]
 
 
-def test_lines_need_the_confidence_floor_and_two_letters_or_digits() -> None:
-    @dataclass
-    class Output:  # rapidocr's answer: texts and recognition scores
-        txts: tuple[str, ...]
-        scores: tuple[float, ...]
-
-    reader = TextReader(min_score=0.8)
-    reader._engine = lambda pixels: Output(("Total 7.85", "Harbour", "-0", "」", " ab ", "8"),
-                                           (0.95, 0.79, 0.99, 0.9, 0.8, 0.98))
-    assert reader.read(Image.new("RGB", (64, 64))) == [TextLine("Total 7.85", 0.95), TextLine("ab", 0.8)]
-    reader._engine = lambda pixels: Output((), ())  # rapidocr's empty answer for a picture without text
-    assert reader.read(Image.new("RGB", (64, 64))) == []
 
 
-def test_models_come_from_the_wheel_and_nothing_is_downloaded(monkeypatch: pytest.MonkeyPatch) -> None:
-    import requests
-    from rapidocr.utils.download_file import DownloadFile
-
-    def refuse(*args: Any, **kwargs: Any) -> None:
-        raise AssertionError("rapidocr tried to download a file")
-
-    monkeypatch.setattr(DownloadFile, "run", classmethod(refuse))
-    monkeypatch.setattr(requests.Session, "request", refuse)
-    fresh = TextReader()
-    assert not fresh.loaded()
-    assert [line.text for line in fresh.read(render(SCENE["street-sign"]))] == ["Harbour Street"]
-    assert fresh.loaded()
 
 
 # ---- the stage ------------------------------------------------------------------------------------------
@@ -332,23 +283,6 @@ def test_command_line_and_lambda_handler_read_what_waits(ocr_env: World, monkeyp
         (world.settings.bucket, 1, 0)]
 
 
-def test_make_dev_shows_the_words_found_in_pictures(tmp_path: Path, test_model_dir: Path) -> None:
-    """The local stack's OCR worker reads what its embed worker embedded; the gallery's API shows it."""
-    from tests.fixtures.devstack import ARTIFACTS, get_json, start_stack
-
-    stack = start_stack(tmp_path / "data", str(test_model_dir), log_path=ARTIFACTS / "devstack-ocr.log")
-    try:
-        stack.s3().put_object(Bucket=stack.bucket, Key="ward.jpg", Body=jpeg(render(SCENE["hospital-sign"])))
-        stack.wait_embedded(1)
-        deadline = time.monotonic() + 120
-        while (item := get_json(f"{stack.api_url}/api/recent")["items"][0])["text"] is None:
-            assert time.monotonic() < deadline, f"no text after 120 s:\n{stack.output()[-4000:]}"
-            time.sleep(0.5)
-        assert item["text"] == "INPATIENT\nHOSPITAL"
-        assert get_json(f"{stack.api_url}/api/stats")["ocr_waiting"] == 0
-    finally:
-        assert stack.stop() == 0
-    assert "Traceback" not in stack.output()
 
 
 def test_pictures_embedded_before_ocr_existed_wait_and_get_read(world: World, pg_url: str) -> None:
