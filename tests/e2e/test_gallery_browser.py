@@ -96,7 +96,23 @@ def phone(browser: Browser) -> Iterator[Page]:
     yield from open_page(browser, PHONE, color_scheme="dark")
 
 
+def wait_images(page: Page, *, full_page: bool = False) -> None:
+    """Every image shown in the page's main area (in view; anywhere for a full-page shot) has loaded and faded
+    in, so a screenshot shows pictures, not placeholders. Images that fell back to "unavailable" are left out."""
+    page.wait_for_function(
+        """(fullPage) => {
+            const shown = [...document.querySelectorAll('main img')]
+                .filter(i => i.getClientRects().length && !i.closest('.broken'))
+                .filter(i => fullPage || i.getBoundingClientRect().top < innerHeight);
+            if (fullPage) shown.forEach(i => { i.loading = 'eager'; });
+            return shown.every(i => i.complete && i.naturalWidth > 0 && getComputedStyle(i).opacity === '1');
+        }""",
+        arg=full_page,
+    )
+
+
 def shot(page: Page, name: str, *, full_page: bool = False) -> None:
+    wait_images(page, full_page=full_page)
     ARTIFACTS.mkdir(exist_ok=True)
     page.screenshot(path=str(ARTIFACTS / f"gallery-{name}.png"), full_page=full_page)
 
@@ -106,11 +122,13 @@ def tile_scores(page: Page) -> list[float]:
 
 
 def wait_thumbnails(page: Page) -> None:
-    """Every tile in view has its thumbnail (class `loaded`) and none fell back to broken."""
+    """Every tile in view has its thumbnail (loaded: class `loaded`, complete, with pixels) and none fell back
+    to broken."""
     page.wait_for_function(
         """() => [...document.querySelectorAll('#grid .tile')]
               .filter(t => t.getBoundingClientRect().top < innerHeight)
-              .every(t => t.classList.contains('loaded'))"""
+              .every(t => t.classList.contains('loaded') && t.querySelector('img').complete
+                          && t.querySelector('img').naturalWidth > 0)"""
     )
     assert page.locator("#grid .tile.broken").count() == 0
 
