@@ -37,7 +37,7 @@ MULTIPART_OVERHEAD = 64 * 1024  # boundaries and part headers on top of the file
 SearchTextParam = Annotated[str, Query(
     min_length=1, max_length=2000,
     description='What to look for: text, similar:<key>, "quoted words", joined by + and -, each with an '
-    "optional N: weight (README, Search).")]
+    "optional N: weight (docs/search.md).")]
 ImageTermsParam = Annotated[str | None, Query(
     max_length=2000, description="Terms combined with the uploaded image, as in /api/search's q (or form field q).")]
 StoredKeyParam = Annotated[str, Query(min_length=1, max_length=1024, description="Key of a stored image.")]
