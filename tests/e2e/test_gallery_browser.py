@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 from playwright.sync_api import Browser, Page, Route, expect, sync_playwright
 
-from tests.fixtures.devstack import ARTIFACTS, Stack, embedded_by_events, start_stack
+from tests.fixtures.devstack import ARTIFACTS, Stack, embedded_by_events, running_stack
 from tests.fixtures.model import synthetic_photo
 
 CHROMIUM = Path("/usr/bin/chromium")
@@ -54,18 +54,9 @@ def images() -> dict[str, tuple[bytes, str]]:
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory: pytest.TempPathFactory, test_model_dir: Path,
           images: dict[str, tuple[bytes, str]]) -> Iterator[Stack]:
-    data_dir = tmp_path_factory.mktemp("gallery") / "data"
-    log_path = ARTIFACTS / "gallery-devstack.log"
-    log_path.unlink(missing_ok=True)
-    running = start_stack(data_dir, str(test_model_dir), log_path=log_path)
-    try:
-        s3 = running.s3()
-        for key, (body, mime) in images.items():
-            s3.put_object(Bucket=running.bucket, Key=key, Body=body, ContentType=mime)
-        running.wait_embedded(IMAGE_COUNT)
+    assert len(images) == IMAGE_COUNT
+    with running_stack(tmp_path_factory, str(test_model_dir), "gallery", objects=images) as running:
         yield running
-    finally:
-        running.stop()
 
 
 @pytest.fixture(scope="module")

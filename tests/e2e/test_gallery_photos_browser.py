@@ -17,7 +17,7 @@ import pytest
 from playwright.sync_api import Locator, Page, expect
 
 from tests.e2e.test_gallery_browser import CHROMIUM, DESKTOP, PHONE, browser, open_page, shot, wait_thumbnails
-from tests.fixtures.devstack import ARTIFACTS, Stack, start_stack
+from tests.fixtures.devstack import Stack, running_stack
 from tests.fixtures.model import synthetic_photo
 from tests.fixtures.photos import (
     A_GROUP,
@@ -45,20 +45,12 @@ expect.set_options(timeout=20_000)
 
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory: pytest.TempPathFactory, test_model_dir: Path) -> Iterator[Stack]:
-    data_dir = tmp_path_factory.mktemp("gallery-photos") / "data"
-    log_path = ARTIFACTS / "gallery-photos-devstack.log"
-    log_path.unlink(missing_ok=True)
     settings = {"IB_DUPLICATES_NEAR_DISTANCE": str(TEST_MODEL_NEAR),
                 "IB_DUPLICATES_SIMILAR_DISTANCE": str(TEST_MODEL_SIMILAR), "IB_OCR": "false"}
-    running = start_stack(data_dir, str(test_model_dir), log_path=log_path, settings=settings)
-    try:
-        s3 = running.s3()
-        for key, body in PHOTOS.items():
-            s3.put_object(Bucket=running.bucket, Key=key, Body=body)
-        running.wait_embedded(len(PHOTOS))
+    objects = {key: (body, None) for key, body in PHOTOS.items()}
+    with running_stack(tmp_path_factory, str(test_model_dir), "gallery-photos", settings=settings,
+                       objects=objects) as running:
         yield running
-    finally:
-        running.stop()
 
 
 @pytest.fixture()
