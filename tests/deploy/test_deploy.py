@@ -24,10 +24,10 @@ import yaml
 
 from shared.dev.local_services import MotoServer, aws_client
 from shared.ingest.event_filter import bucket_rule_pattern, not_thumbnail, passes, thumbnail_filter, trigger_filter
+from tests.deploy.packaging import osls as ensure_osls_installed
 
 ROOT = Path(__file__).resolve().parents[2]
 INFRA = ROOT / "infra"
-OSLS = INFRA / "node_modules" / ".bin" / "osls"
 IMAGE_URI = "123456789012.dkr.ecr.us-east-1.amazonaws.com/image-browser@sha256:" + "ab" * 32
 STAGE = "ci"
 SECRETS = {
@@ -37,20 +37,9 @@ SECRETS = {
 FUNCTIONS = {"Embed": "embed", "Backfill": "backfill", "Ocr": "ocr", "Api": "api", "R2Pull": "r2_pull"}
 
 
-def ensure_osls() -> Path:
-    """infra/node_modules from the lockfile (make does this first; a bare pytest run does it here)."""
-    if OSLS.exists():
-        return OSLS
-    npm = shutil.which("npm")
-    if npm is None:
-        pytest.skip("npm is not installed: the osls packaging checks need Node.js and npm")
-    subprocess.run([npm, "ci", "--prefix", str(INFRA), "--no-audit", "--no-fund"], check=True, timeout=600)
-    return OSLS
-
-
 @pytest.fixture(scope="module")
 def template(moto_server: MotoServer, tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
-    osls = ensure_osls()
+    osls = ensure_osls_installed()
     ssm = aws_client("ssm", moto_server.endpoint)
     for name, value in SECRETS.items():
         ssm.put_parameter(Name=name, Value=value, Type="SecureString", Overwrite=True)
