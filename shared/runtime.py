@@ -8,7 +8,8 @@ first request needs.
 from __future__ import annotations
 
 from functools import lru_cache
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit
 
 from shared.config import ConfigError, get_settings
 
@@ -74,9 +75,25 @@ def ocr_stage() -> OcrStage:
     return OcrStage(get_settings(), catalog(), storage(), text_reader())
 
 
+@lru_cache(maxsize=8)
+def queue_client(queue_url: str) -> Any:
+    """An SQS client for `queue_url`: its endpoint and region come from the URL, so AWS queues and the
+    local stack's (moto) both work; a local endpoint takes the test credentials moto accepts."""
+    import boto3
+
+    settings = get_settings()
+    parts = urlsplit(queue_url)
+    host = parts.hostname or ""
+    if host.endswith(".amazonaws.com"):
+        return boto3.client("sqs", region_name=host.split(".")[1], endpoint_url=f"{parts.scheme}://{parts.netloc}")
+    return boto3.client("sqs", region_name=settings.s3_region, endpoint_url=f"{parts.scheme}://{parts.netloc}",
+                        aws_access_key_id=settings.s3_access_key_id or "test",
+                        aws_secret_access_key=settings.s3_secret_access_key or "test")
+
+
 def reset() -> None:
     """Forget everything (tests that change settings between cases)."""
-    for cached in (get_settings, catalog, storage, models, ingestor, text_reader, ocr_stage):
+    for cached in (get_settings, catalog, storage, models, ingestor, text_reader, ocr_stage, queue_client):
         cached.cache_clear()
 
 

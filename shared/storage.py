@@ -144,6 +144,21 @@ class Storage:
         except (ClientError, BotoCoreError) as exc:
             raise self._fail(exc, bucket) from exc
 
+    def list_page(self, bucket: str, token: str | None = None, max_keys: int = 1000,
+                  ) -> tuple[list[ObjectInfo], str | None]:
+        """One page of the listing: (objects, the token of the next page, None at the end). A listing of
+        millions of keys is resumed from a stored token by the next call, in this process or another."""
+        kwargs: dict[str, object] = {"Bucket": bucket, "MaxKeys": int(max_keys)}
+        if token:
+            kwargs["ContinuationToken"] = token
+        try:
+            page = self.client.list_objects_v2(**kwargs)
+        except (ClientError, BotoCoreError) as exc:
+            raise self._fail(exc, bucket) from exc
+        infos = [ObjectInfo(bucket, item["Key"], int(item["Size"]), clean_etag(item.get("ETag")),
+                            item.get("LastModified")) for item in page.get("Contents", [])]
+        return infos, (page.get("NextContinuationToken") if page.get("IsTruncated") else None)
+
     def put(self, bucket: str, key: str, data: bytes, content_type: str) -> None:
         try:
             self.client.put_object(

@@ -2,9 +2,10 @@
 
 Our own thumbnail writes land in the watched bucket and send object events like any upload; S3's
 notification filters can only include by prefix or suffix, so the trigger drops them instead, before any
-invocation. One pattern per message shape the queue receives: S3 notifications (`Records[].s3.object.key`)
-and EventBridge events (`detail.object.key`). Lambda keeps a message when any pattern matches and deletes
-the rest; a body that is not JSON (or the `s3:TestEvent`) matches neither.
+invocation. One pattern per message shape the queue receives: S3 notifications (`Records[].s3.object.key`),
+EventBridge events (`detail.object.key`) and our own work messages (`image_browser.job`). Lambda keeps a
+message when any pattern matches and deletes the rest; a body that is not JSON (or the `s3:TestEvent`)
+matches none.
 
 serverless.yml writes the same patterns (tests/deploy/test_deploy.py compares them with `thumbnail_filter`), and
 the local SQS poller applies them with `passes`, so `make dev` and `make bench` see what Lambda sees.
@@ -25,6 +26,7 @@ def thumbnail_filter(thumbnail_prefix: str) -> list[Pattern]:
     return [
         {"body": {"Records": {"s3": {"object": {"key": not_thumbnail}}}}},  # S3 -> SQS
         {"body": {"detail": {"object": {"key": not_thumbnail}}}},  # EventBridge -> SQS
+        {"body": {"image_browser": {"job": ["embed", "reembed"]}}},  # work messages (shared/ingest/work.py)
     ]
 
 

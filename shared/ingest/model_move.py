@@ -175,3 +175,46 @@ def _embed_claimed(ingestor: Ingestor, collection: Collection, writes: Writes,
     summary.failed += counts["failed"]
     if report.errors and len(report.errors) == len(claimed):
         raise next(iter(report.errors.values()))  # all transient (database or storage down): stop here
+
+
+def reembed_keys(ingestor: Ingestor, collection_name: str, keys: list[str], model_id: str) -> IngestReport:
+    """A re-embedding work message: the next model's vector for those of `keys` this call claims (a key queued
+    twice is embedded once); the move switches once the last row has it. Keys of a move that is over (or
+    replaced by a move to another model) are skipped: the message is moot."""
+    catalog = ingestor.catalog
+    collection = catalog.get_collection(collection_name)
+    report = IngestReport()
+    if collection.next_model_id != model_id:
+        for key in keys:
+            report.add(collection.bucket, key, "reembed", "skipped", f"the collection is not moving to {model_id}")
+        return report
+    writes = Writes(live=None, next=ingestor.models.get(model_id, collection.name), thumbnails=False)
+    claimed = catalog.claim_keys(collection, keys, max_attempts=ingestor.settings.max_attempts,
+                                 lease_seconds=CLAIM_LEASE_SECONDS, moving=True)
+    ingestor.embed_items([WorkItem(collection, key, etag, 0, "reembed") for key, etag, _ in claimed], writes,
+                         report, missing="skip")
+    failed = [key for _, key in report.errors]
+    if failed:  # given back at once: the message's retry claims them again
+        catalog.db.run(f"UPDATE {quote_ident(collection.table)} SET next_attempt_at = NULL "
+                       "WHERE key = ANY(CAST(:keys AS text[])) AND embedding_next IS NULL", keys=failed)
+    elif claimed:
+        finish_if_done(ingestor, collection.name)
+    return report
+
+
+def finish_if_done(ingestor: Ingestor, collection_name: str) -> bool:
+    """Build the next model's index and switch once every embedded row has its vector; rows embedded by
+    the old model meanwhile are queued (or, with no queue, left for `reembed`)."""
+    catalog = ingestor.catalog
+    collection = catalog.get_collection(collection_name)
+    if not collection.next_model_id:
+        return True
+    done, total = move_progress(catalog, collection)
+    if done < total:
+        return False
+    build_next_index(catalog, collection)
+    try:
+        return switch(catalog, collection)
+    except CatalogError:  # another worker switched a moment ago
+        return True
+

@@ -18,6 +18,7 @@ Failures are sorted three ways:
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import threading
 import time
@@ -44,6 +45,8 @@ from shared.store.catalog import Catalog, CatalogError, Collection
 
 log = logging.getLogger(__name__)
 THUMBNAIL_SKIP = "thumbnail (our own write)"
+CLAIMED_ELSEWHERE = "already embedded, or being embedded by another worker (its lease holds the row)"
+CLAIM_LEASE_SECONDS = 600.0  # a claimed row is ours this long; a crashed worker's rows come back after it
 
 DEFAULT_WORKERS = 4
 
@@ -223,7 +226,32 @@ class Ingestor:
             # Catalog updates run in the worker threads, so the model starts on the first images at once.
             jobs = [KeyEvents(collection, key, tuple(key_events)) for key, key_events in by_key.items()]
             self.embed_items(jobs, writes, report, missing="skip")
+            self.release_failed(collection, report)
         return report
+
+    def process_work(self, collection_name: str, keys: Sequence[str]) -> IngestReport:
+        """Embed the keys of a work message (shared/ingest/work.py) that still need a vector: exactly those
+        this call claims, so a key queued twice or also sent by an event is embedded once. Never raises for
+        one object's transient failure: see `report.errors` (their claims are given back)."""
+        report = IngestReport()
+        collection = self.catalog.get_collection(collection_name)
+        writes = self.writes_for(collection)
+        claimed = self.catalog.claim_keys(collection, keys, max_attempts=self.settings.max_attempts,
+                                          lease_seconds=CLAIM_LEASE_SECONDS)
+        for key in set(keys) - {key for key, _, _ in claimed}:
+            report.add(collection.bucket, key, "queued", "skipped", CLAIMED_ELSEWHERE)
+        items = [WorkItem(collection, key, etag, attempts, "queued") for key, etag, attempts in claimed]
+        self.embed_items(items, writes, report, missing="remove")
+        self.release_failed(collection, report)
+        return report
+
+    def release_failed(self, collection: Collection, report: IngestReport) -> None:
+        """Give back the claims of objects that hit a transient failure, so their message's retry (which is
+        the backoff) claims them again at once."""
+        for bucket, key in list(report.errors):
+            if bucket == collection.bucket:
+                with contextlib.suppress(*TRANSIENT_ERRORS):  # else the lease runs out by itself
+                    self.catalog.release_claim(collection, key)
 
     def _record(self, job: KeyEvents, report: IngestReport) -> WorkItem | None:
         """Apply one object's events; the row to embed, or None (the outcome is reported)."""
@@ -252,7 +280,15 @@ class Ingestor:
             # Same content failed before; the sweep retries it with backoff up to IB_MAX_ATTEMPTS.
             report.add(bucket, key, action, "skipped", f"failed before ({row.attempts} attempts): {row.error}")
             return None
-        return WorkItem(collection, key, row.etag, row.attempts, action)
+        # The row's lease decides who embeds it: an event racing a work message (or a second delivery) for
+        # the same key embeds it once.
+        claimed = self.catalog.claim_keys(collection, [key], max_attempts=self.settings.max_attempts,
+                                          lease_seconds=CLAIM_LEASE_SECONDS)
+        if not claimed:
+            report.add(bucket, key, action, "skipped", CLAIMED_ELSEWHERE)
+            return None
+        _, etag, attempts = claimed[0]
+        return WorkItem(collection, key, etag, attempts, action)
 
     # ---- the pipeline ---------------------------------------------------------------------------
 

@@ -11,8 +11,9 @@ A failure is recorded on the row (attempts, the reason) and retried with the emb
 IB_MAX_ATTEMPTS, then given up (`ocr_state = 'failed'`); database and storage outages give the row back
 without counting an attempt.
 
-It runs as the scheduled `functions/ocr.py` in Lambda, as a worker of `make dev`, and as
-`image-browser ocr --collection NAME`, which is also how images embedded before OCR existed get read.
+It runs as `functions/ocr.py` in Lambda, a consumer of the OCR queue the embed function (and the backfill's
+catch-up) sends work messages to (`read_keys`); `make dev` polls that queue the same way; and
+`image-browser ocr --collection NAME` reads whatever waits (`run`).
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ import logging
 import os
 import threading
 import time
+from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Literal
@@ -77,15 +79,17 @@ class OcrSummary:
 # ---- claims and writes on the collection's table -------------------------------------------------
 
 
-def claim_waiting(catalog: Catalog, collection: Collection, limit: int, *,
-                  lease_seconds: float = CLAIM_LEASE_SECONDS) -> list[tuple[str, str | None, int]]:
+def claim_waiting(catalog: Catalog, collection: Collection, limit: int, *, lease_seconds: float = CLAIM_LEASE_SECONDS,
+                  keys: Sequence[str] | None = None) -> list[tuple[str, str | None, int]]:
     """Claim up to `limit` rows whose words are still to be read: (key, etag, attempts so far).
 
     The claim ties the row's OCR state to its current etag: a picture replaced since its last reading
     starts again at 0 attempts, and its old text is cleared. The lease keeps a second run off the row
-    while it is read (SKIP LOCKED covers only the instant of claiming).
+    while it is read (SKIP LOCKED covers only the instant of claiming). `keys`: only these (an OCR work
+    message's), so a message delivered twice is read once.
     """
     q = quote_ident(collection.table)
+    only_keys = "AND key = ANY(CAST(:keys AS text[]))" if keys is not None else ""
     same_content = "ocr_etag IS NOT DISTINCT FROM etag"
     rows = catalog.db.run(
         f"""UPDATE {q} SET ocr_next_attempt_at = now() + make_interval(secs => :lease),
@@ -94,11 +98,11 @@ def claim_waiting(catalog: Catalog, collection: Collection, limit: int, *,
                 ocr_state = NULL, ocr_text = NULL, ocr_words = NULL, ocr_etag = etag
             WHERE id IN (
                 SELECT id FROM {q}
-                WHERE {OCR_WAITING}
+                WHERE {OCR_WAITING} {only_keys}
                   AND (ocr_next_attempt_at IS NULL OR ocr_next_attempt_at <= now() OR NOT ({same_content}))
                 ORDER BY id LIMIT :limit FOR UPDATE SKIP LOCKED)
             RETURNING key, etag, ocr_attempts""",
-        lease=float(lease_seconds), limit=int(limit),
+        lease=float(lease_seconds), limit=int(limit), keys=list(keys or []),
     )
     return [(key, etag, int(attempts)) for key, etag, attempts in rows]
 
@@ -183,6 +187,23 @@ class OcrStage:
         summary.remaining = queries.count_ocr_waiting(self.catalog, collection)
         summary.seconds = round(time.monotonic() - started, 3)
         log.info("ocr %s: %s", collection.name, summary.as_dict())
+        return summary
+
+    def read_keys(self, collection_name: str, keys: Sequence[str]) -> OcrSummary:
+        """Read the pictures of an OCR work message: those of `keys` still waiting that this call claims.
+        UnknownCollection if the collection does not exist; OcrUnavailable if the models cannot load."""
+        started = time.monotonic()
+        summary = OcrSummary(collection_name, disabled=not self.settings.ocr)
+        if summary.disabled or not keys:
+            return summary
+        collection = self.catalog.get_collection(collection_name)
+        claimed = claim_waiting(self.catalog, collection, len(keys), keys=keys)
+        summary.skipped += len(set(keys)) - len(claimed)  # read already, replaced, or read by another worker
+        with ThreadPoolExecutor(self.settings.ocr_calls, thread_name_prefix="ocr",
+                                initializer=_yield_to_embedding) as pool:
+            for outcome in pool.map(lambda row: self.read_row(collection, *row, errors=summary.errors), claimed):
+                summary.add(outcome)
+        summary.seconds = round(time.monotonic() - started, 3)
         return summary
 
     def read_row(self, collection: Collection, key: str, etag: str | None, attempts: int, *,

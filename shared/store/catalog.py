@@ -447,6 +447,30 @@ class Catalog:
         )
         return [(key, etag, int(attempts)) for key, etag, attempts in rows]
 
+    def claim_keys(
+        self, collection: Collection, keys: Sequence[str], *, max_attempts: int, lease_seconds: float = 300,
+        moving: bool = False,
+    ) -> list[tuple[str, str | None, int]]:
+        """Claim exactly these keys where they need a vector and no lease holds them: (key, etag, attempts).
+
+        `claim_todo`'s claim for a queue message (or an event) that names its keys: a key queued twice, or
+        queued and also sent by an S3 event, is claimed (so embedded) once. With `moving`, rows that need the
+        next model's vector (a model move) instead of a live one.
+        """
+        q = quote_ident(collection.table)
+        needs = "status = 'embedded' AND embedding_next IS NULL" if moving else NEEDS_VECTOR
+        rows = self.db.run(
+            f"""UPDATE {q} SET next_attempt_at = now() + make_interval(secs => :lease)
+                WHERE id IN (
+                    SELECT id FROM {q}
+                    WHERE key = ANY(CAST(:keys AS text[])) AND {needs}
+                      AND (next_attempt_at IS NULL OR next_attempt_at <= now())
+                    ORDER BY id FOR UPDATE SKIP LOCKED)
+                RETURNING key, etag, attempts""",
+            lease=float(lease_seconds), max_attempts=int(max_attempts), keys=list(keys),
+        )
+        return [(key, etag, int(attempts)) for key, etag, attempts in rows]
+
     def release_claim(self, collection: Collection, key: str, *, retry_after_seconds: float = 0) -> None:
         """Give a claimed row back early (a transient failure): claimable again after the delay."""
         q = quote_ident(collection.table)
