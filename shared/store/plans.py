@@ -33,6 +33,9 @@ class Plan:
 
 
 def ensure_table(catalog: Catalog) -> None:
+    """The plans table, created once per process (the stats answer reads it on every call)."""
+    if getattr(catalog, "_plans_ready", False):
+        return
     catalog.db.run(
         f"""CREATE TABLE IF NOT EXISTS {PLANS} (
             collection text PRIMARY KEY,
@@ -43,6 +46,7 @@ def ensure_table(catalog: Catalog) -> None:
             updated_at timestamptz NOT NULL DEFAULT now()
         )"""
     )
+    catalog._plans_ready = True  # type: ignore[attr-defined]
 
 
 def load(catalog: Catalog, collection: str) -> Plan | None:
