@@ -92,25 +92,34 @@ def test_cfn_lint_passes(template: dict[str, Any]) -> None:
     assert result.returncode == 0, result.stdout + result.stderr
 
 
+def trigger_of(template: dict[str, Any], queue: str) -> dict[str, Any]:
+    """The SQS event source mapping that consumes `queue` (a logical id)."""
+    (mapping,) = [m for m in resources(template, "AWS::Lambda::EventSourceMapping").values()
+                  if m["Properties"]["EventSourceArn"] == {"Fn::GetAtt": [queue, "Arn"]}]
+    return mapping
+
+
 def test_sqs_trigger_reports_batch_failures_and_caps_concurrency(template: dict[str, Any]) -> None:
-    (mapping,) = resources(template, "AWS::Lambda::EventSourceMapping").values()
-    props = mapping["Properties"]
-    assert props["EventSourceArn"] == {"Fn::GetAtt": ["IngestQueue", "Arn"]}
-    assert props["FunctionName"] == {"Fn::GetAtt": ["EmbedLambdaFunction", "Arn"]}
-    assert props["FunctionResponseTypes"] == ["ReportBatchItemFailures"]
-    assert 2 <= props["ScalingConfig"]["MaximumConcurrency"] <= 1000
-    assert 1 <= props["BatchSize"] <= 10_000
+    assert len(resources(template, "AWS::Lambda::EventSourceMapping")) == 2  # the embed and the OCR queues
+    for queue, function in (("IngestQueue", "EmbedLambdaFunction"), ("OcrQueue", "OcrLambdaFunction")):
+        props = trigger_of(template, queue)["Properties"]
+        assert props["FunctionName"] == {"Fn::GetAtt": [function, "Arn"]}
+        assert props["FunctionResponseTypes"] == ["ReportBatchItemFailures"]
+        assert 2 <= props["ScalingConfig"]["MaximumConcurrency"] <= 1000
+        assert 1 <= props["BatchSize"] <= 10_000
 
 
-def test_queue_has_dlq_and_visibility_six_times_the_timeout(template: dict[str, Any]) -> None:
-    queue = template["Resources"]["IngestQueue"]["Properties"]
+@pytest.mark.parametrize(("name", "function"), [("Ingest", "Embed"), ("Ocr", "Ocr")])
+def test_queue_has_dlq_and_visibility_six_times_the_timeout(template: dict[str, Any], name: str,
+                                                            function: str) -> None:
+    queue = template["Resources"][f"{name}Queue"]["Properties"]
     redrive = queue["RedrivePolicy"]
-    assert redrive["deadLetterTargetArn"] == {"Fn::GetAtt": ["IngestDeadLetterQueue", "Arn"]}
+    assert redrive["deadLetterTargetArn"] == {"Fn::GetAtt": [f"{name}DeadLetterQueue", "Arn"]}
     assert 1 <= redrive["maxReceiveCount"] <= 20
-    timeout = template["Resources"]["EmbedLambdaFunction"]["Properties"]["Timeout"]
+    timeout = template["Resources"][f"{function}LambdaFunction"]["Properties"]["Timeout"]
     assert queue["VisibilityTimeout"] >= 6 * timeout
     # A redriven message keeps its first enqueue time: the DLQ must keep it longer than the source did.
-    dead_letter = template["Resources"]["IngestDeadLetterQueue"]["Properties"]
+    dead_letter = template["Resources"][f"{name}DeadLetterQueue"]["Properties"]
     assert dead_letter["MessageRetentionPeriod"] > queue["MessageRetentionPeriod"]
     assert dead_letter["MessageRetentionPeriod"] <= 1_209_600  # SQS's maximum
 
@@ -118,7 +127,7 @@ def test_queue_has_dlq_and_visibility_six_times_the_timeout(template: dict[str, 
 def test_embed_trigger_drops_thumbnail_events_as_the_local_poller_does(template: dict[str, Any]) -> None:
     """The event source mapping's filter is shared/ingest/event_filter.py's, for both body shapes, so `make dev`
     and `make bench` (whose poller applies that module) see what Lambda sees."""
-    (mapping,) = resources(template, "AWS::Lambda::EventSourceMapping").values()
+    mapping = trigger_of(template, "IngestQueue")
     patterns = [json.loads(f["Pattern"]) for f in mapping["Properties"]["FilterCriteria"]["Filters"]]
     prefix = template["Parameters"]["ThumbnailPrefix"]["Default"]
     assert patterns == thumbnail_filter(prefix)
@@ -203,6 +212,11 @@ def test_schedules(template: dict[str, Any]) -> None:
     backfill = rules["BackfillEventsRuleSchedule1"]["Properties"]
     assert re.fullmatch(r"rate\(\d+ (minutes?|hours?|days?)\)", backfill["ScheduleExpression"])
     assert backfill["Targets"][0]["Arn"] == {"Fn::GetAtt": ["BackfillLambdaFunction", "Arn"]}
+    # Nothing that queries the database runs more often than hourly (a scale-to-zero database can sleep);
+    # OCR has no schedule at all (its queue drives it).
+    every = re.fullmatch(r"rate\((\d+) (minutes?|hours?|days?)\)", backfill["ScheduleExpression"])
+    assert every is not None and (every[2].startswith("minute") is False or int(every[1]) >= 60)
+    assert not any(name.startswith("Ocr") for name in rules)
     r2 = rules["R2PullEventsRuleSchedule1"]
     assert r2["Condition"] == "IsR2"  # only with storage=r2
     assert template["Resources"]["R2PullLambdaPermissionEventsRuleSchedule1"]["Condition"] == "IsR2"
@@ -333,6 +347,7 @@ def test_deploy_params_are_consistent() -> None:
     config = yaml.load((ROOT / "serverless.yml").read_text(), Loader=_CfnLoader)
     params = config["params"]["default"]
     assert params["queueVisibilityTimeout"] >= 6 * params["embedTimeout"]
+    assert params["ocrQueueVisibilityTimeout"] >= 6 * params["ocrTimeout"]
     dockerfile = (ROOT / "Dockerfile").read_text()
     assert f"IB_MODEL={params['model']}" in dockerfile
     # Old images expire from the ECR repository osls creates; x86_64 only (onnxruntime on arm64 Lambda).
