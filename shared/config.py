@@ -7,6 +7,7 @@ the table and this class agree.
 from __future__ import annotations
 
 import fnmatch
+import json
 import os
 from functools import lru_cache
 from pathlib import Path
@@ -57,6 +58,12 @@ class Settings(BaseSettings):
         ge=1000,
         le=43_200_000,
         description="Lease of pulled messages, ms; longer than processing one batch takes.",
+    )
+    work_queue_url: str | None = Field(
+        None, description="SQS queue the backfill fans bulk work out on (the embed queue); empty: it embeds in process."
+    )
+    ocr_queue_url: str | None = Field(
+        None, description="SQS queue of the OCR stage (the embed function sends it the pictures it embedded)."
     )
     thumbnail_prefix: str = Field(".thumbnails/", description="Key prefix for thumbnails; never embedded.")
     thumbnail_size: int = Field(384, ge=32, le=4096, description="Longest side of a WebP thumbnail, pixels.")
@@ -223,6 +230,25 @@ def load_settings(**overrides: object) -> Settings:
             name = "IB_" + "_".join(str(part) for part in error["loc"]).upper()
             problems.append(f"{name}={error.get('input')!r}: {error['msg']}")
         raise ConfigError("invalid configuration: " + "; ".join(problems)) from None
+
+
+LOCAL_STACK_STATE = "stack.json"  # under IB_DATA_DIR while `make dev` runs: where its services listen
+
+
+def use_local_stack() -> bool:
+    """Point the command line at a running `make dev` stack: the IB_* variables it leaves unset are taken
+    from IB_DATA_DIR/stack.json (database, S3 endpoint and keys, queues). Whether a stack was found."""
+    path = Path(os.environ.get("IB_DATA_DIR") or Settings.model_fields["data_dir"].default) / LOCAL_STACK_STATE
+    try:
+        found = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return False
+    for name, value in found.items():
+        variable = "IB_" + str(name).upper()
+        if isinstance(value, str) and variable in {"IB_" + field.upper() for field in Settings.model_fields}:
+            os.environ.setdefault(variable, value)
+    get_settings.cache_clear()
+    return True
 
 
 @lru_cache(maxsize=1)

@@ -8,7 +8,7 @@ first request needs.
 from __future__ import annotations
 
 from functools import lru_cache
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from shared.config import ConfigError, get_settings
 
@@ -54,7 +54,7 @@ def models() -> Models:
 def ingestor() -> Ingestor:
     from shared.ingest.pipeline import Ingestor
 
-    return Ingestor(get_settings(), catalog(), storage(), models())
+    return Ingestor(get_settings(), catalog(), storage(), models(), queues=queue_client)
 
 
 @lru_cache(maxsize=1)
@@ -74,9 +74,17 @@ def ocr_stage() -> OcrStage:
     return OcrStage(get_settings(), catalog(), storage(), text_reader())
 
 
+@lru_cache(maxsize=8)
+def queue_client(queue_url: str) -> Any:
+    """An SQS client for `queue_url`, kept per process (shared/storage.py builds it)."""
+    from shared.storage import queue_client as build
+
+    return build(queue_url, get_settings())
+
+
 def reset() -> None:
     """Forget everything (tests that change settings between cases)."""
-    for cached in (get_settings, catalog, storage, models, ingestor, text_reader, ocr_stage):
+    for cached in (get_settings, catalog, storage, models, ingestor, text_reader, ocr_stage, queue_client):
         cached.cache_clear()
 
 

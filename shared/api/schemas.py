@@ -103,6 +103,13 @@ class ModelMove(BaseModel):
     total: int = Field(description="Embedded images.")
 
 
+class Backlog(BaseModel):
+    queued: int = Field(description="Images the last backfill plan queued for embedding.")
+    done: int = Field(description="Of those, embedded (or given up) since.")
+    per_minute: float = Field(description="Images done per minute since the plan.")
+    eta_seconds: int | None = Field(description="Seconds until the backlog is empty at that rate.")
+
+
 class CollectionStats(BaseModel):
     collection: str
     model: str
@@ -111,6 +118,7 @@ class CollectionStats(BaseModel):
     last_update: str | None = Field(description="ISO 8601 time of the last change.")
     move: ModelMove | None = Field(None, description="The model move under way, if any.")
     ocr_waiting: int | None = Field(None, description="Embedded images whose words the OCR stage has still to read.")
+    backlog: Backlog | None = Field(None, description="Queued bulk work still draining; absent when none is left.")
 
 
 class TowersLoaded(BaseModel):

@@ -23,7 +23,7 @@ from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from shared.config import ConfigError, get_settings
+from shared.config import ConfigError, get_settings, use_local_stack
 
 SYNC_CONCURRENCY = 8
 
@@ -108,20 +108,52 @@ def _cmd_sync(args: argparse.Namespace) -> int:
     return 1 if summary.failed else 0
 
 
-def _run_backfill(collection: str) -> int:
+def _run_backfill(collection: str, *, follow: bool = False) -> int:
     from shared import runtime
-    from shared.ingest.backfill import sweep
+    from shared.ingest.backfill import plan, sweep
 
-    summary = sweep(runtime.ingestor(), collection)
-    print(f"embedded {summary.embedded}, failed {summary.failed}, removed {summary.removed}, "
-          f"added from the listing {summary.added}, remaining {summary.remaining} ({summary.seconds:.1f} s)")
-    for error in summary.errors:
+    queue_url = get_settings().work_queue_url
+    if not queue_url:  # no queue (a database and a bucket only): the work is done in this process
+        summary = sweep(runtime.ingestor(), collection)
+        print(f"embedded {summary.embedded}, failed {summary.failed}, removed {summary.removed}, "
+              f"added from the listing {summary.added}, remaining {summary.remaining} ({summary.seconds:.1f} s)")
+        for error in summary.errors:
+            print(f"  retry later: {error}", file=sys.stderr)
+        return 1 if summary.retry or summary.errors else 0
+    planned = plan(runtime.ingestor(), collection, queue_url=queue_url)
+    print(f"listed {planned.listed}, added {planned.added}, removed {planned.removed}, queued {planned.queued} "
+          f"to embed and {planned.queued_ocr} to read ({planned.seconds:.1f} s)"
+          + ("" if planned.listing_done else "; the listing goes on at the next run"))
+    for error in planned.errors:
         print(f"  retry later: {error}", file=sys.stderr)
-    return 1 if summary.retry or summary.errors else 0
+    if follow:
+        follow_backlog(collection)
+    return 1 if planned.errors else 0
+
+
+def follow_backlog(collection: str, *, every: float = 1.0) -> None:
+    """A progress bar of the collection's backlog until it is empty."""
+    from tqdm import tqdm
+
+    from shared import runtime
+    from shared.store import plans
+
+    catalog = runtime.catalog()
+    coll = catalog.get_collection(collection)
+    backlog = plans.backlog(catalog, coll, max_attempts=get_settings().max_attempts)
+    if backlog is None:
+        print("nothing waits to be embedded")
+        return
+    with tqdm(total=backlog["queued"], unit="image", desc=f"embedding {collection}") as bar:
+        while backlog is not None:
+            bar.update(backlog["done"] - bar.n)
+            time.sleep(every)
+            backlog = plans.backlog(catalog, coll, max_attempts=get_settings().max_attempts)
+        bar.update(bar.total - bar.n)
 
 
 def _cmd_backfill(args: argparse.Namespace) -> int:
-    return _run_backfill(args.collection)
+    return _run_backfill(args.collection, follow=args.follow)
 
 
 def _cmd_status(args: argparse.Namespace) -> int:
@@ -208,8 +240,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=_cmd_sync)
 
-    p = sub.add_parser("backfill", help="reconcile with the bucket and embed what is missing")
+    p = sub.add_parser("backfill", help="reconcile with the bucket and embed what is missing (queued, with a queue)")
     p.add_argument("--collection", default=None, help="bucket/collection (default: IB_BUCKET)")
+    p.add_argument("--follow", action="store_true", help="show a progress bar until the queued work is done")
     p.set_defaults(func=_cmd_backfill)
 
     p = sub.add_parser("status", help="counts per status, bytes, last update (JSON)")
@@ -247,6 +280,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     from shared.store.catalog import CatalogError
     from shared.store.db import DatabaseUnavailable
 
+    use_local_stack()  # a running `make dev` fills in what the environment leaves unset
     try:
         if getattr(args, "collection", None) is None and args.command != "status":
             args.collection = get_settings().bucket

@@ -10,7 +10,7 @@ from __future__ import annotations
 import hashlib
 import re
 import unicodedata
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
@@ -414,6 +414,20 @@ class Catalog:
         rows = leases.claim(self.db, collection.table, waiting=NEEDS_VECTOR, lease_column="next_attempt_at",
                             returning="key, etag, attempts", limit=limit, lease_seconds=lease_seconds,
                             max_attempts=int(max_attempts))
+        return [(key, etag, int(attempts)) for key, etag, attempts in rows]
+
+    def claim_keys(
+        self, collection: Collection, keys: Sequence[str], *, max_attempts: int,
+        lease_seconds: float = leases.LEASE_SECONDS,
+    ) -> list[tuple[str, str | None, int]]:
+        """Claim exactly these keys where they need a vector and no lease holds them: (key, etag, attempts).
+
+        `claim_todo`'s claim for a queue message (or an event) that names its keys: a key queued twice, or
+        queued and also sent by an S3 event, is claimed (so embedded) once.
+        """
+        rows = leases.claim(self.db, collection.table, waiting=f"key = ANY(CAST(:keys AS text[])) AND {NEEDS_VECTOR}",
+                            lease_column="next_attempt_at", returning="key, etag, attempts", limit=len(keys),
+                            lease_seconds=lease_seconds, max_attempts=int(max_attempts), keys=list(keys))
         return [(key, etag, int(attempts)) for key, etag, attempts in rows]
 
     def release_claim(self, collection: Collection, key: str, *, retry_after_seconds: float = 0) -> None:

@@ -46,6 +46,9 @@ ADDED_COLUMNS: list[tuple[str, str]] = [
     ("ocr_attempts", "integer NOT NULL DEFAULT 0"),
     ("ocr_error", "text"),
     ("ocr_next_attempt_at", "timestamptz"),
+    # When the backfill's bucket listing last saw the object (shared/store/plans.py): rows not seen by a whole
+    # listing, and not touched since it began, lost their object (a missed remove event).
+    ("listed_at", "timestamptz"),
 ]
 
 # Rows whose words the OCR stage has still to read: embedded, and not read (nor given up) for this content.

@@ -179,7 +179,25 @@ def test_stats_bar_shows_a_model_move(tmp_path: Path) -> None:
     assert json.loads(result.stdout) == ["Moving to clip-l14: 12/40", "", ""]
     # The stats bar has a place for it, filled from the stats answer.
     assert 'id="stats-move"' in (WEB / "index.html").read_text(encoding="utf-8")
-    assert "showMove(data.move)" in (WEB / "js" / "collection.js").read_text(encoding="utf-8")
+    assert "showMove(data.move, data.backlog)" in (WEB / "js" / "collection.js").read_text(encoding="utf-8")
+
+
+def test_stats_bar_shows_the_backlog(tmp_path: Path) -> None:
+    """The `backlog` block of /api/stats reads "Backlog: done/queued" with the time left; none hides it."""
+    module = _as_mjs(tmp_path, "js/format.js").as_uri()
+    script = f"""
+        import {{ backlogText }} from {json.dumps(module)};
+        console.log(JSON.stringify([
+            backlogText({{ queued: 300, done: 120, per_minute: 60, eta_seconds: 180 }}),
+            backlogText({{ queued: 300, done: 0, per_minute: 0, eta_seconds: null }}),
+            backlogText(undefined),
+        ]));
+    """
+    result = subprocess.run(
+        [_node(), "--input-type=module", "-e", script], capture_output=True, text=True, timeout=60, check=False
+    )
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout) == ["Backlog: 120/300, about 3 min left", "Backlog: 0/300", ""]
 
 
 def test_photo_facts_and_delete_commands_as_text(tmp_path: Path) -> None:
