@@ -19,10 +19,10 @@ import time
 import numpy as np
 
 from bench.bench_search import DIM, bench_catalog, build_index, clustered_vectors, copy_rows, percentiles
-from shared import duplicates
-from shared.catalog import Catalog
-from shared.db import quote_ident
-from shared.queries import search
+from shared.search import duplicates
+from shared.store.catalog import Catalog
+from shared.store.db import quote_ident
+from shared.store.queries import search
 
 NEAR, SIMILAR = 0.01, 0.06
 

@@ -25,12 +25,13 @@ from pathlib import Path
 
 import numpy as np
 
-from shared import queries, runtime
+from shared import runtime
 from shared.config import get_settings
-from shared.dev.services import EmbeddedPostgres, aws_client, free_port, wire_bucket_to_queue
+from shared.dev.local_services import EmbeddedPostgres, aws_client, free_port, wire_bucket_to_queue
 from shared.dev.sqs_poller import PollStats, SqsPoller
-from shared.event_filter import thumbnail_filter
-from shared.ingest import Writes
+from shared.ingest.event_filter import thumbnail_filter
+from shared.ingest.pipeline import Writes
+from shared.store import queries
 from tests.fixtures.model import ensure_test_model, synthetic_photo
 
 PHOTO_SIZES = [(1600, 1200), (1200, 1600), (1024, 768), (2000, 1125)]

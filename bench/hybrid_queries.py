@@ -14,9 +14,10 @@ from datetime import UTC, datetime, timedelta
 
 import numpy as np
 
-from shared import hybrid, queries
-from shared.catalog import Catalog, Collection
-from shared.query_language import parse
+from shared.search import hybrid
+from shared.search.query_language import parse
+from shared.store import queries
+from shared.store.catalog import Catalog, Collection
 
 START = datetime(2013, 1, 1, tzinfo=UTC)
 YEARS = 12

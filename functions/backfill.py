@@ -13,10 +13,9 @@ from typing import Any
 from aws_lambda_powertools import Logger
 
 from shared import runtime
-from shared.backfill import sweep
-from shared.ingest import DEADLINE_MARGIN_MS
-from shared.model_move import reembed
-from shared.schedule import RemainingMs, Summary, each_collection
+from shared.ingest.backfill import sweep
+from shared.ingest.model_move import reembed
+from shared.jobs import Deadline, Summary, each_collection
 
 logger = Logger(service="image-browser-backfill")
 
@@ -25,13 +24,12 @@ logger = Logger(service="image-browser-backfill")
 def handler(event: dict[str, Any] | None, context: Any) -> dict[str, Any]:
     new_model = event.get("reembed") if isinstance(event, dict) else None
 
-    def run(name: str, remaining_ms: RemainingMs) -> Summary:
+    def run(name: str, deadline: Deadline) -> Summary:
         ingestor = runtime.ingestor()
         if new_model:
-            time_left = (lambda: (remaining_ms() - DEADLINE_MARGIN_MS) / 1000.0) if remaining_ms else None
-            summary = reembed(ingestor, name, ingestor.models.get(str(new_model), name), time_left=time_left).as_dict()
+            summary = reembed(ingestor, name, ingestor.models.get(str(new_model), name), deadline=deadline).as_dict()
         else:
-            summary = sweep(ingestor, name, remaining_ms=remaining_ms).as_dict()
+            summary = sweep(ingestor, name, deadline=deadline).as_dict()
         logger.info("backfill done", extra=summary)
         return summary
 

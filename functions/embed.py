@@ -20,7 +20,7 @@ from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 
 from shared import runtime
 from shared.events import ObjectEvent, UnsupportedEvent, parse, parse_record
-from shared.ingest import IngestRetry, log_outcomes
+from shared.ingest.pipeline import IngestRetry, log_outcomes
 
 logger = Logger(service="image-browser-embed")
 processor = BatchProcessor(event_type=EventType.SQS)

@@ -1,6 +1,6 @@
 """OCR function (scheduled): read the words in embedded pictures that have none yet.
 
-A stage of its own, so embedding never waits for it (shared/ocr_stage.py). The event may name the
+A stage of its own, so embedding never waits for it (shared/ocr/stage.py). The event may name the
 collections ({"collections": ["photos"]}); by default it is IB_BUCKET. A collection with no images yet
 is skipped. Stops cleanly before the Lambda deadline; safe to run twice at once (rows are claimed).
 """
@@ -12,8 +12,8 @@ from typing import Any
 from aws_lambda_powertools import Logger
 
 from shared import runtime
-from shared.catalog import UnknownCollection
-from shared.schedule import RemainingMs, Summary, each_collection
+from shared.jobs import Deadline, Summary, each_collection
+from shared.store.catalog import UnknownCollection
 
 logger = Logger(service="image-browser-ocr")
 
@@ -23,9 +23,9 @@ def handler(event: dict[str, Any] | None, context: Any) -> dict[str, Any]:
     return each_collection(event, context, read_words)
 
 
-def read_words(name: str, remaining_ms: RemainingMs) -> Summary | None:
+def read_words(name: str, deadline: Deadline) -> Summary | None:
     try:
-        summary = runtime.ocr_stage().run(name, remaining_ms=remaining_ms).as_dict()
+        summary = runtime.ocr_stage().run(name, deadline=deadline).as_dict()
     except UnknownCollection:
         logger.info("no such collection yet; nothing to read", extra={"collection": name})
         return None

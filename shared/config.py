@@ -1,6 +1,6 @@
 """One settings object, read from `IB_*` environment variables (and an optional `.env`).
 
-Every field here is listed in the README's configuration table; `tests/test_config.py` checks that
+Every field here is listed in the README's configuration table; `tests/unit/test_config.py` checks that
 the table and this class agree.
 """
 
@@ -115,7 +115,7 @@ class Settings(BaseSettings):
         0, ge=0, le=64, description="Pictures the OCR stage reads at the same time; 0: one per core."
     )
 
-    # Duplicates (GET /api/duplicates, collapse=near): cosine distances, at most shared/duplicates.py RADIUS;
+    # Duplicates (GET /api/duplicates, collapse=near): cosine distances, at most shared/search/duplicates.py RADIUS;
     # a request may pass its own
     duplicates_near_distance: float = Field(
         0.01, gt=0.0, le=0.15, description="Cosine distance up to which images are near-duplicates (Immich's 0.01)."
@@ -135,7 +135,7 @@ class Settings(BaseSettings):
         default_factory=list, description="Comma-separated origins allowed by CORS (* for any)."
     )
     query_cache_size: int = Field(1024, ge=0, description="Text-query embeddings kept in the LRU cache.")
-    # Search: the floor of the adaptive cutoff (shared/hybrid.py), per model
+    # Search: the floor of the adaptive cutoff (shared/search/hybrid.py), per model
     search_floor: float = Field(
         0.2, ge=-1.0, le=1.0,
         description="Cosine similarity a picture match needs at least (cutoff=auto), for models IB_SEARCH_FLOORS "

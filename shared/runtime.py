@@ -13,17 +13,17 @@ from typing import TYPE_CHECKING
 from shared.config import ConfigError, get_settings
 
 if TYPE_CHECKING:
-    from shared.catalog import Catalog
     from shared.embedders import Embedder, Models
-    from shared.ingest import Ingestor
-    from shared.ocr import TextReader
-    from shared.ocr_stage import OcrStage
+    from shared.ingest.pipeline import Ingestor
+    from shared.ocr.reader import TextReader
+    from shared.ocr.stage import OcrStage
     from shared.storage import Storage
+    from shared.store.catalog import Catalog
 
 
 @lru_cache(maxsize=1)
 def catalog() -> Catalog:
-    from shared.catalog import Catalog
+    from shared.store.catalog import Catalog
 
     url = get_settings().database_url
     if not url:
@@ -52,7 +52,7 @@ def models() -> Models:
 
 @lru_cache(maxsize=1)
 def ingestor() -> Ingestor:
-    from shared.ingest import Ingestor
+    from shared.ingest.pipeline import Ingestor
 
     return Ingestor(get_settings(), catalog(), storage(), models())
 
@@ -61,7 +61,7 @@ def ingestor() -> Ingestor:
 def text_reader() -> TextReader:
     """The OCR models (IB_OCR_*); they load on the first picture read. One ONNX thread per call: the
     stage reads IB_OCR_PARALLEL pictures side by side."""
-    from shared.ocr import TextReader
+    from shared.ocr.reader import TextReader
 
     settings = get_settings()
     return TextReader(min_score=settings.ocr_min_score, detect_side=settings.ocr_detect_side)
@@ -69,7 +69,7 @@ def text_reader() -> TextReader:
 
 @lru_cache(maxsize=1)
 def ocr_stage() -> OcrStage:
-    from shared.ocr_stage import OcrStage
+    from shared.ocr.stage import OcrStage
 
     return OcrStage(get_settings(), catalog(), storage(), text_reader())
 

@@ -11,10 +11,10 @@ from typing import Annotated, Literal
 from fastapi import Depends, Query, Request
 
 from shared.api.errors import ApiError
-from shared.api.services import Services
 from shared.embedders.text import DEFAULT_LANGUAGE
-from shared.hybrid import Cutoff, Mode, Sort
-from shared.queries import SearchFilters
+from shared.search.hybrid import Cutoff, Mode, Sort
+from shared.search.service import Services
+from shared.store.queries import SearchFilters
 
 MAX_LIMIT = 100
 
@@ -151,7 +151,7 @@ async def vector_query(
 VectorQueryParams = Annotated[VectorQuery, Depends(vector_query)]
 
 
-# Search options (shared/hybrid.py): how words and pictures combine, the order, the cutoff, the language.
+# Search options (shared/search/hybrid.py): how words and pictures combine, the order, the cutoff, the language.
 ModeParam = Annotated[Mode, Query(
     description="hybrid: words and pictures fused; semantic: pictures only; keyword: words only (names, text).")]
 SortParam = Annotated[Sort, Query(

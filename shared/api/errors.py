@@ -13,10 +13,10 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from shared.api.schemas import ErrorBody
-from shared.catalog import CatalogError, ModelChanged, ModelMismatch, UnknownCollection
-from shared.db import DatabaseUnavailable
 from shared.embedders import EmbedderError, EmbedderTemporaryError, ModelNotDeployed
-from shared.query_language import QueryError
+from shared.search.query_language import QueryError
+from shared.store.catalog import CatalogError, ModelChanged, ModelMismatch, UnknownCollection
+from shared.store.db import DatabaseUnavailable
 
 log = logging.getLogger(__name__)
 

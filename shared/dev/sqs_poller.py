@@ -4,7 +4,7 @@ Receives batches from a queue, calls a handler with exactly the event Lambda bui
 messageId, receiptHandle, body, attributes, messageAttributes, md5OfBody, eventSource, eventSourceARN,
 awsRegion), deletes the messages not listed in `batchItemFailures` and leaves the failed ones to come back
 after the visibility timeout. A handler that raises fails the whole batch, as on Lambda. With
-`filter_patterns` (the trigger's FilterCriteria, `shared.event_filter`) messages no pattern matches are
+`filter_patterns` (the trigger's FilterCriteria, `shared.ingest.event_filter`) messages no pattern matches are
 deleted without an invocation, as Lambda does.
 """
 
@@ -19,7 +19,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
-from shared.event_filter import Pattern, passes
+from shared.ingest.event_filter import Pattern, passes
 
 log = logging.getLogger(__name__)
 

@@ -51,7 +51,7 @@ def _resolve_model(spec: str) -> str:
     if spec not in TEST_MODEL_RECIPES:
         return spec
     try:
-        from shared.dev.test_model import ensure_test_model, model_cache_path
+        from shared.dev.model_builder import ensure_test_model, model_cache_path
 
         recipe = TEST_MODEL_RECIPES[spec]
         if not (model_cache_path("tiny", recipe) / "config.json").exists():
@@ -149,7 +149,7 @@ def main() -> int:
         for name in QUIET_LOGGERS:  # moto logs every request, pgserver every command it runs
             logging.getLogger(name).setLevel(logging.WARNING)
     warnings.filterwarnings("ignore", message=".*XDG_RUNTIME_DIR.*")
-    from shared.dev.services import PortInUse, bind_port, check_port_free
+    from shared.dev.local_services import PortInUse, bind_port, check_port_free
 
     try:
         api_socket = bind_port(settings.host, settings.api_port, "IB_API_PORT")
@@ -191,7 +191,7 @@ def main() -> int:
 
 def run(settings: Settings, api_socket: socket.socket, cleanups: list[tuple[str, Callable[[], Any]]]) -> int:
     """Start everything, serve until Ctrl-C; `cleanups` collects how to stop what has started."""
-    from shared.dev.services import EmbeddedPostgres, MotoServer, aws_client, wire_bucket_to_queue
+    from shared.dev.local_services import EmbeddedPostgres, MotoServer, aws_client, wire_bucket_to_queue
 
     started_at = time.monotonic()
     data_dir = settings.data_dir.resolve()
@@ -237,7 +237,7 @@ def run(settings: Settings, api_socket: socket.socket, cleanups: list[tuple[str,
 
     from functions import backfill, embed, ocr
     from shared.dev.sqs_poller import LocalContext, SqsPoller
-    from shared.event_filter import thumbnail_filter
+    from shared.ingest.event_filter import thumbnail_filter
 
     # The trigger's filter, as deployed: our thumbnails' events never reach the handler.
     poller = SqsPoller(aws_client("sqs", endpoint, settings.s3_region), queue_url, embed.handler,

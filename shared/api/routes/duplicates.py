@@ -11,14 +11,14 @@ from typing import Annotated
 import numpy as np
 from fastapi import APIRouter, Depends, Query
 
-from shared import duplicates
 from shared.api.cursors import duplicates_after, duplicates_cursor
 from shared.api.deps import CollectionParam, CursorParam, ServicesDep, VectorQuery, require_api_key
 from shared.api.errors import ApiError, error_responses
 from shared.api.schemas import DuplicateGroup, DuplicatesPage, ImageItem
-from shared.api.services import Services
-from shared.catalog import Collection
-from shared.queries import Hit
+from shared.search import duplicates
+from shared.search.service import Services
+from shared.store.catalog import Collection
+from shared.store.queries import Hit
 
 LevelParam = Annotated[duplicates.Level, Query(
     description="exact: the same bytes (SHA-256); near: cosine distance <= IB_DUPLICATES_NEAR_DISTANCE (0.01); "

@@ -1,6 +1,6 @@
 """Search: words and pictures with the query language (GET /api/search), like a stored image
 (GET /api/similar), like an uploaded image plus optional terms (POST /api/search/image). Every route runs
-`answer_search`: shared/hybrid.py ranks, this module builds the query vector and the answer."""
+`answer_search`: shared/search/hybrid.py ranks, this module builds the query vector and the answer."""
 
 from __future__ import annotations
 
@@ -12,7 +12,6 @@ import numpy as np
 from fastapi import APIRouter, Depends, Query, Request
 from starlette.concurrency import run_in_threadpool
 
-from shared import hybrid, queries
 from shared.api.cursors import search_cursor, search_position
 from shared.api.deps import (
     SearchOptions,
@@ -25,11 +24,13 @@ from shared.api.deps import (
 from shared.api.errors import ApiError, error_responses
 from shared.api.routes.duplicates import search_items
 from shared.api.schemas import ParsedQuery, QueryTerm, SearchPage
-from shared.api.services import Services
 from shared.api.validation import check_form
-from shared.catalog import Collection
 from shared.embedders import Embedder
-from shared.query_language import Term, combine, parse
+from shared.search import hybrid
+from shared.search.query_language import Term, combine, parse
+from shared.search.service import Services
+from shared.store import queries
+from shared.store.catalog import Collection
 
 MULTIPART_OVERHEAD = 64 * 1024  # boundaries and part headers on top of the file itself
 

@@ -6,10 +6,10 @@ import logging
 
 from fastapi import APIRouter, Depends
 
-from shared import queries
 from shared.api.deps import CollectionParam, ServicesDep, require_api_key
 from shared.api.errors import error_responses
 from shared.api.schemas import CollectionInfo, CollectionList, CollectionStats, Health
+from shared.store import queries
 
 log = logging.getLogger(__name__)
 
