@@ -54,7 +54,7 @@ from typing import Any
 import numpy as np
 from scipy.spatial import cKDTree
 
-from shared.keywords import fold
+from shared.search.keywords import fold
 
 EARTH_RADIUS_KM = 6371.0088
 CITY_RADIUS_KM = 25.0
@@ -95,7 +95,7 @@ class Place:
 
     @property
     def words(self) -> str:
-        """The keyword index's place source: city, state and country, folded (shared.keywords)."""
+        """The keyword index's place source: city, state and country, folded (shared.search.keywords)."""
         return fold(" ".join(part for part in (self.city, self.state, self.country) if part))
 
 

@@ -1,4 +1,4 @@
-"""Keywords and captions written into photos (shared/photo_tags.py): IPTC and XMP as Lightroom, digiKam and
+"""Keywords and captions written into photos (shared/ingest/tags.py): IPTC and XMP as Lightroom, digiKam and
 darktable write them, and hostile metadata that must give nothing rather than crash or hang.
 
 Fixtures are made here: Pillow writes XMP into JPEG (APP1 with the standard header) and PNG (iTXt); IPTC it
@@ -13,8 +13,8 @@ import struct
 import pytest
 from PIL import Image, PngImagePlugin
 
-from shared import photo_tags
-from shared.photo_tags import PhotoTags, read_photo_tags
+from shared.ingest import tags as photo_tags
+from shared.ingest.tags import PhotoTags, read_photo_tags
 
 # -- fixtures -------------------------------------------------------------------------------------------
 

@@ -3,12 +3,12 @@
 write them.
 
 - Tags: XMP subjects, then every level of each hierarchical subject ("Places|France|Paris" gives Places,
-  France and Paris), then IPTC keywords; deduplicated by their folded form (shared.keywords.fold), first
+  France and Paris), then IPTC keywords; deduplicated by their folded form (shared.search.keywords.fold), first
   spelling and order kept. darktable's own bookkeeping ("darktable|format|jpg") is left out.
 - Caption: XMP `dc:description` (the x-default language, else the first), else IPTC Caption; the
   placeholders cameras write by themselves ("OLYMPUS DIGITAL CAMERA") are not captions.
 
-Read from the header only, like shared/exif.py, and never raises: this is data from anywhere. XML goes
+Read from the header only, like shared/ingest/exif.py, and never raises: this is data from anywhere. XML goes
 through defusedxml (Pillow's `getxmp`), so entity expansion (billion laughs) and external entities are
 refused; an XMP packet over MAX_XMP_BYTES or an IPTC block over MAX_IPTC_BYTES is not read at all; at most
 MAX_TAGS tags of at most MAX_TAG_CHARS characters are kept, and MAX_CAPTION_CHARS of a caption. A source
@@ -26,9 +26,9 @@ from typing import Any
 
 from PIL import Image, IptcImagePlugin, TiffImagePlugin
 
-from shared.exif import PLACEHOLDER_DESCRIPTIONS
+from shared.ingest.exif import PLACEHOLDER_DESCRIPTIONS
 from shared.images import FORMATS
-from shared.keywords import fold
+from shared.search.keywords import fold
 
 log = logging.getLogger(__name__)
 
@@ -59,7 +59,7 @@ class PhotoTags:
 
     @property
     def words(self) -> str | None:
-        """The keyword index's source for these: tags and caption, folded (shared.keywords)."""
+        """The keyword index's source for these: tags and caption, folded (shared.search.keywords)."""
         text = " ".join([*self.tags, self.caption or ""]).strip()
         return fold(text) if text else None
 

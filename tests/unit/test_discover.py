@@ -1,10 +1,10 @@
-"""The built-in Discover categories (shared/discover_categories.py): enough of them, unique names, and each
+"""The built-in Discover categories (shared/search/discover.py): enough of them, unique names, and each
 query one plain text term of the search language."""
 
 from __future__ import annotations
 
-from shared.discover_categories import CATEGORIES, find_category
-from shared.query_language import parse
+from shared.search.discover import CATEGORIES, find_category
+from shared.search.query_language import parse
 
 REQUIRED = {"screenshots", "documents", "receipts", "whiteboards", "pets", "food", "sunsets", "beaches",
             "mountains", "snow", "flowers", "cars"}

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 @dataclass(frozen=True)
 class Category:
     name: str  # shown in the gallery; unique, case-insensitively
-    query: str  # the text query, in the search language (shared/query_language.py)
+    query: str  # the text query, in the search language (shared/search/query_language.py)
 
 
 CATEGORIES: tuple[Category, ...] = (
