@@ -26,8 +26,8 @@ from typing import Any
 
 from PIL import Image, IptcImagePlugin, TiffImagePlugin
 
-from shared.ingest.exif import PLACEHOLDER_DESCRIPTIONS
 from shared.images import FORMATS
+from shared.ingest.exif import PLACEHOLDER_DESCRIPTIONS
 from shared.search.keywords import fold
 
 log = logging.getLogger(__name__)
