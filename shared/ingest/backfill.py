@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 
 from shared.events import ObjectEvent, key_problem
 from shared.images import is_image_key
+from shared.ingest.catch_up import catch_up
 from shared.ingest.exif import read_metadata
 from shared.ingest.pipeline import Ingestor, IngestReport, WorkItem
 from shared.jobs import TRANSIENT_ERRORS, Deadline
@@ -151,6 +152,7 @@ def sweep(ingestor: Ingestor, collection_name: str, *, deadline: Deadline | None
         while time_left() > 0 and catalog.fill_name_words(collection):
             pass  # rows recorded before the keyword index get their key's words, a batch at a time
         fill_photo_facts(ingestor, collection, summary, time_left)
+        catch_up(ingestor, collection, summary.errors, time_left)  # places, embedded tags, saved-search counts
         fill_neighbours(ingestor, collection.name, summary, time_left)
     summary.remaining = catalog.count_todo(collection, max_attempts=settings.max_attempts)
     summary.seconds = round(time.monotonic() - started, 3)

@@ -63,6 +63,10 @@ class PhotoTags:
         text = " ".join([*self.tags, self.caption or ""]).strip()
         return fold(text) if text else None
 
+    def columns(self) -> dict[str, Any]:
+        """The collection table's columns (shared/store/tables.py ADDED_COLUMNS): tags [] when it has none."""
+        return {"tags": list(self.tags), "caption": self.caption, "tag_words": self.words}
+
 
 def read_photo_tags(data: bytes) -> PhotoTags:
     """The tags and caption in an image's bytes; never raises (an unreadable image gives none)."""
