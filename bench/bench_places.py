@@ -5,7 +5,11 @@ on the landmark table of tests/unit/test_places.py against two simpler rules.
   (once per process, on first lookup);
 - batch: one `find_many` over 100,000 positions (80% scattered up to ~10 km around random places, as
   photos are; 20% anywhere on Earth, mostly sea and wilderness), per position;
-- single: `find` one position at a time, as a caller without a batch would.
+- single: `find` one position at a time, as a caller without a batch would;
+- API: GET /api/places and GET /api/discover at 100,000 photos (synthetic rows copied straight into a
+  collection's table as bench/bench_search.py loads them, 80% with a position near a random place, named by
+  the batch lookup), in process (FastAPI's TestClient) with the random-weight test model: p50/p95 of repeated
+  requests, Discover's first request (counting every category once) and the sweep's recount apart.
 
     python -m bench.bench_places [--quick]      # prints the Markdown section
 """
@@ -130,7 +134,78 @@ def run(quick: bool = False) -> str:
         f"{hits['nearest']}/{total}, nearest place of 100,000+ people {hits['floor']}/{total}.",
         "",
         *table,
+        "",
+        *api_rows(quick),
     ])
+
+
+def api_rows(quick: bool) -> list[str]:
+    """p50/p95 of /api/places and /api/discover on a collection of synthetic photos with places."""
+    from fastapi.testclient import TestClient
+
+    from bench.bench_search import bench_catalog, build_index, load_table, percentiles
+    from shared.api import create_app
+    from shared.api.saved_query import refresh_counts
+    from shared.config import load_settings
+    from shared.embedders import load
+    from shared.ingest.catch_up import fill_places
+    from shared.places.lookup import place_finder
+    from shared.store.db import quote_ident
+    from tests.fixtures.model import ensure_test_model
+
+    n, requests = (5_000, 10) if quick else (100_000, 50)
+    model_dir = ensure_test_model("b32")
+    with bench_catalog("ib-bench-places-") as (catalog, pg_url):
+        settings = load_settings(database_url=pg_url, bucket=f"bench-{n}", model=str(model_dir),
+                                 s3_access_key_id="bench", s3_secret_access_key="bench",
+                                 s3_endpoint_url="http://127.0.0.1:9")  # URLs are only signed, never fetched
+        embedder = load(str(model_dir), settings)
+        table = load_table(catalog, n, embedder.model_id)
+        # Positions and places written with the vector index dropped, then built again: an UPDATE that is not
+        # HOT re-inserts the row into the HNSW graph (~1 ms a row on 2 cores), which is the sweep's real price
+        # per older row but would make this setup take minutes.
+        catalog.db.run(f"DROP INDEX {quote_ident(table['coll'].table + '_hnsw')}")
+        finder = place_finder()
+        spots = positions(finder, n)
+        with_place = [(int(row_id), *spots[i]) for i, row_id in enumerate(table["ids"]) if i % 5]
+        for start in range(0, len(with_place), 10_000):
+            rows = with_place[start:start + 10_000]
+            catalog.db.run(f"UPDATE {quote_ident(table['coll'].table)} AS t SET latitude = u.lat, "
+                           "longitude = u.lon FROM unnest(CAST(:ids AS bigint[]), CAST(:lat AS float8[]), "
+                           "CAST(:lon AS float8[])) AS u(id, lat, lon) WHERE t.id = u.id", ids=[r[0] for r in rows],
+                           lat=[r[1] for r in rows], lon=[r[2] for r in rows])
+        finder.load()  # the sweep's process has it loaded after its first batch
+        started = time.perf_counter()
+        fill_places(catalog, table["coll"], lambda: 1.0)
+        fill_s = time.perf_counter() - started
+        build_index(catalog, table["coll"])
+        catalog.db.run(f"VACUUM ANALYZE {quote_ident(table['coll'].table)}")
+        with TestClient(create_app(settings, catalog=catalog, models=embedder, serve_web=False)) as client:
+            def timed_get(path: str) -> float:
+                began = time.perf_counter()
+                assert client.get(path).status_code == 200
+                return (time.perf_counter() - began) * 1000
+
+            places_ms = [timed_get("/api/places") for _ in range(requests)]
+            first_discover = timed_get("/api/discover")
+            discover_ms = [timed_get("/api/discover") for _ in range(requests)]
+            services = client.app.state.services  # type: ignore[attr-defined]
+            began = time.perf_counter()
+            refresh_counts(services, table["coll"], lambda: 1.0)
+            recount_s = time.perf_counter() - began
+    (p50_places, p95_places), (p50_discover, p95_discover) = percentiles(places_ms), percentiles(discover_ms)
+    return [
+        f"API at {n:,} photos ({len(with_place):,} with a place; naming and storing their places "
+        f"{fill_s:.1f} s with the sweep's fill, the vector index set aside), {requests} requests each:",
+        "",
+        "| Request | p50 | p95 |",
+        "|---|---|---|",
+        f"| GET /api/places (200 places) | {p50_places:.1f} ms | {p95_places:.1f} ms |",
+        f"| GET /api/discover (stored counts) | {p50_discover:.1f} ms | {p95_discover:.1f} ms |",
+        "",
+        f"Discover's first request (counts every category once): {first_discover / 1000:.2f} s; the sweep's "
+        f"recount of every category: {recount_s:.2f} s.",
+    ]
 
 
 def _version() -> str:

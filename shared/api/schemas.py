@@ -174,8 +174,7 @@ class Cover(BaseModel):
     """The picture that stands for a list entry: like an ImageItem's key and thumbnail."""
 
     key: str
-    url: str
-    thumbnail_url: str
+    thumbnail_url: str = Field(description="The WebP thumbnail; fall back to /api/images/{collection}/{key}.")
 
 
 class PlaceEntry(BaseModel):

@@ -122,5 +122,4 @@ class Services:
 
     def cover(self, collection: Collection, key: str) -> Cover:
         """The picture that stands for a list entry (a place, a saved search, a Discover category)."""
-        return Cover(key=key, url=self.storage.url(collection.bucket, key),
-                     thumbnail_url=self.storage.url(collection.bucket, self.storage.thumbnail_key(key)))
+        return Cover(key=key, thumbnail_url=self.storage.url(collection.bucket, self.storage.thumbnail_key(key)))
