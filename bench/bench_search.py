@@ -162,7 +162,7 @@ def recall(found: list[list[int]], truth: np.ndarray) -> float:
 
 def exact_sql(catalog: Catalog, coll: Collection, query: np.ndarray) -> list[list[object]]:
     """The same query without the index: a sequential scan and a top-k sort."""
-    from shared.store.catalog import vector_literal
+    from shared.store.vectors import vector_literal
 
     q = quote_ident(coll.table)
 

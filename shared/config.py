@@ -1,6 +1,6 @@
 """One settings object, read from `IB_*` environment variables (and an optional `.env`).
 
-Every field here is listed in the README's configuration table; `tests/unit/test_config.py` checks that
+Every field here is listed in docs/configuration.md's table; `tests/unit/test_config.py` checks that
 the table and this class agree.
 """
 

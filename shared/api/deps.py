@@ -130,8 +130,9 @@ PhotoFiltersParams = Annotated[SearchFilters, Depends(photo_filters)]
 
 
 @dataclass(frozen=True)
-class VectorQuery:
-    """What every vector search takes besides its target: where, how many, how good, which page."""
+class SearchParams:
+    """What every search takes besides its query (words, pictures or both): where, how many, how good, which
+    page, and whether near-duplicates fold into one item."""
 
     collection: str | None
     limit: int
@@ -141,7 +142,7 @@ class VectorQuery:
     collapse: str | None = None
 
 
-async def vector_query(
+async def search_params(
     photo: PhotoFiltersParams,
     collection: CollectionParam = None,
     limit: LimitParam = 30,
@@ -152,13 +153,13 @@ async def vector_query(
     type: TypeParam = None,  # noqa: A002 - the public parameter name
     cursor: CursorParam = None,
     collapse: CollapseParam = None,
-) -> VectorQuery:
+) -> SearchParams:
     filters = replace(_filters(prefix, after, before, type), taken_after=photo.taken_after,
                       taken_before=photo.taken_before, camera=photo.camera, place=photo.place)
-    return VectorQuery(collection, limit, min_score, filters, cursor, collapse)
+    return SearchParams(collection, limit, min_score, filters, cursor, collapse)
 
 
-VectorQueryParams = Annotated[VectorQuery, Depends(vector_query)]
+SearchParamsDep = Annotated[SearchParams, Depends(search_params)]
 
 
 # Search options (shared/search/hybrid.py): how words and pictures combine, the order, the cutoff, the language.

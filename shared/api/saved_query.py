@@ -28,13 +28,13 @@ from shared.api.deps import (
     ModeParam,
     PrefixParam,
     SearchOptions,
+    SearchParams,
     SortParam,
     TakenAfterParam,
     TakenBeforeParam,
     TypeParam,
-    VectorQuery,
     photo_filters,
-    vector_query,
+    search_params,
 )
 from shared.api.errors import ApiError
 from shared.api.schemas import SearchPage
@@ -94,13 +94,13 @@ def _value(coroutine: Coroutine[Any, Any, Any]) -> Any:
 
 
 def search_parts(query: SavedQuery, collection: str, *, limit: int = 30, cursor: str | None = None,
-                 ) -> tuple[VectorQuery, SearchOptions, list[Term]]:
+                 ) -> tuple[SearchParams, SearchOptions, list[Term]]:
     """What /api/search would run for these parameters; 400 (ApiError, QueryError) naming a bad one."""
     for name, value in query.model_dump().items():
         if isinstance(value, str):
             check_value(name, value, "text", where="query field")
     photo = _value(photo_filters(query.taken_after, query.taken_before, query.camera, query.place))
-    search = _value(vector_query(photo, collection, limit, query.min_score, query.prefix, query.after, query.before,
+    search = _value(search_params(photo, collection, limit, query.min_score, query.prefix, query.after, query.before,
                                  query.type, cursor, query.collapse))
     terms = parse(query.q)
     hybrid.plan(terms, query.mode)  # QueryError (400) when the mode cannot answer these terms
@@ -133,7 +133,7 @@ def count_and_cover(services: Services, query: SavedQuery, collection: str) -> t
 
     def count(coll: Collection, embedder: Embedder | None) -> int:
         vector = query_vector(services, coll, embedder, terms, options.lang, None) if plan.needs_vector else None
-        request = hybrid.Request(options.sort, options.cutoff, hybrid.MAX_RESULTS, 0, search.min_score,
+        request = hybrid.SearchRequest(options.sort, options.cutoff, hybrid.MAX_RESULTS, 0, search.min_score,
                                  search.filters, services.settings.search_floor_for(coll.model_id),
                                  services.settings.hnsw_ef_search)
         return hybrid.count(services.catalog, coll, plan, vector, request)

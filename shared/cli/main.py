@@ -7,7 +7,7 @@
     image-browser ocr --collection NAME
     image-browser smoke --api-url URL [--bucket NAME]     (after a deploy: upload, search, delete, timed)
 
-The collection is the bucket's name. Settings come from IB_* variables (see the README).
+The collection is the bucket's name. Settings come from IB_* variables (docs/configuration.md).
 """
 
 from __future__ import annotations

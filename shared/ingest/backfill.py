@@ -25,7 +25,7 @@ from shared.ingest.pipeline import Ingestor, IngestReport, WorkItem
 from shared.jobs import TRANSIENT_ERRORS, Deadline
 from shared.search import duplicates
 from shared.storage import ObjectMissing, ObjectTooLarge
-from shared.store import queries
+from shared.store import neighbours, queries
 from shared.store.catalog import Collection
 
 log = logging.getLogger(__name__)
@@ -187,10 +187,10 @@ def fill_neighbours(ingestor: Ingestor, collection_name: str, summary: SweepSumm
     """Nearest neighbours (duplicate groups) of images that have none for their content and model: embedded
     before this release, by a process whose attempt failed, or moved to another model."""
     with contextlib.suppress(*TRANSIENT_ERRORS):  # lists of images gone since (the next sweep, otherwise)
-        duplicates.forget_gone(ingestor.catalog, ingestor.catalog.get_collection(collection_name))
+        neighbours.forget_gone(ingestor.catalog, ingestor.catalog.get_collection(collection_name))
     while time_left() > 0:
         try:
-            found = duplicates.index_neighbours(ingestor.catalog, ingestor.catalog.get_collection(collection_name))
+            found = neighbours.index_neighbours(ingestor.catalog, ingestor.catalog.get_collection(collection_name))
         except TRANSIENT_ERRORS as exc:
             summary.errors.append(f"finding neighbours: {exc}")
             return

@@ -1,7 +1,7 @@
 """Ingestion core: object events -> catalog rows with a vector, size, etag and a WebP thumbnail.
 
 One `Ingestor` serves the embed function (events), the backfill sweep (claimed rows), the model move
-and the CLI. Each collection is embedded by the model it records (`Writes`); while it moves to another
+and the CLI. Each collection is embedded by the model it records (`ModelTargets`); while it moves to another
 model, new objects get the next model's vector too. Work flows as a small pipeline so the model is
 never idle waiting for S3:
 
@@ -39,10 +39,11 @@ from shared.ingest.exif import PhotoMetadata, read_metadata
 from shared.ingest.tags import read_photo_tags
 from shared.jobs import PERMANENT_ERRORS, TRANSIENT_ERRORS, failure_reason, retry_delay
 from shared.places.lookup import place_of
-from shared.search.duplicates import StoredCopy, content_hash, index_neighbours, stored_copy
+from shared.search.duplicates import content_hash
 from shared.storage import ObjectInfo, ObjectMissing, Storage
 from shared.store import queries
 from shared.store.catalog import Catalog, CatalogError, Collection
+from shared.store.neighbours import StoredCopy, index_neighbours, stored_copy
 
 log = logging.getLogger(__name__)
 THUMBNAIL_SKIP = "thumbnail (our own write)"
@@ -141,7 +142,7 @@ class KeyEvents:
 
 
 @dataclass(frozen=True)
-class Writes:
+class ModelTargets:
     """What the pipeline writes per object: the live model's vector (none during a model move's own
     pass), the next model's vector while a move runs, and the thumbnail."""
 
@@ -160,7 +161,7 @@ class Prepared:
     info: ObjectInfo
     width: int
     height: int
-    inputs: list[Any]  # one model input per embedder of the Writes, made in the worker thread
+    inputs: list[Any]  # one model input per embedder of the ModelTargets, made in the worker thread
     started: float
     sha256: str | None = None
     photo: PhotoMetadata | None = None
@@ -190,11 +191,11 @@ class Ingestor:
         """The bucket's collection as the registry has it now, created on first use with the default model."""
         return self.catalog.open_collection(bucket, self.embedder.model_id, self.embedder.dim, bucket=bucket)
 
-    def writes_for(self, collection: Collection) -> Writes:
+    def writes_for(self, collection: Collection) -> ModelTargets:
         """The collection's own model; while it moves, the next one too if this deployment holds it."""
         live = self.models.get(collection.model_id, collection.name)
         following = self.models.find(collection.next_model_id) if collection.next_model_id else None
-        return Writes(live, following)
+        return ModelTargets(live, following)
 
     def process_events(self, events: Sequence[ObjectEvent]) -> IngestReport:
         """Apply events (ordering and tombstones by the catalog), then embed what is new.
@@ -259,7 +260,7 @@ class Ingestor:
 
     # ---- the pipeline ---------------------------------------------------------------------------
 
-    def embed_items(self, items: Sequence[WorkItem | KeyEvents], writes: Writes, report: IngestReport, *,
+    def embed_items(self, items: Sequence[WorkItem | KeyEvents], writes: ModelTargets, report: IngestReport, *,
                     missing: MissingPolicy) -> None:
         """Read, decode, thumbnail and embed `items` in batches, S3 reads overlapping the model."""
         if not items:
@@ -304,7 +305,7 @@ class Ingestor:
             for future in embedding:
                 future.result()
 
-    def _prepare(self, job: WorkItem | KeyEvents, writes: Writes, report: IngestReport,
+    def _prepare(self, job: WorkItem | KeyEvents, writes: ModelTargets, report: IngestReport,
                  missing: MissingPolicy) -> Prepared | None:
         """Worker thread: everything per object that does not need the model. None: outcome reported.
 
@@ -327,7 +328,7 @@ class Ingestor:
             self._object_gone(item, report, missing)
         return None
 
-    def decode(self, data: bytes, writes: Writes) -> Image.Image:
+    def decode(self, data: bytes, writes: ModelTargets) -> Image.Image:
         """Decode for embedding and the thumbnail: big JPEGs at a reduced scale that still covers both."""
         return decode(
             data,
@@ -337,7 +338,7 @@ class Ingestor:
             min_long_side=self.settings.thumbnail_size if writes.thumbnails else None,
         )
 
-    def _read_and_decode(self, item: WorkItem, writes: Writes, started: float,
+    def _read_and_decode(self, item: WorkItem, writes: ModelTargets, started: float,
                          report: IngestReport) -> Prepared | None:
         bucket = item.bucket
         obj = self.storage.read(bucket, item.key, self.settings.max_image_bytes)
@@ -371,7 +372,7 @@ class Ingestor:
             report.retry(job.bucket, job.key, job.action, exc)
         return None
 
-    def _embed_batch(self, batch: list[Prepared], writes: Writes, report: IngestReport) -> None:
+    def _embed_batch(self, batch: list[Prepared], writes: ModelTargets, report: IngestReport) -> None:
         try:
             vectors = [self._vectors(embedder, [p.inputs[i] for p in batch])
                        for i, embedder in enumerate(writes.embedders)]
@@ -395,7 +396,7 @@ class Ingestor:
             log.warning("finding neighbours of %d new image(s) in %s failed (done later): %s",
                         len(keys), collection.name, exc)
 
-    def _finish(self, p: Prepared, writes: Writes, vectors: list[np.ndarray], report: IngestReport) -> bool:
+    def _finish(self, p: Prepared, writes: ModelTargets, vectors: list[np.ndarray], report: IngestReport) -> bool:
         """Store one object's vectors and report the outcome; whether they were stored."""
         item = p.item
         try:
@@ -412,7 +413,7 @@ class Ingestor:
                        "row changed meanwhile (newer etag or deleted)", seconds)
         return stored
 
-    def _store(self, p: Prepared, writes: Writes, vectors: list[np.ndarray]) -> bool:
+    def _store(self, p: Prepared, writes: ModelTargets, vectors: list[np.ndarray]) -> bool:
         """Write the vectors for the row's current etag; False if the row moved on."""
         item = p.item
         if writes.live is None:  # a model move's own pass: only the next model's vector
@@ -439,7 +440,7 @@ class Ingestor:
             )
         return vectors
 
-    def _mark_failed(self, item: WorkItem, writes: Writes, exc: BaseException, report: IngestReport) -> None:
+    def _mark_failed(self, item: WorkItem, writes: ModelTargets, exc: BaseException, report: IngestReport) -> None:
         bucket, reason = item.bucket, failure_reason(exc)
         if writes.live is None:
             # A model move's pass: the live row keeps its old vector; it goes pending at the switch.

@@ -72,7 +72,7 @@ class R2QueueClient:
         if missing:
             raise QueueError(
                 f"cannot pull the R2 event queue: {', '.join(missing)} not set "
-                "(see infra/cloudflare/README.md for where each value comes from)"
+                "(see docs/deploy-cloudflare.md for where each value comes from)"
             )
         self._queue_path = f"/accounts/{account_id}/queues/{queue_id}/messages"
         self._http = httpx.Client(

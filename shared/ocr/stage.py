@@ -4,7 +4,8 @@ A picture is searchable by its look as soon as it is embedded, and by its words 
 it: the embed function never waits for OCR, and an OCR failure never touches the row's vector or status.
 
 The stage claims rows in rounds (`tables.OCR_WAITING`: embedded, and not read for their current etag) with
-FOR UPDATE SKIP LOCKED and a lease, as the backfill sweep does, so runs at the same time split the work.
+FOR UPDATE SKIP LOCKED and a lease, as the backfill sweep does (shared/store/leases.py), so runs at the same
+time split the work; its SQL is shared/store/ocr_text.py.
 Each picture is read from the bucket, decoded at a reduced scale and read by `shared.ocr.reader.TextReader`; the
 text is stored with the etag it was read from, so a picture replaced meanwhile keeps waiting for its own.
 A failure is recorded on the row (attempts, the reason) and retried with the embed stage's backoff until
@@ -30,16 +31,13 @@ from shared.config import Settings
 from shared.images import decode
 from shared.jobs import TRANSIENT_ERRORS, Deadline, failure_reason, retry_delay
 from shared.ocr.reader import READ_SIDE, OcrUnavailable, TextReader, text_of
-from shared.search.keywords import fold
 from shared.storage import ObjectMissing, Storage
 from shared.store import queries
 from shared.store.catalog import Catalog, Collection
-from shared.store.db import quote_ident
-from shared.store.tables import OCR_WAITING
+from shared.store.ocr_text import claim_waiting, mark_failed, release, store_text
 
 log = logging.getLogger(__name__)
 
-CLAIM_LEASE_SECONDS = 600.0  # a claimed row is ours this long; a crashed run's rows come back after it
 TRANSIENT_RETRY_SECONDS = 60.0  # a row that met a database or storage outage waits this long
 ROWS_PER_CALL = 8  # rows claimed per round for each picture read at once
 # OCR threads run at a lower CPU priority: where they share cores with embedding (`make dev`), a picture
@@ -72,73 +70,6 @@ class OcrSummary:
             self.with_text += outcome == "read"
         else:
             setattr(self, outcome, getattr(self, outcome) + 1)
-
-
-# ---- claims and writes on the collection's table -------------------------------------------------
-
-
-def claim_waiting(catalog: Catalog, collection: Collection, limit: int, *,
-                  lease_seconds: float = CLAIM_LEASE_SECONDS) -> list[tuple[str, str | None, int]]:
-    """Claim up to `limit` rows whose words are still to be read: (key, etag, attempts so far).
-
-    The claim ties the row's OCR state to its current etag: a picture replaced since its last reading
-    starts again at 0 attempts, and its old text is cleared. The lease keeps a second run off the row
-    while it is read (SKIP LOCKED covers only the instant of claiming).
-    """
-    q = quote_ident(collection.table)
-    same_content = "ocr_etag IS NOT DISTINCT FROM etag"
-    rows = catalog.db.run(
-        f"""UPDATE {q} SET ocr_next_attempt_at = now() + make_interval(secs => :lease),
-                ocr_attempts = CASE WHEN {same_content} THEN ocr_attempts ELSE 0 END,
-                ocr_error = CASE WHEN {same_content} THEN ocr_error END,
-                ocr_state = NULL, ocr_text = NULL, ocr_words = NULL, ocr_etag = etag
-            WHERE id IN (
-                SELECT id FROM {q}
-                WHERE {OCR_WAITING}
-                  AND (ocr_next_attempt_at IS NULL OR ocr_next_attempt_at <= now() OR NOT ({same_content}))
-                ORDER BY id LIMIT :limit FOR UPDATE SKIP LOCKED)
-            RETURNING key, etag, ocr_attempts""",
-        lease=float(lease_seconds), limit=int(limit),
-    )
-    return [(key, etag, int(attempts)) for key, etag, attempts in rows]
-
-
-# The claimed row, still holding the content it was claimed for.
-CLAIMED_ROW = "key = :key AND etag IS NOT DISTINCT FROM :etag AND ocr_etag IS NOT DISTINCT FROM :etag"
-
-
-def store_text(catalog: Catalog, collection: Collection, key: str, etag: str | None, text: str) -> bool:
-    """The text read for the row's content, and its folded words for the keyword index; False if the
-    picture was replaced or removed since the claim."""
-    rows = catalog.db.run(
-        f"""UPDATE {quote_ident(collection.table)} SET ocr_text = :text, ocr_words = :words, ocr_state = 'done',
-                ocr_error = NULL, ocr_next_attempt_at = NULL
-            WHERE {CLAIMED_ROW} AND status = 'embedded' RETURNING key""",
-        text=text, words=fold(text), key=key, etag=etag,
-    )
-    return bool(rows)
-
-
-def mark_failed(catalog: Catalog, collection: Collection, key: str, etag: str | None, error: str, *,
-                max_attempts: int, retry_after_seconds: float) -> bool:
-    """Record a failed reading: attempts + 1, the reason, when to retry; given up at `max_attempts`."""
-    rows = catalog.db.run(
-        f"""UPDATE {quote_ident(collection.table)} SET ocr_attempts = ocr_attempts + 1, ocr_error = :error,
-                ocr_state = CASE WHEN ocr_attempts + 1 >= :max_attempts THEN 'failed' END,
-                ocr_next_attempt_at = now() + make_interval(secs => :delay)
-            WHERE {CLAIMED_ROW} RETURNING key""",
-        error=error[:2000], max_attempts=int(max_attempts), delay=float(retry_after_seconds), key=key, etag=etag,
-    )
-    return bool(rows)
-
-
-def release(catalog: Catalog, collection: Collection, key: str, *, retry_after_seconds: float) -> None:
-    """Give a claimed row back early (an outage): claimable again after the delay, no attempt counted."""
-    catalog.db.run(
-        f"UPDATE {quote_ident(collection.table)} SET ocr_next_attempt_at = now() + make_interval(secs => :delay) "
-        "WHERE key = :key AND ocr_state IS NULL",
-        key=key, delay=float(retry_after_seconds),
-    )
 
 
 # ---- the stage -----------------------------------------------------------------------------------------

@@ -76,7 +76,7 @@ def plan(terms: list[Term], mode: Mode, *, uploaded: bool = False) -> Plan:
 
 
 @dataclass(frozen=True)
-class Request:
+class SearchRequest:
     """How a search is to be answered: sort, cutoff, page, and the filters every list takes."""
 
     sort: Sort = "relevance"
@@ -124,7 +124,7 @@ def by_date(when: dict[int, float | None], *, newest: bool) -> list[int]:
     return dated + sorted((item for item, time in when.items() if time is None), reverse=newest)
 
 
-def _pictures(catalog: Catalog, collection: Collection, vector: np.ndarray, request: Request,
+def _pictures(catalog: Catalog, collection: Collection, vector: np.ndarray, request: SearchRequest,
               filters: queries.SearchFilters, depth: int, has_minus: bool) -> list[queries.Nearest]:
     """The picture list; for a date sort, deepened to MAX_RESULTS while the cutoff still keeps its last."""
     while True:
@@ -162,7 +162,7 @@ def _word_order(matches: list[queries.WordMatch], *, by_vector: bool) -> list[in
 
 
 def search(catalog: Catalog, collection: Collection, plan: Plan, vector: np.ndarray | None,
-           request: Request) -> Page:
+           request: SearchRequest) -> Page:
     """One page of a search: both lists, the cutoff, fusion or a date sort, then the page's rows."""
     filters = replace(request.filters, words=plan.required, exclude=plan.exclude)
     dated = request.sort != "relevance"
@@ -211,7 +211,8 @@ def search(catalog: Catalog, collection: Collection, plan: Plan, vector: np.ndar
                 more=len(order) > request.offset + request.limit)
 
 
-def count(catalog: Catalog, collection: Collection, plan: Plan, vector: np.ndarray | None, request: Request) -> int:
+def count(catalog: Catalog, collection: Collection, plan: Plan, vector: np.ndarray | None,
+          request: SearchRequest) -> int:
     """How many results a query has: its relevant set (picture matches the cutoff keeps, and every word match),
     at most MAX_RESULTS, as a date sort pages through it. Saved searches and Discover store it."""
     filters = replace(request.filters, words=plan.required, exclude=plan.exclude)

@@ -18,9 +18,10 @@ from shared.api.schemas import Cover, ImageItem, Location, Place
 from shared.config import Settings
 from shared.embedders import Embedder, Models
 from shared.embedders.text import DEFAULT_LANGUAGE
+from shared.search import duplicates
 from shared.storage import Storage
 from shared.store.catalog import Catalog, Collection, ModelChanged
-from shared.store.queries import Hit
+from shared.store.queries import Hit, SearchFilters
 
 T = TypeVar("T")
 
@@ -96,6 +97,16 @@ class Services:
 
     def encode_text(self, embedder: Embedder, text: str, lang: str = DEFAULT_LANGUAGE) -> np.ndarray:
         return self.cache.get(embedder.model_id, text, lambda words: embedder.embed_text(words, lang=lang), lang)
+
+    def search_items(self, collection: Collection, hits: list[Hit], *, collapse: str | None, filters: SearchFilters,
+                     vector: np.ndarray | None = None, similar_to: str | None = None) -> list[ImageItem]:
+        """A search page's items, the last step of every search: with `collapse=near`, one item per group of
+        near-duplicates (the copy closest to the query), `collapsed` counting the others."""
+        if collapse != "near":
+            return [self.item(collection, hit) for hit in hits]
+        shown = duplicates.collapse_near(self.catalog, collection, hits, self.settings.duplicates_near_distance,
+                                         vector=vector, similar_to=similar_to, filters=filters)
+        return [self.item(collection, hit).model_copy(update={"collapsed": others}) for hit, others in shown]
 
     def item(self, collection: Collection, hit: Hit) -> ImageItem:
         return ImageItem(

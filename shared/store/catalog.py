@@ -10,7 +10,7 @@ from __future__ import annotations
 import hashlib
 import re
 import unicodedata
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
@@ -22,8 +22,11 @@ import pg8000.native
 
 from shared.events import ObjectEvent, sequencer_sort_key
 from shared.search.keywords import name_words
+from shared.store import leases
 from shared.store.db import Database, quote_ident
-from shared.store.tables import add_missing_columns_sql, create_table_sql
+from shared.store.errors import CatalogError, ModelChanged, ModelMismatch, UnknownCollection
+from shared.store.tables import add_missing_columns_sql, create_table_sql, neighbours_table, neighbours_table_sql
+from shared.store.vectors import vector_literal
 
 Status = Literal["pending", "embedded", "failed", "deleted"]
 MAX_COLLECTION_NAME = 255
@@ -35,31 +38,6 @@ COLLECTION_FIELDS = "name, bucket, table_name, model_id, dim, created_at, next_m
 NEEDS_VECTOR = "embedding IS NULL AND (status = 'pending' OR (status = 'failed' AND attempts < :max_attempts))"
 # A tombstone must outlive any delayed event for its key: SQS keeps messages at most 14 days.
 TOMBSTONE_DAYS = 14
-
-
-class CatalogError(ValueError):
-    """A request the catalog refuses; the message says why and what to do."""
-
-
-class UnknownCollection(CatalogError):
-    pass
-
-
-class ModelMismatch(CatalogError):
-    def __init__(self, collection: str, stored_model: str, stored_dim: int, model: str, dim: int):
-        self.collection, self.stored_model, self.model = collection, stored_model, model
-        super().__init__(
-            f"collection {collection!r} holds embeddings of model {stored_model!r} ({stored_dim}-d), "
-            f"but this server uses {model!r} ({dim}-d). Set IB_MODEL={stored_model} to query it, or "
-            f"move it with `image-browser reembed --collection {collection} --model {model}`."
-        )
-
-
-class ModelChanged(RuntimeError):
-    """The collection switched models while a vector of the old one was on its way: retry with the new one."""
-
-    def __init__(self, collection: str, model_id: str):
-        super().__init__(f"collection {collection!r} moved off model {model_id!r} during this request; retry")
 
 
 @dataclass(frozen=True)
@@ -98,14 +76,6 @@ def table_name_for(collection: str) -> str:
         return base
     suffix = hashlib.sha256(collection.encode("utf-8")).hexdigest()[:8]
     return f"{base[: MAX_TABLE_NAME - 9]}_{suffix}"
-
-
-def vector_literal(vector: Sequence[float] | np.ndarray) -> str:
-    """pgvector text form; 6 significant digits is past halfvec's precision."""
-    values = np.asarray(vector, dtype=np.float32).ravel()
-    if not np.all(np.isfinite(values)):
-        raise CatalogError("embedding contains NaN or infinity")
-    return "[" + ",".join(f"{value:.6g}" for value in values.tolist()) + "]"
 
 
 def valid_dim(dim: int) -> int:
@@ -184,12 +154,19 @@ class Catalog:
         self._schema_ready = True
 
     def _add_missing_columns(self) -> None:
-        """Tables made by an older release get the columns (and indexes) added since, once per process."""
+        """Tables made by an older release get the columns, indexes and tables added since, once per catalog."""
         tables = [row[0] for row in self.db.run(f"SELECT table_name FROM {REGISTRY}")]
         present = self.db.run("SELECT table_name, column_name FROM information_schema.columns "
                               "WHERE table_name = ANY(:tables)", tables=tables)
         for statement in add_missing_columns_sql(tables, {(table, column) for table, column in present}):
             self.db.run(statement)
+        # Tables made before duplicate groups get their neighbours table (new tables are made with one).
+        near = [neighbours_table(table) for table in tables]
+        found = {row[0] for row in self.db.run(
+            "SELECT table_name FROM information_schema.tables WHERE table_name = ANY(:near)", near=near)}
+        for table in tables:
+            if neighbours_table(table) not in found:
+                self.db.run(neighbours_table_sql(table))
 
     def open_collection(self, name: str, model_id: str, dim: int, *, bucket: str | None = None) -> Collection:
         """The collection as the registry has it now; created with this model (and its table) if missing."""
@@ -434,17 +411,9 @@ class Catalog:
         row's `next_attempt_at` becomes a lease, so a second sweep running at the same time skips it
         (SKIP LOCKED covers the instant of claiming, the lease the time spent embedding).
         """
-        q = quote_ident(collection.table)
-        rows = self.db.run(
-            f"""UPDATE {q} SET next_attempt_at = now() + make_interval(secs => :lease)
-                WHERE id IN (
-                    SELECT id FROM {q}
-                    WHERE {NEEDS_VECTOR}
-                      AND (next_attempt_at IS NULL OR next_attempt_at <= now())
-                    ORDER BY id LIMIT :limit FOR UPDATE SKIP LOCKED)
-                RETURNING key, etag, attempts""",
-            lease=float(lease_seconds), max_attempts=int(max_attempts), limit=int(limit),
-        )
+        rows = leases.claim(self.db, collection.table, waiting=NEEDS_VECTOR, lease_column="next_attempt_at",
+                            returning="key, etag, attempts", limit=limit, lease_seconds=lease_seconds,
+                            max_attempts=int(max_attempts))
         return [(key, etag, int(attempts)) for key, etag, attempts in rows]
 
     def release_claim(self, collection: Collection, key: str, *, retry_after_seconds: float = 0) -> None:

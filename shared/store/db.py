@@ -23,6 +23,7 @@ from urllib.parse import parse_qs, unquote, urlparse
 
 import pg8000.exceptions
 import pg8000.native
+from pgvector.pg8000 import register_vector
 
 T = TypeVar("T")
 log = logging.getLogger(__name__)
@@ -46,6 +47,7 @@ class Connection(pg8000.native.Connection):
     """
 
     generation = 0  # the pool's generation when this connection was opened (see Database.invalidate)
+    vectors_registered = False  # pgvector's types registered (once, after the extension exists)
 
     def run(self, sql: str, stream: Any = None, types: Any = None, **params: Any) -> Any:
         if not params or types is not None:
@@ -69,6 +71,16 @@ def text_problem(value: str) -> str | None:
     except UnicodeEncodeError:
         return "contains a lone surrogate, which is not valid Unicode"
     return None
+
+
+def register_vectors(conn: Connection) -> bool:
+    """pgvector-python's adapters on `conn` (numpy arrays and HalfVector out, halfvec in as HalfVector);
+    False while the database has no `vector` extension yet (the catalog creates it), so a later borrow tries again."""
+    try:
+        register_vector(conn)
+    except RuntimeError:  # "vector type not found in the database"
+        return False
+    return True
 
 
 def fits_bigint(value: int) -> bool:
@@ -168,6 +180,8 @@ class Database:
         conn: Connection | None = None
         try:
             conn = (None if fresh else self._take_idle()) or self._connect()
+            if not conn.vectors_registered:
+                conn.vectors_registered = register_vectors(conn)
             yield conn
         except BaseException as exc:
             if conn is not None and is_connection_lost(exc):
@@ -215,6 +229,10 @@ class Database:
     def run(self, sql: str, **params: Any) -> list[list[Any]]:
         """One statement in autocommit, run again on a new connection if its connection was lost."""
         return self.run_with_retry(lambda conn: conn.run(sql, **params))
+
+    def ping(self) -> None:
+        """Raise unless the database answers a trivial statement (the health check)."""
+        self.run("SELECT 1")
 
     def transaction(self, operation: Callable[[Connection], T]) -> T:
         """Run `operation` inside BEGIN/COMMIT (rolled back on error), run again if the connection was lost."""

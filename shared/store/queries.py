@@ -14,11 +14,11 @@ from typing import Any
 
 import numpy as np
 
-from shared.store.catalog import Catalog, CatalogError, Collection, Status, model_guard, vector_literal, vectors_of
+from shared.store.catalog import Catalog, CatalogError, Collection, Status, model_guard, vectors_of
 from shared.store.db import quote_ident
+from shared.store.hnsw import hnsw_session
 from shared.store.tables import OCR_WAITING
-
-MAX_EF_SEARCH = 1000  # pgvector's bound of hnsw.ef_search
+from shared.store.vectors import as_array, vector_literal
 
 
 @dataclass(frozen=True)
@@ -112,7 +112,7 @@ def photo_fields(values: Sequence[Any]) -> dict[str, Any]:
     return {"taken_at": taken_at, "camera": camera, "latitude": latitude, "longitude": longitude}
 
 
-def _search_target(collection: Collection, vector: np.ndarray | None, similar_to: str | None,
+def search_target(collection: Collection, vector: np.ndarray | None, similar_to: str | None,
                    params: dict[str, Any]) -> str:
     """SQL for the vector to search near: the query vector, or a stored image's (its values into `params`)."""
     if similar_to is not None:
@@ -134,7 +134,7 @@ def _nearest(catalog: Catalog, collection: Collection, vector: np.ndarray | None
     """Rows of the nearest-neighbour statement, best first: `columns` of each row, then its distance."""
     q = quote_ident(collection.table)
     params: dict[str, Any] = {"limit": int(limit)}
-    target = _search_target(collection, vector, similar_to, params)
+    target = search_target(collection, vector, similar_to, params)
     where = ["embedding IS NOT NULL", "status = 'embedded'"]
     if similar_to is not None:
         # A one-time gate: no stored vector (unknown key) means no rows, not NULL distances.
@@ -151,17 +151,12 @@ def _nearest(catalog: Catalog, collection: Collection, vector: np.ndarray | None
         params["max_distance"] = -float(min_score)
     # The scan reads one row past the limit (ties are ordered by id within a distance), so ef_search must
     # exceed it: else pgvector's iterative scan starts a second, costly pass for that one row.
-    params["ef"] = str(min(MAX_EF_SEARCH, max(int(ef_search), int(limit) + 1)))
-    # One statement, one round trip. `set_config(..., true)` is SET LOCAL: it lasts for this
-    # statement's own transaction. The lateral subquery refers to `cfg`, so the settings are in
-    # place before the index scan starts.
-    # A query vector is compared only while the registry still names its model (else no rows).
+    # One statement, one round trip; a query vector is compared only while the registry still names its
+    # model (else no rows).
+    session = hnsw_session(params, ef_search=max(int(ef_search), int(limit) + 1), iterative_scan="relaxed_order",
+                           only_if=model_guard() if vector is not None else "")
     sql = f"""
-        WITH cfg AS MATERIALIZED (
-            SELECT set_config('hnsw.ef_search', :ef, true) AS ef,
-                   set_config('hnsw.iterative_scan', 'relaxed_order', true) AS scan
-            {"WHERE " + model_guard() if vector is not None else ""}
-        )
+        WITH {session}
         SELECT h.* FROM cfg CROSS JOIN LATERAL (
             SELECT {columns}, embedding <#> {target} AS distance
             FROM {q}
@@ -249,12 +244,11 @@ def last_id(catalog: Catalog, collection: Collection) -> int:
 def stored_vectors(catalog: Catalog, collection: Collection, keys: Sequence[str]) -> dict[str, np.ndarray]:
     """key -> stored vector of the embedded rows among `keys` (the images a query searches by)."""
     rows = catalog.db.run(
-        f"SELECT key, embedding::text FROM {quote_ident(collection.table)} "
+        f"SELECT key, embedding FROM {quote_ident(collection.table)} "
         "WHERE key = ANY(CAST(:keys AS text[])) AND status = 'embedded' AND embedding IS NOT NULL",
         keys=list(keys),
     )
-    # pgvector's text form "[0.1,0.2,…]": numpy reads it ~50x faster than pg8000 parses a real[].
-    return {key: np.array(text[1:-1].split(","), dtype=np.float32) for key, text in rows}
+    return {key: as_array(vector) for key, vector in rows}
 
 
 @dataclass(frozen=True)

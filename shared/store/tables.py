@@ -1,7 +1,10 @@
 """The table of one collection: its columns, its indexes, and the columns added since the first release.
 
-The registry of collections and every read and write live in `catalog.py` and `queries.py`; this module
-only says what a collection's table looks like, so a new column is declared in one place.
+This module only says what a collection's table looks like, so a new column is declared in one place. Every
+statement on it lives in shared/store/: the registry and the writes of ingest in `catalog.py`, the reads
+and searches in `queries.py`, the one lease claim in `leases.py`, the HNSW settings in `hnsw.py`, vector
+values in `vectors.py`, and each feature's own statements in `neighbours.py` (duplicates), `moves.py`
+(model moves) and `ocr_text.py` (the OCR stage).
 """
 
 from __future__ import annotations

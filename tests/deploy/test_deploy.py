@@ -23,11 +23,11 @@ import pytest
 import yaml
 
 from shared.dev.local_services import MotoServer, aws_client
-from shared.ingest.event_filter import passes, thumbnail_filter
+from shared.ingest.event_filter import bucket_rule_pattern, not_thumbnail, passes, thumbnail_filter, trigger_filter
+from tests.deploy.packaging import osls as ensure_osls_installed
 
 ROOT = Path(__file__).resolve().parents[2]
 INFRA = ROOT / "infra"
-OSLS = INFRA / "node_modules" / ".bin" / "osls"
 IMAGE_URI = "123456789012.dkr.ecr.us-east-1.amazonaws.com/image-browser@sha256:" + "ab" * 32
 STAGE = "ci"
 SECRETS = {
@@ -37,20 +37,9 @@ SECRETS = {
 FUNCTIONS = {"Embed": "embed", "Backfill": "backfill", "Ocr": "ocr", "Api": "api", "R2Pull": "r2_pull"}
 
 
-def ensure_osls() -> Path:
-    """infra/node_modules from the lockfile (make does this first; a bare pytest run does it here)."""
-    if OSLS.exists():
-        return OSLS
-    npm = shutil.which("npm")
-    if npm is None:
-        pytest.skip("npm is not installed: the osls packaging checks need Node.js and npm")
-    subprocess.run([npm, "ci", "--prefix", str(INFRA), "--no-audit", "--no-fund"], check=True, timeout=600)
-    return OSLS
-
-
 @pytest.fixture(scope="module")
 def template(moto_server: MotoServer, tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
-    osls = ensure_osls()
+    osls = ensure_osls_installed()
     ssm = aws_client("ssm", moto_server.endpoint)
     for name, value in SECRETS.items():
         ssm.put_parameter(Name=name, Value=value, Type="SecureString", Overwrite=True)
@@ -116,16 +105,21 @@ def test_queue_has_dlq_and_visibility_six_times_the_timeout(template: dict[str, 
 
 
 def test_embed_trigger_drops_thumbnail_events_as_the_local_poller_does(template: dict[str, Any]) -> None:
-    """The event source mapping's filter is shared/ingest/event_filter.py's, for both body shapes, so `make dev`
-    and `make bench` (whose poller applies that module) see what Lambda sees."""
+    """The event source mapping's filter and the bucket rule's key condition are shared/ingest/event_filter.py's;
+    the local poller applies the two together, so `make dev` and `make bench` see what Lambda sees."""
     (mapping,) = resources(template, "AWS::Lambda::EventSourceMapping").values()
-    patterns = [json.loads(f["Pattern"]) for f in mapping["Properties"]["FilterCriteria"]["Filters"]]
+    deployed = [json.loads(f["Pattern"]) for f in mapping["Properties"]["FilterCriteria"]["Filters"]]
     prefix = template["Parameters"]["ThumbnailPrefix"]["Default"]
-    assert patterns == thumbnail_filter(prefix)
+    assert deployed == trigger_filter()
+    rule_key = template["Resources"]["PhotosBucketEventsRule"]["Properties"]["EventPattern"]["detail"]["object"]["key"]
+    assert rule_key == [{"anything-but": {"prefix": {"Ref": "ThumbnailPrefix"}}}]
+    assert not_thumbnail(prefix) == [{"anything-but": {"prefix": prefix}}]
+    patterns = thumbnail_filter(prefix)
     assert re.fullmatch(template["Parameters"]["ThumbnailPrefix"]["AllowedPattern"], prefix)
 
     def s3_body(key: str) -> str:
-        return json.dumps({"Records": [{"eventName": "ObjectCreated:Put", "s3": {"object": {"key": key}}}]})
+        return json.dumps({"Records": [{"eventSource": "aws:s3", "eventName": "ObjectCreated:Put",
+                                         "s3": {"object": {"key": key}}}]})
 
     def eventbridge_body(key: str) -> str:
         return json.dumps({"source": "aws.s3", "detail-type": "Object Deleted", "detail": {"object": {"key": key}}})
@@ -171,28 +165,27 @@ def test_upload_limit_fits_a_lambda_request_and_answers_our_413(template: dict[s
 
 def test_bucket_events_reach_the_queue_both_ways(template: dict[str, Any]) -> None:
     res = template["Resources"]
-    # A bucket the stack creates notifies the queue directly…
+    # A bucket the stack creates sends its events to EventBridge (an existing one is switched on by hand)…
     bucket = res["PhotosBucket"]
     assert bucket["Condition"] == "CreateBucket"
-    events = {c["Event"]: c["Queue"] for c in bucket["Properties"]["NotificationConfiguration"]["QueueConfigurations"]}
-    assert events == {q: {"Fn::GetAtt": ["IngestQueue", "Arn"]} for q in ("s3:ObjectCreated:*", "s3:ObjectRemoved:*")}
-    # …an existing bucket goes through an EventBridge rule that leaves thumbnails out.
-    rule = res["ExistingBucketEventsRule"]
-    assert rule["Condition"] == "AttachExistingBucket"
+    notifications = bucket["Properties"]["NotificationConfiguration"]
+    assert notifications == {"EventBridgeConfiguration": {"EventBridgeEnabled": True}}
+    # …and one EventBridge rule, for either bucket, leaves thumbnails out.
+    rule = res["PhotosBucketEventsRule"]
+    assert rule["Condition"] == "IsS3"
     pattern = rule["Properties"]["EventPattern"]
+    bucket_name = pattern["detail"]["bucket"]["name"][0]
+    assert bucket_name["Fn::If"][0] == "CreateBucket" and bucket_name["Fn::If"][2] == {"Ref": "PhotosBucketName"}
+    expected = bucket_rule_pattern(bucket_name, "")
+    assert {k: pattern[k] for k in ("source", "detail-type")} == {k: expected[k] for k in ("source", "detail-type")}
     assert pattern["source"] == ["aws.s3"]
     assert sorted(pattern["detail-type"]) == ["Object Created", "Object Deleted"]
-    assert pattern["detail"]["bucket"]["name"] == [{"Ref": "PhotosBucketName"}]
     assert pattern["detail"]["object"]["key"] == [{"anything-but": {"prefix": {"Ref": "ThumbnailPrefix"}}}]
     assert rule["Properties"]["Targets"][0]["Arn"] == {"Fn::GetAtt": ["IngestQueue", "Arn"]}
-    # The queue accepts messages only from that bucket and that rule.
-    statements = res["IngestQueuePolicy"]["Properties"]["PolicyDocument"]["Statement"]
-    s3_statement = statements[0]
-    assert s3_statement["Principal"] == {"Service": "s3.amazonaws.com"}
-    assert "aws:SourceArn" in s3_statement["Condition"]["ArnEquals"]
-    bridge = statements[1]["Fn::If"]
-    assert bridge[0] == "AttachExistingBucket"
-    assert bridge[1]["Condition"]["ArnEquals"]["aws:SourceArn"] == {"Fn::GetAtt": ["ExistingBucketEventsRule", "Arn"]}
+    # The queue accepts messages only from that rule.
+    (statement,) = res["IngestQueuePolicy"]["Properties"]["PolicyDocument"]["Statement"]
+    assert statement["Principal"] == {"Service": "events.amazonaws.com"}
+    assert statement["Condition"]["ArnEquals"]["aws:SourceArn"] == {"Fn::GetAtt": ["PhotosBucketEventsRule", "Arn"]}
     assert template["Parameters"]["PhotosBucketName"]["Default"] == ""
     has_existing = template["Conditions"]["HasExistingBucket"]
     assert has_existing == {"Fn::Not": [{"Fn::Equals": [{"Ref": "PhotosBucketName"}, ""]}]}
@@ -445,8 +438,8 @@ def evaluate(condition: Any, conditions: dict[str, Any], params: dict[str, str])
 @pytest.mark.parametrize(
     ("storage", "bucket", "expected"),
     [
-        ("s3", "", {"PhotosBucket"}),
-        ("s3", "my-old-bucket", {"ExistingBucketEventsRule"}),
+        ("s3", "", {"PhotosBucket", "PhotosBucketEventsRule", "IngestQueuePolicy"}),
+        ("s3", "my-old-bucket", {"PhotosBucketEventsRule", "IngestQueuePolicy"}),
         ("r2", "photos", {"R2PullEventsRuleSchedule1", "R2PullLambdaPermissionEventsRuleSchedule1"}),
     ],
 )
@@ -468,14 +461,14 @@ def test_cloudflare_pages_config_points_at_the_gallery() -> None:
     web = (INFRA / "cloudflare" / config["pages_build_output_dir"]).resolve()
     assert web == ROOT / "web" and (web / "index.html").is_file()
     assert re.fullmatch(r"\d{4}-\d{2}-\d{2}", config["compatibility_date"])
-    docs = (INFRA / "cloudflare" / "README.md").read_text() + (ROOT / "README.md").read_text()
+    docs = (INFRA / "cloudflare" / "README.md").read_text() + (ROOT / "docs" / "deploy-cloudflare.md").read_text()
     assert "queues consumer http add image-browser-events" in docs
 
 
 def test_docs_create_one_r2_notification_rule_for_originals_only() -> None:
     """Cloudflare refuses overlapping rules on a bucket: the guides create one rule taking both actions,
     limited to the originals' prefix so our thumbnails (under .thumbnails/) send no events."""
-    docs = (INFRA / "cloudflare" / "README.md").read_text() + (ROOT / "README.md").read_text()
+    docs = (INFRA / "cloudflare" / "README.md").read_text() + (ROOT / "docs" / "deploy-cloudflare.md").read_text()
     rules = set(re.findall(r"r2 bucket notification create [^\n`]*", docs))
     assert rules == {"r2 bucket notification create photos --event-types object-create object-delete "
                      "--prefix images/ --queue image-browser-events"}
@@ -556,17 +549,17 @@ DEPLOY_FILES = [ROOT / "serverless.yml", ROOT / "Dockerfile", ROOT / ".dockerign
                 INFRA / "cloudflare" / "README.md", INFRA / "cloudflare" / "wrangler.toml", INFRA / "package.json"]
 
 
+DEPLOY_GUIDES = [ROOT / "docs" / "deploy-aws.md", ROOT / "docs" / "deploy-cloudflare.md"]
+
+
 def deploy_guide() -> str:
-    """The README's Deploy section, all its subsections included."""
-    readme = (ROOT / "README.md").read_text()
-    start = readme.index("\n## Deploy\n")
-    end = readme.find("\n## ", start + 1)
-    return readme[start:end if end > 0 else None]
+    """The deploy guides (docs/deploy-aws.md, docs/deploy-cloudflare.md), once the README's Deploy section."""
+    return "\n".join(path.read_text() for path in DEPLOY_GUIDES)
 
 
 def test_deploy_docs_and_files_name_no_missing_file() -> None:
     """Every repo path the deploy files and guide mention (links, `code`, comments) exists."""
-    texts = {path: path.read_text() for path in DEPLOY_FILES} | {ROOT / "README.md": deploy_guide()}
+    texts = {path: path.read_text() for path in [*DEPLOY_FILES, *DEPLOY_GUIDES]}
     path_like = re.compile(r"(?<![\w./-])((?:docs|infra|shared|functions|web|scripts|tests|bench)/[\w./-]*[\w/]"
                            r"|[\w-]+\.(?:md|py|yml|toml|json))(?![\w/-])")
     missing = []

@@ -19,7 +19,7 @@ import pytest
 
 from shared.dev.bucket_store import BucketStore
 from shared.dev.local_services import MotoServer, aws_client, free_port
-from tests.fixtures.devstack import ARTIFACTS, HOST, Stack, embedded_by_events, get_json, start_stack
+from tests.fixtures.devstack import HOST, Stack, embedded_by_events, get_json, running_stack, start_stack
 from tests.fixtures.model import synthetic_photo
 from tests.fixtures.services import unique_name
 
@@ -28,12 +28,8 @@ KEYS = ["camera/first.jpg", "camera/second photo.png", "third.jpg"]
 
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory: pytest.TempPathFactory, test_model_dir: Path) -> Iterator[Stack]:
-    data_dir = tmp_path_factory.mktemp("devstack") / "data"
-    log_path = ARTIFACTS / "devstack.log"
-    log_path.unlink(missing_ok=True)
-    running = start_stack(data_dir, str(test_model_dir), log_path=log_path)
-    yield running
-    running.stop()
+    with running_stack(tmp_path_factory, str(test_model_dir), "devstack") as running:
+        yield running
 
 
 def upload(stack: Stack, key: str, seed: int) -> bytes:

@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 from playwright.sync_api import Browser, Page, Route, expect, sync_playwright
 
-from tests.fixtures.devstack import ARTIFACTS, Stack, embedded_by_events, start_stack
+from tests.fixtures.devstack import ARTIFACTS, Stack, embedded_by_events, running_stack
 from tests.fixtures.model import synthetic_photo
 
 CHROMIUM = Path("/usr/bin/chromium")
@@ -54,18 +54,9 @@ def images() -> dict[str, tuple[bytes, str]]:
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory: pytest.TempPathFactory, test_model_dir: Path,
           images: dict[str, tuple[bytes, str]]) -> Iterator[Stack]:
-    data_dir = tmp_path_factory.mktemp("gallery") / "data"
-    log_path = ARTIFACTS / "gallery-devstack.log"
-    log_path.unlink(missing_ok=True)
-    running = start_stack(data_dir, str(test_model_dir), log_path=log_path)
-    try:
-        s3 = running.s3()
-        for key, (body, mime) in images.items():
-            s3.put_object(Bucket=running.bucket, Key=key, Body=body, ContentType=mime)
-        running.wait_embedded(IMAGE_COUNT)
+    assert len(images) == IMAGE_COUNT
+    with running_stack(tmp_path_factory, str(test_model_dir), "gallery", objects=images) as running:
         yield running
-    finally:
-        running.stop()
 
 
 @pytest.fixture(scope="module")
@@ -96,7 +87,23 @@ def phone(browser: Browser) -> Iterator[Page]:
     yield from open_page(browser, PHONE, color_scheme="dark")
 
 
+def wait_images(page: Page, *, full_page: bool = False) -> None:
+    """Every image shown in the page's main area (in view; anywhere for a full-page shot) has loaded and faded
+    in, so a screenshot shows pictures, not placeholders. Images that fell back to "unavailable" are left out."""
+    page.wait_for_function(
+        """(fullPage) => {
+            const shown = [...document.querySelectorAll('main img')]
+                .filter(i => i.getClientRects().length && !i.closest('.broken'))
+                .filter(i => fullPage || i.getBoundingClientRect().top < innerHeight);
+            if (fullPage) shown.forEach(i => { i.loading = 'eager'; });
+            return shown.every(i => i.complete && i.naturalWidth > 0 && getComputedStyle(i).opacity === '1');
+        }""",
+        arg=full_page,
+    )
+
+
 def shot(page: Page, name: str, *, full_page: bool = False) -> None:
+    wait_images(page, full_page=full_page)
     ARTIFACTS.mkdir(exist_ok=True)
     page.screenshot(path=str(ARTIFACTS / f"gallery-{name}.png"), full_page=full_page)
 
@@ -106,11 +113,13 @@ def tile_scores(page: Page) -> list[float]:
 
 
 def wait_thumbnails(page: Page) -> None:
-    """Every tile in view has its thumbnail (class `loaded`) and none fell back to broken."""
+    """Every tile in view has its thumbnail (loaded: class `loaded`, complete, with pixels) and none fell back
+    to broken."""
     page.wait_for_function(
         """() => [...document.querySelectorAll('#grid .tile')]
               .filter(t => t.getBoundingClientRect().top < innerHeight)
-              .every(t => t.classList.contains('loaded'))"""
+              .every(t => t.classList.contains('loaded') && t.querySelector('img').complete
+                          && t.querySelector('img').naturalWidth > 0)"""
     )
     assert page.locator("#grid .tile.broken").count() == 0
 

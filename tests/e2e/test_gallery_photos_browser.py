@@ -14,9 +14,10 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from playwright.sync_api import Page, expect
+from playwright.sync_api import Locator, Page, expect
 
-from tests.fixtures.devstack import ARTIFACTS, Stack, start_stack
+from tests.e2e.test_gallery_browser import CHROMIUM, DESKTOP, PHONE, browser, open_page, shot, wait_thumbnails
+from tests.fixtures.devstack import Stack, running_stack
 from tests.fixtures.model import synthetic_photo
 from tests.fixtures.photos import (
     A_GROUP,
@@ -27,7 +28,6 @@ from tests.fixtures.photos import (
     encode,
     exif_block,
 )
-from tests.test_gallery_browser import CHROMIUM, DESKTOP, browser, open_page, shot, wait_thumbnails
 
 __all__ = ["browser"]  # the Chromium fixture, shared with the main gallery test
 
@@ -45,20 +45,12 @@ expect.set_options(timeout=20_000)
 
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory: pytest.TempPathFactory, test_model_dir: Path) -> Iterator[Stack]:
-    data_dir = tmp_path_factory.mktemp("gallery-photos") / "data"
-    log_path = ARTIFACTS / "gallery-photos-devstack.log"
-    log_path.unlink(missing_ok=True)
     settings = {"IB_DUPLICATES_NEAR_DISTANCE": str(TEST_MODEL_NEAR),
                 "IB_DUPLICATES_SIMILAR_DISTANCE": str(TEST_MODEL_SIMILAR), "IB_OCR": "false"}
-    running = start_stack(data_dir, str(test_model_dir), log_path=log_path, settings=settings)
-    try:
-        s3 = running.s3()
-        for key, body in PHOTOS.items():
-            s3.put_object(Bucket=running.bucket, Key=key, Body=body)
-        running.wait_embedded(len(PHOTOS))
+    objects = {key: (body, None) for key, body in PHOTOS.items()}
+    with running_stack(tmp_path_factory, str(test_model_dir), "gallery-photos", settings=settings,
+                       objects=objects) as running:
         yield running
-    finally:
-        running.stop()
 
 
 @pytest.fixture()
@@ -103,9 +95,11 @@ def test_date_range_filter(stack: Stack, page: Page) -> None:
     page.goto(stack.api_url)
     expect(page.locator("#status")).to_have_attribute("data-state", "ok")
     assert grid_keys(page) == set(PHOTOS)
+    page.click("#filters-button")  # the dates are in the Filters panel
     page.fill("#taken-after", "2022-01-01")
     page.locator("#taken-after").dispatch_event("change")
     expect(page.locator("#status-text")).to_contain_text("taken from 2022-01-01")
+    expect(page.locator("#filters-count")).to_have_text("1")  # the range counts as one filter
     expect(page.locator("#grid .tile")).to_have_count(len(BURST_GROUP) + 1)
     assert grid_keys(page) == BURST_GROUP | {PARIS}
     page.fill("#taken-before", "2022-12-31")
@@ -130,7 +124,7 @@ def test_date_range_filter(stack: Stack, page: Page) -> None:
 def test_duplicates_view(stack: Stack, page: Page) -> None:
     page.goto(stack.api_url)
     expect(page.locator("#status")).to_have_attribute("data-state", "ok")
-    page.click("#duplicates-button")
+    page.click('#sidebar .nav-item[data-view="duplicates"]')
     expect(page.locator("#duplicates")).to_be_visible()
     expect(page.locator("#grid")).to_be_hidden()
     expect(page.locator("#dup-status")).to_contain_text("2 groups of near-duplicates (cosine distance ≤ 0.001)")
@@ -159,7 +153,7 @@ def test_duplicates_view(stack: Stack, page: Page) -> None:
     expect(page.locator("#dup-status")).to_contain_text("(cosine distance ≤ 0.001)")
     expect(page.locator(".dup-group").nth(0).locator(".dup-item")).to_have_count(len(A_GROUP))
     assert "threshold=0.001" in page.url and "level=similar" in page.url
-    page.click("#dup-close")
+    page.click('#sidebar .nav-item[data-view="photos"]')
     expect(page.locator("#grid .tile")).to_have_count(len(PHOTOS))
     page.go_back()
     expect(page.locator("#duplicates")).to_be_visible()
@@ -169,6 +163,7 @@ def test_one_image_per_near_duplicate_group_in_search(stack: Stack, page: Page) 
     page.goto(f"{stack.api_url}/?q=a+photo")
     expect(page.locator("#status")).to_have_attribute("data-state", "ok")
     expect(page.locator("#grid .tile")).to_have_count(len(PHOTOS))
+    page.click("#filters-button")
     page.check("#collapse-near")
     expect(page.locator("#grid .tile")).to_have_count(len(PHOTOS) - 3 - 2)
     keys = grid_keys(page)
@@ -176,5 +171,69 @@ def test_one_image_per_near_duplicate_group_in_search(stack: Stack, page: Page) 
     badges = page.locator("#grid .tile .collapsed").all_inner_texts()
     assert sorted(badges) == ["+2", "+3"]
     assert "collapse=near" in page.url
+    page.keyboard.press("Escape")  # the panel closes: the grid in the screenshot
     settled(page)
     shot(page, "photos-collapsed")
+
+
+def nav_item(page: Page, view: str) -> Locator:
+    return page.locator(f'#sidebar .nav-item[data-view="{view}"]')
+
+
+def test_the_sidebar_moves_between_views_and_the_url_records_them(stack: Stack, page: Page) -> None:
+    page.goto(f"{stack.api_url}/?q=a+photo")
+    expect(page.locator("#status")).to_have_attribute("data-state", "ok")
+    expect(page.locator("#sidebar .nav-item")).to_have_text(["Photos", "Duplicates"])
+    expect(nav_item(page, "photos")).to_have_attribute("aria-current", "page")
+    expect(page.locator("#menu-button")).to_be_hidden()  # a wide screen shows the sidebar itself
+    # Each entry is a real link to its view with the current query: it opens in a new tab and can be shared.
+    assert nav_item(page, "duplicates").get_attribute("href") == "/?q=a+photo&view=duplicates&level=near"
+    settled(page)
+    shot(page, "photos-sidebar")
+    nav_item(page, "duplicates").click()
+    expect(page.locator("#duplicates")).to_be_visible()
+    expect(page.locator("#photos-view")).to_be_hidden()
+    expect(nav_item(page, "duplicates")).to_have_attribute("aria-current", "page")
+    expect(nav_item(page, "photos")).not_to_have_attribute("aria-current", "page")
+    assert "view=duplicates" in page.url and "q=a+photo" in page.url
+    expect(page.locator(".dup-group")).to_have_count(2)
+    nav_item(page, "photos").click()
+    expect(page.locator("#grid .tile")).to_have_count(len(PHOTOS))
+    assert "view=" not in page.url and "q=a+photo" in page.url  # Photos is the default: no view in the URL
+    page.go_back()
+    expect(page.locator("#duplicates")).to_be_visible()
+    expect(nav_item(page, "duplicates")).to_have_attribute("aria-current", "page")
+    page.go_forward()
+    expect(page.locator("#photos-view")).to_be_visible()
+    expect(nav_item(page, "photos")).to_have_attribute("aria-current", "page")
+    page.goto(f"{stack.api_url}/?view=duplicates&level=exact")  # a shared link opens its view
+    expect(page.locator("#dup-status")).to_contain_text("1 group of exact copies")
+    expect(nav_item(page, "duplicates")).to_have_attribute("aria-current", "page")
+
+
+def test_on_a_phone_the_sidebar_is_a_menu_and_the_search_bar_one_row(stack: Stack, browser) -> None:  # noqa: ANN001
+    for phone in open_page(browser, PHONE):
+        phone.goto(stack.api_url)
+        expect(phone.locator("#status")).to_have_attribute("data-state", "ok")
+        expect(phone.locator("#sidebar")).to_be_hidden()
+        row = phone.locator("#search-form > :visible:not(.visually-hidden)").evaluate_all(
+            "parts => parts.map(p => Math.round(p.getBoundingClientRect().top + p.offsetHeight / 2))")
+        assert len(row) >= 4 and len(set(row)) == 1, row  # box, Search, By image, Filters: side by side
+        settled(phone)
+        shot(phone, "photos-phone")
+        phone.click("#filters-button")
+        expect(phone.locator("#filters-panel")).to_be_visible()
+        panel = phone.locator("#filters-panel").bounding_box()
+        assert panel and panel["x"] >= 0 and panel["x"] + panel["width"] <= PHONE["width"]  # fits the screen
+        shot(phone, "photos-phone-filters")
+        phone.keyboard.press("Escape")
+        expect(phone.locator("#filters-panel")).to_be_hidden()
+        phone.click("#menu-button")
+        expect(phone.locator("#sidebar")).to_be_visible()
+        expect(phone.locator("#menu-button")).to_have_attribute("aria-expanded", "true")
+        phone.wait_for_function("() => getComputedStyle(document.querySelector('#sidebar')).transform === 'none'")
+        shot(phone, "photos-phone-menu")
+        nav_item(phone, "duplicates").click()
+        expect(phone.locator("#sidebar")).to_be_hidden()  # choosing a view closes the menu
+        expect(phone.locator("#duplicates")).to_be_visible()
+        assert "view=duplicates" in phone.url

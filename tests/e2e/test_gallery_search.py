@@ -26,7 +26,7 @@ from shared.config import load_settings
 from shared.dev.local_services import MotoServer, aws_client, free_port
 from shared.events import ObjectEvent
 from shared.store.catalog import Catalog
-from tests import test_gallery_browser as chromium
+from tests.e2e import test_gallery_browser as chromium
 from tests.fixtures.chosen import ChosenEmbedder
 from tests.fixtures.devstack import ARTIFACTS
 from tests.fixtures.services import unique_name
@@ -98,6 +98,7 @@ def gallery(pg_url: str, moto_server: MotoServer) -> Iterator[Gallery]:
 
 
 def shot(page: Page, name: str) -> None:
+    chromium.wait_images(page)  # the pictures, not their placeholders
     ARTIFACTS.mkdir(exist_ok=True)
     page.screenshot(path=str(ARTIFACTS / f"gallery-search-{name}.png"))
 
@@ -134,6 +135,7 @@ def test_chips_show_the_parsed_terms_and_a_click_removes_one(gallery: Gallery, p
 def test_the_mode_switch_and_the_sort_selector(gallery: Gallery, page: Page) -> None:
     show(page, gallery, "q=IMG_2041", len(gallery.api("/api/search", q="IMG_2041")["items"]))
     assert tile_keys(page)[0] == "photos/2023/IMG_2041.jpg"  # its name, first
+    page.click("#filters-button")  # the mode and the sort are in the Filters panel
     page.get_by_text("Words", exact=True).click()
     expect(page.locator("#grid .tile")).to_have_count(1)
     assert url_params(page)["mode"] == "keyword" and tile_keys(page) == ["photos/2023/IMG_2041.jpg"]
@@ -143,6 +145,7 @@ def test_the_mode_switch_and_the_sort_selector(gallery: Gallery, page: Page) -> 
     assert url_params(page)["mode"] == "semantic" and "photos/2023/IMG_2041.jpg" not in tile_keys(page)
     page.get_by_text("Hybrid", exact=True).click()
     show(page, gallery, "q=red&mode=semantic", len(gallery.api("/api/search", q="red", mode="semantic")["items"]))
+    page.click("#filters-button")
     page.select_option("#sort-select", "oldest")
     oldest = [item["key"] for item in gallery.api("/api/search", q="red", mode="semantic", sort="oldest")["items"]]
     expect(page.locator("#grid .tile").first).to_have_attribute("data-key", oldest[0])
@@ -151,6 +154,45 @@ def test_the_mode_switch_and_the_sort_selector(gallery: Gallery, page: Page) -> 
     shot(page, "mode-and-sort")
     page.go_back()
     expect(page.locator("#sort-select")).to_have_value("relevance")
+
+
+def test_the_filters_button_opens_the_panel_and_counts_the_active_filters(gallery: Gallery, page: Page) -> None:
+    show(page, gallery, "q=red", len(gallery.api("/api/search", q="red")["items"]))
+    button, panel = page.locator("#filters-button"), page.locator("#filters-panel")
+    count = page.locator("#filters-count")
+    expect(panel).to_be_hidden()
+    expect(count).to_be_hidden()  # nothing active: no number
+    expect(button).to_have_attribute("aria-expanded", "false")
+    button.click()
+    expect(panel).to_be_visible()
+    expect(button).to_have_attribute("aria-expanded", "true")
+    page.select_option("#sort-select", "oldest")
+    expect(count).to_have_text("1")
+    page.check("#collapse-near")
+    expect(count).to_have_text("2")
+    page.get_by_text("Pictures", exact=True).click()
+    expect(count).to_have_text("3")
+    expect(button).to_have_attribute("aria-label", "Filters, 3 active")
+    expect(panel).to_be_visible()  # it stays open while its settings change, the results following
+    assert url_params(page) == {"q": "red", "collapse": "near", "mode": "semantic", "sort": "oldest"}
+    shot(page, "filters")
+    page.keyboard.press("Escape")
+    expect(panel).to_be_hidden()
+    expect(count).to_have_text("3")
+    # A shared link shows how many filters shape it before the panel is opened; the dates count once.
+    page.goto(f"{gallery.base}/?q=red&min_score=0.10&taken_after=2023-01-01&taken_before=2023-01-05&sort=newest")
+    expect(count).to_have_text("3")
+    expect(page.locator("#status")).not_to_have_attribute("data-state", "loading")
+    button.click()
+    expect(page.locator("#min-score-value")).to_have_text("0.10")
+    page.click("#filters-reset")
+    expect(count).to_be_hidden()
+    assert url_params(page) == {"q": "red"}
+    expect(page.locator("#taken-after")).to_have_value("")
+    page.locator("#stats").click(position={"x": 5, "y": 5})  # a click outside closes it
+    expect(panel).to_be_hidden()
+    page.go_back()  # the filters come back with the history entry
+    expect(count).to_have_text("3")
 
 
 def test_more_below_the_cutoff(gallery: Gallery, page: Page) -> None:

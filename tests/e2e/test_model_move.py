@@ -22,7 +22,7 @@ from typing import Any
 
 import pytest
 
-from tests.fixtures.devstack import ARTIFACTS, Stack, get_json, start_stack
+from tests.fixtures.devstack import Stack, get_json, running_stack
 from tests.fixtures.model import synthetic_photo
 
 BEFORE, DURING = 12, 24
@@ -45,13 +45,9 @@ def jpeg(seed: int) -> bytes:
 
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory: pytest.TempPathFactory, immich_model_dir: Path, test_model_dir: Path) -> Iterator[Stack]:
-    data_dir = tmp_path_factory.mktemp("move") / "data"
-    log_path = ARTIFACTS / "model-move.log"
-    log_path.unlink(missing_ok=True)
     # One deployment holding both models; the first (the fixed-batch export) is the default.
-    running = start_stack(data_dir, f"{immich_model_dir},{test_model_dir}", log_path=log_path)
-    yield running
-    running.stop()
+    with running_stack(tmp_path_factory, f"{immich_model_dir},{test_model_dir}", "model-move") as running:
+        yield running
 
 
 class Clients:

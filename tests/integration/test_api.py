@@ -25,8 +25,9 @@ from shared.embedders import Embedder, load
 from shared.embedders.onnx_clip import OnnxClipEmbedder
 from shared.events import ObjectEvent
 from shared.storage import UrlSigner
-from shared.store.catalog import Catalog, Collection, vector_literal
+from shared.store.catalog import Catalog, Collection
 from shared.store.db import quote_ident
+from shared.store.vectors import vector_literal
 from tests.fixtures.model import synthetic_photo
 from tests.fixtures.services import unique_name
 

@@ -27,8 +27,9 @@ from shared.api import create_app
 from shared.dev.local_services import MotoServer
 from shared.events import ObjectEvent
 from shared.search import duplicates
-from shared.store.catalog import Collection, vector_literal
+from shared.store.catalog import Collection
 from shared.store.db import quote_ident
+from shared.store.vectors import vector_literal
 from tests.fixtures.photos import A_GROUP, BURST_GROUP, TEST_MODEL_NEAR, TEST_MODEL_SIMILAR, duplicate_photos
 from tests.fixtures.services import Pipeline, unique_name
 

@@ -31,7 +31,7 @@ from shared.storage import Storage
 from shared.store.catalog import Catalog
 from shared.store.db import quote_ident
 from tests.fixtures.model import png_bomb, synthetic_photo
-from tests.test_api import World, add_images, error_of, png_bytes, world  # noqa: F401 - a fixture
+from tests.integration.test_api import World, add_images, error_of, png_bytes, world  # noqa: F401 - a fixture
 
 LONGEST_KEY = "k/" + "é" * ((MAX_KEY_BYTES - 6) // 2) + ".jpg"  # 1,024 bytes of UTF-8, two per "é"
 OUTSIDE_KEY = "secret/outside.jpg"  # in the bucket, never catalogued: must never be signed

@@ -23,12 +23,13 @@ from shared.embedders import Embedder, load
 from shared.events import ObjectEvent
 from shared.ingest.pipeline import Ingestor
 from shared.ocr.reader import TextLine, TextReader
-from shared.ocr.stage import OcrStage, claim_waiting, store_text
+from shared.ocr.stage import OcrStage
 from shared.search.keywords import fold
 from shared.storage import Storage, StorageUnavailable
 from shared.store import queries
 from shared.store.catalog import Catalog, Collection
 from shared.store.db import quote_ident
+from shared.store.ocr_text import claim_waiting, store_text
 from tests.fixtures.model import synthetic_photo
 from tests.fixtures.text_images import SCENE, jpeg, render
 

@@ -1,4 +1,4 @@
-"""Settings: environment variables, validation messages, and the README's table."""
+"""Settings: environment variables, validation messages, and docs/configuration.md's table."""
 
 from __future__ import annotations
 
@@ -9,7 +9,8 @@ import pytest
 
 from shared.config import ConfigError, Settings, load_settings
 
-README = Path(__file__).resolve().parents[2] / "README.md"
+ROOT = Path(__file__).resolve().parents[2]
+CONFIGURATION_DOC = ROOT / "docs" / "configuration.md"
 
 
 def test_environment_is_read_with_prefix(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -45,17 +46,17 @@ def test_r2_account_sets_endpoint() -> None:
     assert load_settings(s3_endpoint_url="http://127.0.0.1:9000").s3_endpoint == "http://127.0.0.1:9000"
 
 
-def test_readme_lists_every_setting() -> None:
-    text = README.read_text()
+def test_configuration_doc_lists_every_setting() -> None:
+    text = CONFIGURATION_DOC.read_text()
     documented = set(re.findall(r"`(IB_[A-Z0-9_]+)`", text))
     expected = {"IB_" + name.upper() for name in Settings.model_fields}
-    assert expected - documented == set(), "README configuration table is missing variables"
+    assert expected - documented == set(), "docs/configuration.md's table is missing variables"
 
 
-def test_readme_table_is_current() -> None:
+def test_configuration_table_is_current() -> None:
     import importlib.util
 
-    spec = importlib.util.spec_from_file_location("config_table", README.parent / "scripts" / "config_table.py")
+    spec = importlib.util.spec_from_file_location("config_table", ROOT / "scripts" / "config_table.py")
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
-    assert module.table() in README.read_text(), "run: python scripts/config_table.py --write"
+    assert module.table() in CONFIGURATION_DOC.read_text(), "run: python scripts/config_table.py --write"

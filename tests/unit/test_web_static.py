@@ -14,6 +14,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.fixtures.js_functions import function_spans
+
 WEB = Path(__file__).resolve().parents[2] / "web"
 # The gallery's ES modules (web/js/main.js imports the rest), as paths relative to web/.
 SCRIPTS = sorted(path.relative_to(WEB).as_posix() for path in (WEB / "js").glob("*.js"))
@@ -31,7 +33,14 @@ REQUIRED_IDS = {
     "stats",
     "status",
     "test-model-banner",
+    "sidebar",
+    "nav-list",
+    "menu-button",
+    "filters-button",
+    "filters-count",
+    "filters-panel",
 }
+MAX_FUNCTION_LINES = 80  # the developers' guide: short functions
 TEST_MODEL_TEXT = "Random-weight test model: search results are not meaningful."
 # The only absolute URL allowed: the SVG namespace inside the inline favicon (never fetched).
 SVG_NAMESPACE = "http://www.w3.org/2000/svg"
@@ -202,3 +211,36 @@ def test_photo_facts_and_delete_commands_as_text(tmp_path: Path) -> None:
         "",
         "aws s3 rm 's3://photos/copies/a.jpg'\naws s3 rm 's3://photos/it'\\''s $HOME.jpg'",
     ]
+
+
+def test_the_function_length_check_sees_functions_and_long_ones() -> None:
+    """The checker below finds every kind of function, skips braces in strings and regular expressions, and
+    counts a function's lines from its head to its closing brace."""
+    body = "\n".join(f"  step({i});" for i in range(80))
+    source = f"""
+        const pattern = /^(\\d{{4}})-{{$/; const text = `a ${{ {{ b: "}}" }}.b }} {{`;
+        export async function long(a) {{\n{body}\n}}
+        const arrow = (x) => {{ if (x) {{ return {{ x }}; }} }};
+        class Box {{ method(y) {{ for (const z of y) {{ z(); }} }} }}
+        setup(function () {{ return 1; }});
+    """
+    spans = {span.name: span.lines for span in function_spans(source)}
+    assert spans == {"long": 82, "(arrow)": 1, "method": 1, "(function)": 1}
+
+
+@pytest.mark.parametrize("name", SCRIPTS)
+def test_no_function_in_the_gallery_is_over_80_lines(name: str) -> None:
+    spans = function_spans((WEB / name).read_text(encoding="utf-8"))
+    long = [f"{span.name} (line {span.first_line}: {span.lines} lines)" for span in spans
+            if span.lines > MAX_FUNCTION_LINES]
+    assert not long, f"{name}: functions over {MAX_FUNCTION_LINES} lines: {long}"
+
+
+def test_every_view_is_one_entry_of_the_views_list() -> None:
+    """The sidebar, the URL and the start are built from views.js; main.js only wires the modules."""
+    views = (WEB / "js" / "views.js").read_text(encoding="utf-8")
+    names = re.findall(r'name: "?([\w]+)"?,', views)
+    assert names == ["PHOTOS_VIEW", "duplicates"]
+    main = (WEB / "js" / "main.js").read_text(encoding="utf-8")
+    assert "addEventListener" not in main  # every module registers its own listeners
+    assert "registerSidebar(VIEWS)" in main and "view.register()" in main

@@ -5,6 +5,7 @@ import { api } from "./api.js";
 import { els } from "./elements.js";
 import { formatBytes, formatCount, formatDate, moveText } from "./format.js";
 import { runQuery, shownQueryGeneration } from "./query.js";
+import { onQueryChange, refine } from "./router.js";
 import {
   collectionLabel,
   collectionParam,
@@ -23,7 +24,7 @@ let embeddedAtLoad = null; // {generation, embedded}: the count the results on s
 
 // ---------------------------------------------------------------- collection picker
 
-export function ensureCollectionOption(name) {
+function ensureCollectionOption(name) {
   if (Array.from(els.collection.options).some((option) => option.value === name)) return;
   const option = document.createElement("option");
   option.value = name;
@@ -63,6 +64,31 @@ export async function loadCollections() {
     els.collection.title = `Collections could not be listed: ${err.message}`;
     els.collection.disabled = true;
   }
+}
+
+// The picker shows the query's collection (the server's default when the URL names none).
+function syncCollectionPicker() {
+  const collection = collectionParam() || defaultCollectionOfServer();
+  if (collection && els.collection.value !== collection) {
+    ensureCollectionOption(collection);
+    els.collection.value = collection;
+  }
+}
+
+export function registerCollection() {
+  els.collection.addEventListener("change", () => {
+    // The same uploaded image can be searched in another collection, so refine() keeps it.
+    if (els.collection.value) refine({ collection: els.collection.value });
+  });
+  els.showNew.addEventListener("click", () => runQuery());
+  // Statistics poll only while the page is visible; coming back refreshes at once.
+  document.addEventListener("visibilitychange", () => {
+    if (!document.hidden) refreshStats();
+  });
+  onQueryChange(({ collectionChanged }) => {
+    syncCollectionPicker();
+    if (collectionChanged) refreshStats();
+  });
 }
 
 // ---------------------------------------------------------------- statistics bar

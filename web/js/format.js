@@ -1,5 +1,5 @@
 // How numbers, sizes, dates and keys read on the page. No DOM here, so node can import this file
-// (tests/test_web_static.py does).
+// (tests/unit/test_web_static.py does).
 
 export function formatScore(score) {
   return typeof score === "number" && Number.isFinite(score) ? score.toFixed(3) : "";

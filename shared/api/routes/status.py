@@ -42,7 +42,7 @@ def stats(services: ServicesDep, collection: CollectionParam = None) -> Collecti
 def health(services: ServicesDep) -> Health:
     """Whether the database answers and which model towers are loaded. Needs no key."""
     try:
-        services.catalog.db.run("SELECT 1")
+        services.catalog.db.ping()
         database = True
     except Exception as exc:  # any failure means "not reachable" here; the detail goes to the log
         log.warning("health: database check failed: %s", exc)
