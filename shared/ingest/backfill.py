@@ -30,6 +30,7 @@ from typing import Any
 from shared.events import ObjectEvent, key_problem
 from shared.images import is_image_key
 from shared.ingest import model_move, work
+from shared.ingest.catch_up import catch_up
 from shared.ingest.exif import read_metadata
 from shared.ingest.pipeline import Ingestor, IngestReport, WorkItem
 from shared.jobs import TRANSIENT_ERRORS, Deadline
@@ -228,12 +229,14 @@ def _tombstone_unlisted(ingestor: Ingestor, collection: Collection, listing_star
 
 
 def _catch_up(ingestor: Ingestor, collection: Collection, summary: PlanSummary, deadline: Deadline) -> None:
-    """Work for rows from before a feature (key words, photo facts, duplicate neighbours), in this run."""
+    """Work for rows from before a feature (key words, photo facts, places, tags, duplicate neighbours), in
+    this run."""
     sweep_like = SweepSummary(collection.name)
     time_left = deadline.seconds_left
     while time_left() > 0 and ingestor.catalog.fill_name_words(collection):
         pass
     fill_photo_facts(ingestor, collection, sweep_like, time_left)
+    catch_up(ingestor, collection, sweep_like.errors, time_left)  # places, embedded tags, saved-search counts
     fill_neighbours(ingestor, collection.name, sweep_like, time_left)
     summary.errors.extend(sweep_like.errors)
 
@@ -302,6 +305,7 @@ def sweep(ingestor: Ingestor, collection_name: str, *, deadline: Deadline | None
         while time_left() > 0 and catalog.fill_name_words(collection):
             pass  # rows recorded before the keyword index get their key's words, a batch at a time
         fill_photo_facts(ingestor, collection, summary, time_left)
+        catch_up(ingestor, collection, summary.errors, time_left)  # places, embedded tags, saved-search counts
         fill_neighbours(ingestor, collection.name, summary, time_left)
     summary.remaining = catalog.count_todo(collection, max_attempts=settings.max_attempts)
     summary.seconds = round(time.monotonic() - started, 3)

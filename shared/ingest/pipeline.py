@@ -38,7 +38,9 @@ from shared.embedders import Embedder, Models
 from shared.events import ObjectEvent, key_problem
 from shared.images import content_type_for, decode, is_image_key, thumbnail
 from shared.ingest.exif import PhotoMetadata, read_metadata
+from shared.ingest.tags import read_photo_tags
 from shared.jobs import PERMANENT_ERRORS, TRANSIENT_ERRORS, failure_reason, retry_delay
+from shared.places.lookup import place_of
 from shared.search.duplicates import content_hash
 from shared.storage import ObjectInfo, ObjectMissing, Storage, queue_client
 from shared.store import queries
@@ -167,6 +169,7 @@ class Prepared:
     sha256: str | None = None
     photo: PhotoMetadata | None = None
     copy: StoredCopy | None = None  # the same bytes already embedded under another key: no model call
+    described: dict[str, Any] = field(default_factory=dict)  # place and embedded tags (their columns)
 
 
 class Ingestor:
@@ -383,6 +386,7 @@ class Ingestor:
         # The header's size and EXIF (the decoder may have used JPEG draft mode, so the decoded image can
         # be smaller than the original); broken EXIF only leaves fields empty.
         photo = read_metadata(obj.data)
+        described = {**read_photo_tags(obj.data).columns(), **place_of(photo.latitude, photo.longitude)}
         width, height = (photo.width, photo.height) if photo.width and photo.height else image.size
         if writes.thumbnails:
             thumb = thumbnail(image, self.settings.thumbnail_size)
@@ -391,7 +395,7 @@ class Ingestor:
         copy = (stored_copy(self.catalog, item.collection, sha256, item.key, with_next=writes.next is not None)
                 if writes.live else None)  # a model move's own pass embeds every row
         inputs = [] if copy else [embedder.prepare_image(image) for embedder in writes.embedders]
-        return Prepared(item, obj.info, width, height, inputs, started, sha256, photo, copy)
+        return Prepared(item, obj.info, width, height, inputs, started, sha256, photo, copy, described)
 
     @staticmethod
     def _collect(job: WorkItem | KeyEvents, future: Future[Prepared | None], report: IngestReport) -> Prepared | None:
@@ -458,7 +462,8 @@ class Ingestor:
             next_model_id=writes.next.model_id if writes.next else None,
             width=p.width, height=p.height, size=p.info.size,
             content_type=p.info.content_type or content_type_for(item.key),
-            last_modified=p.info.last_modified, sha256=p.sha256, photo=p.photo.columns() if p.photo else None,
+            last_modified=p.info.last_modified, sha256=p.sha256,
+            photo={**p.photo.columns(), **p.described} if p.photo else None,
         )
 
     @staticmethod

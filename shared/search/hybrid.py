@@ -33,7 +33,7 @@ from shared.store.catalog import Catalog, Collection
 Mode = Literal["hybrid", "semantic", "keyword"]
 Sort = Literal["relevance", "newest", "oldest"]
 Cutoff = Literal["auto", "none"]
-Reason = Literal["name", "text", "visual"]
+Reason = Literal["name", "text", "place", "tag", "visual"]
 
 RRF_K = 60
 MAX_RESULTS = 1000  # the relevant set a query ranks, sorts and pages through
@@ -196,14 +196,34 @@ def search(catalog: Catalog, collection: Collection, plan: Plan, vector: np.ndar
     page_ids = order[request.offset:request.offset + request.limit]
     rows = queries.page_rows(catalog, collection, page_ids, vector=vector, words=matched_by,
                              in_name=plan.words.in_name if plan.words else "",
-                             in_text=plan.words.in_text if plan.words else "")
+                             in_text=plan.words.in_text if plan.words else "",
+                             in_place=plan.words.in_place if plan.words else "",
+                             in_tag=plan.words.in_tag if plan.words else "")
     visual = {hit.id for hit in kept}
     page = [rows[item] for item in page_ids if item in rows]
     matched: dict[int, list[Reason]] = {
-        row.hit.id: [reason for reason, found in (("name", row.in_name), ("text", row.in_text),
-                                                  ("visual", row.hit.id in visual)) if found]
+        row.hit.id: [reason for reason, found in (("name", row.in_name), ("text", row.in_text), ("place", row.in_place),
+                                                  ("tag", row.in_tag), ("visual", row.hit.id in visual)) if found]
         for row in page
     }
     applied = max((score for score in (threshold, request.min_score) if score is not None), default=None)
     return Page(page, matched, len(pictures) - len(kept), applied,
                 more=len(order) > request.offset + request.limit)
+
+
+def count(catalog: Catalog, collection: Collection, plan: Plan, vector: np.ndarray | None,
+          request: SearchRequest) -> int:
+    """How many results a query has: its relevant set (picture matches the cutoff keeps, and every word match),
+    at most MAX_RESULTS, as a date sort pages through it. Saved searches and Discover store it."""
+    filters = replace(request.filters, words=plan.required, exclude=plan.exclude)
+    found: set[int] = set()
+    if vector is not None and plan.needs_vector:
+        pictures = _pictures(catalog, collection, vector, replace(request, sort="newest"), filters, VECTOR_DEPTH,
+                             plan.has_minus)
+        threshold = cutoff_score(pictures[0].score if pictures else None, request.floor, has_minus=plan.has_minus) \
+            if request.cutoff == "auto" else None
+        found |= {hit.id for hit in pictures if threshold is None or hit.score >= threshold}
+    if plan.words is not None:
+        matches, _ = _words(catalog, collection, plan.words, filters, None, MAX_RESULTS)
+        found |= {match.id for match in matches}
+    return min(len(found), MAX_RESULTS)

@@ -14,7 +14,7 @@ from typing import TypeVar
 
 import numpy as np
 
-from shared.api.schemas import ImageItem, Location
+from shared.api.schemas import Cover, ImageItem, Location, Place
 from shared.config import Settings
 from shared.embedders import Embedder, Models
 from shared.embedders.text import DEFAULT_LANGUAGE
@@ -125,4 +125,12 @@ class Services:
             location=Location(lat=hit.latitude, lon=hit.longitude)
             if hit.latitude is not None and hit.longitude is not None else None,
             text=hit.ocr_text,
+            place=Place(city=hit.city, state=hit.state, country=hit.country, country_code=hit.country_code or "")
+            if hit.country else None,
+            tags=list(hit.tags) if hit.tags is not None else None,
+            caption=hit.caption,
         )
+
+    def cover(self, collection: Collection, key: str) -> Cover:
+        """The picture that stands for a list entry (a place, a saved search, a Discover category)."""
+        return Cover(key=key, thumbnail_url=self.storage.url(collection.bucket, self.storage.thumbnail_key(key)))

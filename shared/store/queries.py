@@ -40,6 +40,13 @@ class Hit:
     latitude: float | None = None
     longitude: float | None = None
     ocr_text: str | None = None  # the words read in the picture (the OCR stage); null until read
+    # Where it was taken (shared/places): city and state null when only the country is known.
+    city: str | None = None
+    state: str | None = None
+    country: str | None = None
+    country_code: str | None = None
+    tags: tuple[str, ...] | None = None  # keywords written into the photo (IPTC, XMP); null until read
+    caption: str | None = None
 
 
 @dataclass(frozen=True)
@@ -57,6 +64,7 @@ class SearchFilters:
     camera: str | None = None
     words: str | None = None  # `to_tsquery('simple', …)` text every row must match (quoted query terms)
     exclude: tuple[str, ...] = ()  # keys left out (the images a query searches by)
+    place: tuple[str, ...] = ()  # folded names the photo's place must all have (shared/places/lookup.py)
     up_to_id: int | None = None  # rows up to this id only: a search's later pages see what its first one saw
 
     def sql(self, params: dict[str, Any]) -> list[str]:
@@ -73,6 +81,7 @@ class SearchFilters:
             (self.camera or None, "strpos(lower(camera), lower(:camera)) > 0", "camera"),
             (self.words or None, "search_tsv @@ to_tsquery('simple', :filter_words)", "filter_words"),
             (list(self.exclude) or None, "key <> ALL(CAST(:exclude_keys AS text[]))", "exclude_keys"),
+            (list(self.place) or None, "place_names @> CAST(:place_names AS text[])", "place_names"),
             (self.up_to_id, "id <= :up_to_id", "up_to_id"),
         ]
         terms = []
@@ -186,7 +195,7 @@ def search(
     """
     rows = _nearest(catalog, collection, vector, similar_to, columns=HIT_SQL, limit=limit, min_score=min_score,
                     filters=filters, after=after, ef_search=ef_search)
-    return [hit_of(row, row[13]) for row in rows]
+    return [hit_of(row, row[HIT_WIDTH]) for row in rows]
 
 
 @dataclass(frozen=True)
@@ -213,7 +222,8 @@ def nearest(catalog: Catalog, collection: Collection, vector: np.ndarray, *, lim
 
 # A Hit's columns, in the order `hit_of` reads them.
 HIT_SQL = ("id, key, size, content_type, width, height, extract(epoch FROM last_modified)::float8, "
-           f"{PHOTO_SQL.format(p='')}, ocr_text")
+           f"{PHOTO_SQL.format(p='')}, ocr_text, city, state, country, country_code, tags, caption")
+HIT_WIDTH = 19  # columns of HIT_SQL: what a statement selects after them starts at this index
 # The date the date sorts use: when the photo was taken, else when the object was last modified.
 PHOTO_TIME_SQL = "extract(epoch FROM COALESCE(taken_at, last_modified))::float8"
 
@@ -222,7 +232,8 @@ def hit_of(row: Sequence[Any], distance: float | None = None) -> Hit:
     """A Hit from the HIT_SQL columns; `distance` (to the query vector) gives it its score."""
     return Hit(row[0], row[1], None if distance is None else -float(distance), row[2], row[3], row[4], row[5],
                _from_epoch(row[6]), None if distance is None else float(distance), **photo_fields(row[7:12]),
-               ocr_text=row[12])
+               ocr_text=row[12], city=row[13], state=row[14], country=row[15], country_code=row[16],
+               tags=None if row[17] is None else tuple(row[17]), caption=row[18])
 
 
 def last_id(catalog: Catalog, collection: Collection) -> int:
@@ -303,27 +314,32 @@ class PageRow:
     hit: Hit
     in_name: bool  # matches the query's words, some of them in its name (folders, file name)
     in_text: bool  # matches the query's words, some of them in its text (OCR, EXIF)
+    in_place: bool = False  # … some of them in its place's names
+    in_tag: bool = False  # … some of them in its own tags or caption (IPTC, XMP)
 
 
 def page_rows(catalog: Catalog, collection: Collection, ids: Sequence[int], *, vector: np.ndarray | None = None,
-              words: str | None = None, in_name: str = "", in_text: str = "") -> dict[int, PageRow]:
+              words: str | None = None, in_name: str = "", in_text: str = "", in_place: str = "",
+              in_tag: str = "") -> dict[int, PageRow]:
     """The rows a page shows, by id: with the score against `vector` and where the query's `words` matched
-    (`in_name`/`in_text`: tsquery text of any query word, weight A or B)."""
+    (`in_name`/`in_text`/`in_place`/`in_tag`: tsquery text of any query word, weight A, B, C or D)."""
     if not ids:
         return {}
     params: dict[str, Any] = {"ids": list(ids)}
     distance = _distance_sql(vector, params)
-    flags = "false, false"
+    sources = {"in_name": in_name, "in_text": in_text, "in_place": in_place, "in_tag": in_tag}
+    flags = ", ".join("false" for _ in sources)
     if words:
-        params.update(words=words, in_name=in_name, in_text=in_text)
+        params.update(words=words, **sources)
         matches = "search_tsv @@ to_tsquery('simple', :words)"
-        flags = (f"{matches} AND search_tsv @@ to_tsquery('simple', :in_name), "
-                 f"{matches} AND search_tsv @@ to_tsquery('simple', :in_text)")
+        flags = ", ".join(f"{matches} AND search_tsv @@ to_tsquery('simple', :{name})" if value else "false"
+                          for name, value in sources.items())
     with vectors_of(collection, collection.model_id):
         rows = catalog.db.run(
             f"SELECT {HIT_SQL}, {distance}, {flags} FROM {quote_ident(collection.table)} "
             "WHERE id = ANY(CAST(:ids AS bigint[])) AND status = 'embedded'", **params)
-    return {row[0]: PageRow(hit_of(row, row[13]), bool(row[14]), bool(row[15])) for row in rows}
+    return {row[0]: PageRow(hit_of(row, row[HIT_WIDTH]), *(bool(flag) for flag in row[HIT_WIDTH + 1:]))
+            for row in rows}
 
 
 def recent(
@@ -347,13 +363,8 @@ def recent(
             params["after_time"] = after[0]
     where = " AND ".join([where, *(filters or SearchFilters()).sql(params)])
     rows = catalog.db.run(
-        f"""SELECT id, key, size, content_type, width, height, extract(epoch FROM last_modified)::float8,
-                   {PHOTO_SQL.format(p="")}, ocr_text
-            FROM {q} WHERE {where} ORDER BY last_modified DESC, id DESC LIMIT :limit""",
-        **params,
-    )
-    return [Hit(row[0], row[1], None, row[2], row[3], row[4], row[5], _from_epoch(row[6]), **photo_fields(row[7:12]),
-                ocr_text=row[12]) for row in rows]
+        f"SELECT {HIT_SQL} FROM {q} WHERE {where} ORDER BY last_modified DESC, id DESC LIMIT :limit", **params)
+    return [hit_of(row) for row in rows]
 
 
 
@@ -407,13 +418,10 @@ def get_row(catalog: Catalog, collection: Collection, key: str) -> ImageRow | No
 def hits_by_id(catalog: Catalog, collection: Collection, ids: Sequence[int]) -> dict[int, Hit]:
     """Embedded rows by id, as Hits without a score (duplicate groups)."""
     rows = catalog.db.run(
-        f"""SELECT id, key, size, content_type, width, height, extract(epoch FROM last_modified)::float8,
-                   {PHOTO_SQL.format(p="")}, ocr_text
-            FROM {quote_ident(collection.table)} WHERE id = ANY(:ids) AND status = 'embedded'""",
+        f"SELECT {HIT_SQL} FROM {quote_ident(collection.table)} WHERE id = ANY(:ids) AND status = 'embedded'",
         ids=list(ids),
     )
-    return {row[0]: Hit(row[0], row[1], None, row[2], row[3], row[4], row[5], _from_epoch(row[6]),
-                        **photo_fields(row[7:12]), ocr_text=row[12]) for row in rows}
+    return {row[0]: hit_of(row) for row in rows}
 
 
 def rows_without_hash(catalog: Catalog, collection: Collection, *, after_id: int, limit: int,
