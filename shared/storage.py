@@ -85,6 +85,9 @@ class Storage:
                 retries={"max_attempts": 3, "mode": "standard"},
                 max_pool_connections=32,
                 s3={"addressing_style": "path"} if self.settings.s3_endpoint else {},
+                # CRC checksums on every PUT and GET cost CPU per image; S3's own MD5/ETag checks stay.
+                request_checksum_calculation="when_required",
+                response_checksum_validation="when_required",
             ),
         )
 
