@@ -136,6 +136,17 @@ class Storage:
                           response.get("ContentType"))
         return StoredObject(info, data)
 
+    def read_unchanged(self, bucket: str, key: str, etag: str | None) -> bytes | None:
+        """The object's bytes while it still holds the content `etag` names; None once it is gone, too large
+        or replaced (its own event, or the next backfill, handles the new content)."""
+        try:
+            obj = self.read(bucket, key)
+        except (ObjectMissing, ObjectTooLarge):
+            return None
+        if etag and obj.info.etag and obj.info.etag != etag:
+            return None
+        return obj.data
+
     def list(self, bucket: str, prefix: str = "") -> Iterator[ObjectInfo]:
         """Every object under `prefix`, page by page (1,000 a page)."""
         paginator = self.client.get_paginator("list_objects_v2")

@@ -35,7 +35,6 @@ from shared.ingest.exif import read_metadata
 from shared.ingest.pipeline import Ingestor, IngestReport, WorkItem
 from shared.jobs import TRANSIENT_ERRORS, Deadline
 from shared.search import duplicates
-from shared.storage import ObjectMissing, ObjectTooLarge
 from shared.store import neighbours, plans, queries
 from shared.store.catalog import Collection
 
@@ -90,22 +89,7 @@ def reconcile(ingestor: Ingestor, collection: Collection, summary: SweepSummary,
             summary.stopped_early = True
             return False
         seen.add(info.key)  # any object present keeps its row (an image may lack an extension)
-        if storage.is_thumbnail(info.key) or not is_image_key(info.key, info.content_type):
-            continue
-        if problem := key_problem(info.key):  # no row can hold it (NUL, ...): skipped, the sweep goes on
-            log.warning("skipping s3://%s/%r: the key %s", collection.bucket, info.key, problem)
-            summary.skipped += 1
-            continue
-        summary.listed += 1
-        state = rows.get(info.key)
-        if state is not None and state[1] != "deleted" and state[0] == info.etag:
-            continue
-        # Listings give whole seconds: the object was written at the latest at the end of that second.
-        # Its start would lose to a tombstone this sweep's own listing wrote a moment after the write.
-        written = info.last_modified.replace(microsecond=999_999) if info.last_modified else None
-        event = ObjectEvent(collection.bucket, info.key, "created", info.etag, info.size, event_time=written)
-        if catalog.record_event(collection, event):
-            summary.added += 1
+        _record_listed(ingestor, collection, info, rows.get(info.key), summary)
     for key, (_, status, updated_at) in rows.items():
         if status == "deleted" or key in seen or updated_at >= listing_started:
             continue
@@ -176,27 +160,30 @@ def plan(ingestor: Ingestor, collection_name: str, *, queue_url: str, deadline: 
 
 def _reconcile_page(ingestor: Ingestor, collection: Collection, infos: list[Any], summary: PlanSummary) -> list[str]:
     """Rows for a page's new or replaced objects; the page's image keys (rows stamped as listed)."""
-    catalog, storage = ingestor.catalog, ingestor.storage
-    states = plans.row_states(catalog, collection, [info.key for info in infos])
-    keys = []
-    for info in infos:
-        if storage.is_thumbnail(info.key) or not is_image_key(info.key, info.content_type):
-            continue
-        if problem := key_problem(info.key):  # no row can hold it (NUL, ...): skipped, the listing goes on
-            log.warning("skipping s3://%s/%r: the key %s", collection.bucket, info.key, problem)
-            summary.skipped += 1
-            continue
-        summary.listed += 1
-        keys.append(info.key)
-        state = states.get(info.key)
-        if state is not None and state[1] != "deleted" and state[0] == info.etag:
-            continue
-        # Listings give whole seconds: the object was written at the latest at the end of that second.
-        written = info.last_modified.replace(microsecond=999_999) if info.last_modified else None
-        event = ObjectEvent(collection.bucket, info.key, "created", info.etag, info.size, event_time=written)
-        if catalog.record_event(collection, event):
-            summary.added += 1
-    return keys
+    states = plans.row_states(ingestor.catalog, collection, [info.key for info in infos])
+    return [info.key for info in infos if _record_listed(ingestor, collection, info, states.get(info.key), summary)]
+
+
+def _record_listed(ingestor: Ingestor, collection: Collection, info: Any, state: tuple[Any, ...] | None,
+                   summary: PlanSummary | SweepSummary) -> bool:
+    """A listed object's row brought in line with the listing (a `created` event when it has none or another
+    etag); False for what no row holds: thumbnails, non-images, keys PostgreSQL cannot store (skipped)."""
+    if ingestor.storage.is_thumbnail(info.key) or not is_image_key(info.key, info.content_type):
+        return False
+    if problem := key_problem(info.key):  # no row can hold it (NUL, ...): skipped, the listing goes on
+        log.warning("skipping s3://%s/%r: the key %s", collection.bucket, info.key, problem)
+        summary.skipped += 1
+        return False
+    summary.listed += 1
+    if state is not None and state[1] != "deleted" and state[0] == info.etag:
+        return True
+    # Listings give whole seconds: the object was written at the latest at the end of that second.
+    # Its start would lose to a tombstone this listing wrote a moment after the write.
+    written = info.last_modified.replace(microsecond=999_999) if info.last_modified else None
+    event = ObjectEvent(collection.bucket, info.key, "created", info.etag, info.size, event_time=written)
+    if ingestor.catalog.record_event(collection, event):
+        summary.added += 1
+    return True
 
 
 def _queue_page(ingestor: Ingestor, collection: Collection, keys: list[str], sqs: Any, queue_url: str,
@@ -353,14 +340,11 @@ def fill_neighbours(ingestor: Ingestor, collection_name: str, summary: SweepSumm
 
 
 def _fill_row(ingestor: Ingestor, collection: Collection, key: str, etag: str | None) -> bool:
-    try:
-        obj = ingestor.storage.read(collection.bucket, key, ingestor.settings.max_image_bytes)
-    except (ObjectMissing, ObjectTooLarge):
+    data = ingestor.storage.read_unchanged(collection.bucket, key, etag)
+    if data is None:
         return False
-    if etag and obj.info.etag and obj.info.etag != etag:
-        return False  # replaced since it was embedded: its event (or the sweep) embeds the new content
-    photo = read_metadata(obj.data)
-    values = {**photo.columns(), "sha256": duplicates.content_hash(obj.data)}
+    photo = read_metadata(data)
+    values = {**photo.columns(), "sha256": duplicates.content_hash(data)}
     if photo.width and photo.height:
         values.update(width=photo.width, height=photo.height)
     return ingestor.catalog.store_photo_facts(collection, key, etag, values)

@@ -13,7 +13,6 @@ from typing import Any
 from shared.ingest.tags import read_photo_tags
 from shared.jobs import TRANSIENT_ERRORS
 from shared.places.lookup import places_of
-from shared.storage import ObjectMissing, ObjectTooLarge
 from shared.store import places
 from shared.store.catalog import Catalog, Collection
 
@@ -53,13 +52,9 @@ def fill_tags(ingestor: Any, collection: Collection, time_left: Callable[[], flo
 
 
 def _fill_tags_row(ingestor: Any, collection: Collection, key: str, etag: str | None) -> bool:
-    try:
-        obj = ingestor.storage.read(collection.bucket, key, ingestor.settings.max_image_bytes)
-    except (ObjectMissing, ObjectTooLarge):
-        return False
-    if etag and obj.info.etag and obj.info.etag != etag:
-        return False
-    return ingestor.catalog.store_photo_facts(collection, key, etag, read_photo_tags(obj.data).columns())
+    data = ingestor.storage.read_unchanged(collection.bucket, key, etag)
+    return data is not None and ingestor.catalog.store_photo_facts(collection, key, etag,
+                                                                   read_photo_tags(data).columns())
 
 
 def refresh_counts(ingestor: Any, collection: Collection, time_left: Callable[[], float]) -> int:
