@@ -167,13 +167,14 @@ function moreLikeThis() {
   window.scrollTo({ top: 0 });
 }
 
-// A tag or the place in the details: its photos in the Photos view (a tag as exact words, "quoted").
+// A tag or the place in the details: a new query of its photos in the Photos view (a tag as exact words,
+// "quoted"; the other filters dropped).
 function searchFromDetails(event) {
   const button = event.target.closest("button[data-tag], button[data-place]");
   if (!button) return;
   closeLightbox();
   const tag = button.dataset.tag;
-  if (tag) navigate({ q: `"${tag.replaceAll('"', "")}"`, mode: "hybrid", view: PHOTOS_VIEW });
+  if (tag) navigate(freshQuery({ q: `"${tag.replaceAll('"', "")}"`, view: PHOTOS_VIEW }));
   else navigate(freshQuery({ place: button.dataset.place, view: PHOTOS_VIEW }));
   window.scrollTo({ top: 0 });
 }

@@ -5,8 +5,10 @@
 
 import { api, apiSend } from "./api.js";
 import { els } from "./elements.js";
+import { filterParams } from "./filters.js";
 import { formatCount } from "./format.js";
 import { isPlainClick, navigate, onQueryChange } from "./router.js";
+import { searchParams } from "./search-ui.js";
 import { closeDrawer, icon } from "./sidebar.js";
 import {
   DEFAULT_QUERY,
@@ -26,15 +28,10 @@ let listGeneration = 0;
 
 // ---------------------------------------------------------------- query <-> saved parameters
 
-// The current query as /api/search's parameters (no limit or cursor); defaults are left out.
+// The current query as /api/search's parameters, as the grid sends them (no limit or cursor; defaults left out).
 function savedQueryOf(query) {
-  const params = { q: query.q, mode: query.mode, sort: query.sort, cutoff: query.cutoff,
-    min_score: query.minScore > 0 ? query.minScore : null, taken_after: query.takenAfter,
-    taken_before: query.takenBefore, place: query.place, collapse: query.collapse ? "near" : null };
-  const defaults = { mode: DEFAULT_QUERY.mode, sort: DEFAULT_QUERY.sort, cutoff: DEFAULT_QUERY.cutoff };
-  return Object.fromEntries(
-    Object.entries(params).filter(([name, value]) => value !== null && value !== "" && value !== defaults[name]),
-  );
+  const params = { q: query.q, min_score: query.minScore > 0 ? query.minScore : "", ...filterParams(), ...searchParams() };
+  return Object.fromEntries(Object.entries(params).filter(([, value]) => value !== undefined && value !== ""));
 }
 
 // The changes for navigate() that open a saved search: its id, and its parameters in the controls, so a change
