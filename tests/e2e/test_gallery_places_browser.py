@@ -23,8 +23,8 @@ from playwright.sync_api import Page, expect
 from tests.e2e.test_gallery_browser import CHROMIUM, DESKTOP, PHONE, browser, open_page, shot
 from tests.fixtures.devstack import Stack, get_json, running_stack
 from tests.fixtures.model import synthetic_photo
+from tests.fixtures.photo_tags import alt, app13, bag, iim, xmp_packet
 from tests.fixtures.photos import encode, exif_block
-from tests.unit.test_photo_tags import alt, app13, bag, iim, xmp_packet
 
 __all__ = ["browser"]  # the Chromium fixture, shared with the main gallery test
 

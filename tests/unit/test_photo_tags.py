@@ -8,53 +8,28 @@ datasets) is built byte by byte and spliced in after SOI."""
 from __future__ import annotations
 
 import io
-import struct
 
 import pytest
 from PIL import Image, PngImagePlugin
 
 from shared.ingest import tags as photo_tags
 from shared.ingest.tags import PhotoTags, read_photo_tags
+from tests.fixtures.photo_tags import NAMESPACES, XPACKET_BEGIN, XPACKET_END, alt, app13, bag, iim, xmp_packet
 
 # -- fixtures -------------------------------------------------------------------------------------------
 
-XPACKET_BEGIN = '<?xpacket begin="\ufeff" id="W5M0MpCehiHzreSzNTczkc9d"?>\n'
-XPACKET_END = '\n<?xpacket end="w"?>'
-NAMESPACES = ('xmlns:dc="http://purl.org/dc/elements/1.1/" xmlns:lr="http://ns.adobe.com/lightroom/1.0/" '
-              'xmlns:xmp="http://ns.adobe.com/xap/1.0/"')
 
 
-def xmp_packet(body: str, namespaces: str = NAMESPACES) -> bytes:
-    """An XMP packet: x:xmpmeta / rdf:RDF / rdf:Description around `body`."""
-    return (XPACKET_BEGIN + '<x:xmpmeta xmlns:x="adobe:ns:meta/" x:xmptk="XMP Core 6.0.0">'
-            '<rdf:RDF xmlns:rdf="http://www.w3.org/1999/02/22-rdf-syntax-ns#">'
-            f'<rdf:Description rdf:about="" {namespaces}>{body}</rdf:Description>'
-            "</rdf:RDF></x:xmpmeta>" + XPACKET_END).encode()
 
 
-def bag(prop: str, items: list[str], kind: str = "Bag") -> str:
-    lis = "".join(f"<rdf:li>{item}</rdf:li>" for item in items)
-    return f"<{prop}><rdf:{kind}>{lis}</rdf:{kind}></{prop}>"
 
 
-def alt(prop: str, texts: dict[str, str]) -> str:
-    lis = "".join(f'<rdf:li xml:lang="{lang}">{text}</rdf:li>' for lang, text in texts.items())
-    return f"<{prop}><rdf:Alt>{lis}</rdf:Alt></{prop}>"
 
 
-def iim(datasets: list[tuple[int, int, bytes]]) -> bytes:
-    """IPTC-IIM datasets: 0x1C, record, dataset number, 16-bit big-endian length, data."""
-    return b"".join(b"\x1c" + bytes((record, number)) + struct.pack(">H", len(data)) + data
-                    for record, number, data in datasets)
 
 
-def app13(iptc: bytes) -> bytes:
-    """A Photoshop APP13 segment holding one 8BIM resource 0x0404 (IPTC-NAA), empty name, even padding."""
-    resource = b"8BIM" + struct.pack(">H", 0x0404) + b"\x00\x00" + struct.pack(">I", len(iptc)) + iptc
-    if len(iptc) % 2:
-        resource += b"\x00"
-    payload = b"Photoshop 3.0\x00" + resource
-    return b"\xff\xed" + struct.pack(">H", len(payload) + 2) + payload
+
+
 
 
 def jpeg(xmp: bytes | None = None, iptc: bytes | None = None) -> bytes:
