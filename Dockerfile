@@ -2,11 +2,11 @@
 # One image for every function (embed, backfill, api, r2Pull); serverless.yml picks the handler with
 # `image.command`. Build for x86_64: onnxruntime on Lambda's arm64 has known cpuinfo start-up failures.
 #   docker build --platform linux/amd64 -t image-browser .
-# The models are baked in at build time (README.md, "The container image: models baked in, not fetched").
+# The models are baked in at build time (docs/deploy-aws.md, "The container image: models baked in, not fetched").
 FROM public.ecr.aws/lambda/python:3.12
 
 # Models in Immich's layout on Hugging Face, comma-separated: the first is the default for new
-# collections. List two while a collection moves between them (README, "Moving to another model").
+# collections. List two while a collection moves between them (docs/models.md, "Moving a collection to another model").
 # Empty or `replicate:…` bakes nothing.
 ARG MODELS=immich-app/ViT-B-32__openai
 ARG MODEL_REVISION=main

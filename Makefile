@@ -12,7 +12,7 @@ STAMP_DEV   := $(VENV)/.stamp-dev
 NODE_STAMP  := infra/node_modules/.stamp
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: dev test bench lint chromium fonts test-model clean
+.PHONY: dev test test-unit bench lint chromium fonts test-model clean
 
 $(VENV)/bin/python:
 	$(PYTHON) -m venv $(VENV)
@@ -54,15 +54,21 @@ endif
 dev: $(DEV_DEPS)
 	$(DEV_ENV) $(PY) -m shared.dev.stack
 
+# Every tier: tests/unit (no started services), integration (PostgreSQL, moto), e2e (make dev, browser), deploy.
+# Two workers, a file each: the stack and browser tests mostly wait, so they overlap well.
 test: $(STAMP_DEV) $(NODE_STAMP) chromium fonts
-	$(PY) -m pytest
+	$(PY) -m pytest -n 2 --dist loadfile
+
+# The fast tier: no PostgreSQL, no moto, no browser (under a minute).
+test-unit: $(STAMP_DEV) fonts
+	$(PY) -m pytest tests/unit
 
 # `make bench SCALE=1m` adds the 1,000,000-image search point (about 15 minutes more).
 bench: $(STAMP_DEV) fonts
 	SCALE=$(SCALE) $(PY) -m bench.run
 
 test-model: $(STAMP_DEV)
-	$(PY) -m shared.dev.test_model .cache/test-models/manual
+	$(PY) -m shared.dev.model_builder .cache/test-models/manual
 
 lint: $(STAMP_DEV)
 	$(VENV)/bin/ruff check .

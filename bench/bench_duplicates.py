@@ -19,10 +19,11 @@ import time
 import numpy as np
 
 from bench.bench_search import DIM, bench_catalog, build_index, clustered_vectors, copy_rows, percentiles
-from shared import duplicates
-from shared.catalog import Catalog
-from shared.db import quote_ident
-from shared.queries import search
+from shared.search import duplicates
+from shared.store import neighbours
+from shared.store.catalog import Catalog
+from shared.store.db import quote_ident
+from shared.store.queries import search
 
 NEAR, SIMILAR = 0.01, 0.06
 
@@ -141,9 +142,9 @@ def render(results: list[dict], quick: bool) -> str:
         "bench_search's clustered 512-d vectors with the catalog's HNSW index, plus planted copies: 3 % of the "
         "images get 1-3 near-copies (cosine distance ~0.001-0.005) and 1 % an exact copy (same SHA-256). "
         f"*Find all* is `duplicates.index_neighbours` until none is left (what the sweep does once for images "
-        f"embedded before this release): each image's {duplicates.NEIGHBOURS} nearest neighbours within "
-        f"{duplicates.RADIUS} from the HNSW index (ef_search {duplicates.EF_SEARCH}, "
-        f"{duplicates.ANCHORS_PER_STATEMENT:,} images per statement) into the neighbours table. *Per ingest "
+        f"embedded before this release): each image's {neighbours.NEIGHBOURS} nearest neighbours within "
+        f"{neighbours.RADIUS} from the HNSW index (ef_search {neighbours.EF_SEARCH}, "
+        f"{neighbours.ANCHORS_PER_STATEMENT:,} images per statement) into the neighbours table. *Per ingest "
         "batch*: the same for 16 new images, as ingest does after storing them. *A page*: "
         "`duplicates.group_page` (20 groups) with every list stored: the pairs within the threshold, checked "
         "against the current vectors, union-find, the rows and their similarity to the keeper. Recall: of all "

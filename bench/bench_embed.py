@@ -145,7 +145,7 @@ def run(quick: bool = False) -> str:
             "## Embedding (bench/bench_embed.py)",
             "",
             "Model: the repo's random-weight test model `test/random-clip-b32`, built by "
-            "`shared/dev/test_model.py --size b32` with the layer sizes of `immich-app/ViT-B-32__openai` "
+            "`shared/dev/model_builder.py --size b32` with the layer sizes of `immich-app/ViT-B-32__openai` "
             "(ViT-B/32 visual at 224 px, 12-layer 512-wide text tower, 512-d output). Compute cost carries "
             "over; its vectors are meaningless. The last row is the same shapes exported as Immich's current "
             "exporter does (open_clip, opset 19, batch fixed at 1: `--recipe immich`), run 16 at a time.",

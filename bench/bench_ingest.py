@@ -25,12 +25,13 @@ from pathlib import Path
 
 import numpy as np
 
-from shared import queries, runtime
+from shared import runtime
 from shared.config import get_settings
-from shared.dev.services import EmbeddedPostgres, aws_client, free_port, wire_bucket_to_queue
+from shared.dev.local_services import EmbeddedPostgres, aws_client, free_port, wire_bucket_to_queue
 from shared.dev.sqs_poller import PollStats, SqsPoller
-from shared.event_filter import thumbnail_filter
-from shared.ingest import Writes
+from shared.ingest.event_filter import thumbnail_filter
+from shared.ingest.pipeline import ModelTargets
+from shared.store import queries
 from tests.fixtures.model import ensure_test_model, synthetic_photo
 
 PHOTO_SIZES = [(1600, 1200), (1200, 1600), (1024, 768), (2000, 1125)]
@@ -131,7 +132,7 @@ def _stage_costs(photos: list[bytes], bucket: str) -> dict[str, float]:
     from shared.images import thumbnail
 
     ingestor = runtime.ingestor()
-    storage, writes = ingestor.storage, Writes(ingestor.embedder)
+    storage, writes = ingestor.storage, ModelTargets(ingestor.embedder)
     keys = [f"stages/{i:05d}.jpg" for i in range(len(photos))]
     for key, photo in zip(keys, photos, strict=True):
         storage.put(bucket, key, photo, "image/jpeg")
@@ -160,7 +161,7 @@ def _raw_model(photos: list[bytes]) -> dict[str, float]:
     compares the pipeline with the best the model does on this machine, not with a handicapped model.
     """
     ingestor = runtime.ingestor()
-    embedder, writes = ingestor.embedder, Writes(ingestor.embedder)
+    embedder, writes = ingestor.embedder, ModelTargets(ingestor.embedder)
     calls = get_settings().image_model_calls
     images = [ingestor.decode(p, writes) for p in photos]  # as the pipeline decodes them
     batches = [images[i:i + BATCH_SIZE] for i in range(0, len(images), BATCH_SIZE)]

@@ -33,13 +33,14 @@ from bench.bench_ingest import (
     _moto_process,
     _pipeline,
 )
-from shared import queries, runtime
+from shared import runtime
 from shared.config import get_settings
-from shared.db import quote_ident
-from shared.dev.services import EmbeddedPostgres, aws_client, wire_bucket_to_queue
+from shared.dev.local_services import EmbeddedPostgres, aws_client, wire_bucket_to_queue
 from shared.dev.sqs_poller import SqsPoller
-from shared.event_filter import thumbnail_filter
 from shared.events import ObjectEvent
+from shared.ingest.event_filter import thumbnail_filter
+from shared.store import queries
+from shared.store.db import quote_ident
 from tests.fixtures.model import ensure_test_model, synthetic_photo
 from tests.fixtures.text_images import SCENES, render
 
@@ -176,7 +177,7 @@ def run(quick: bool = False) -> str:
         "## OCR stage",
         "",
         f"Command: `python -m bench.bench_ocr{' --quick' if quick else ''}` (part of `make bench`). The OCR stage "
-        "(`shared/ocr_stage.py`) over rows already embedded: claim, S3 GET of the original (moto), JPEG decode at "
+        "(`shared/ocr/stage.py`) over rows already embedded: claim, S3 GET of the original (moto), JPEG decode at "
         f"a reduced scale, text detection at longest side {detect_side} px (IB_OCR_DETECT_SIDE), recognition of "
         "the lines found, text stored. PP-OCRv6 small det/rec from the rapidocr wheel on ONNX Runtime, "
         f"{calls} pictures side by side (IB_OCR_PARALLEL = one per core), one ONNX thread each, warm. Photos "

@@ -2,7 +2,7 @@
 is killed, and the local bucket copy `make dev` keeps on disk.
 
 - `check_request` (shared/api/validation.py) on a /api/search request with seven parameters, timed directly.
-- Pool recovery (shared/db.py): a pool of 8 warm connections, every backend terminated, then 8 threads
+- Pool recovery (shared/store/db.py): a pool of 8 warm connections, every backend terminated, then 8 threads
   query at once; the first answer's latency, against the same 8 queries on a warm pool. Then 6 threads
   querying for a few seconds while every backend is killed every second: answers, errors, losses seen.
 - Bucket copy (shared/dev/bucket_store.py): first save, a save with nothing changed (what the stack runs
@@ -26,9 +26,9 @@ from starlette.requests import Request
 from bench.bench_search import percentiles
 from shared.api.routes import search as search_routes
 from shared.api.validation import check_request
-from shared.db import Database
 from shared.dev.bucket_store import LISTING_SHARE, SAVE_EVERY_SECONDS, BucketStore
-from shared.dev.services import EmbeddedPostgres, MotoServer, aws_client
+from shared.dev.local_services import EmbeddedPostgres, MotoServer, aws_client
+from shared.store.db import Database
 
 QUERY = (b"q=a+red+car+in+the+snow&limit=30&min_score=0.2&prefix=photos%2F2024%2F&after=2024-01-01"
          b"&type=jpeg&cursor=eyJrIjoidiIsImQiOjAuNSwiaSI6MTIzfQ")

@@ -32,12 +32,12 @@ import httpx
 import numpy as np
 
 from bench.hybrid_queries import KINDS, measure, photo_keys, word_queries
-from shared import queries as catalog_queries
-from shared.catalog import Catalog, Collection
-from shared.db import quote_ident
-from shared.dev.services import EmbeddedPostgres, free_port
-from shared.keywords import name_words
-from shared.tables import HNSW_EF_CONSTRUCTION, HNSW_M, added_indexes_sql, hnsw_index_sql
+from shared.dev.local_services import EmbeddedPostgres, free_port
+from shared.search.keywords import name_words
+from shared.store import queries as catalog_queries
+from shared.store.catalog import Catalog, Collection
+from shared.store.db import quote_ident
+from shared.store.tables import HNSW_EF_CONSTRUCTION, HNSW_M, added_indexes_sql, hnsw_index_sql
 from tests.fixtures.model import ensure_test_model
 
 DIM = 512
@@ -162,7 +162,7 @@ def recall(found: list[list[int]], truth: np.ndarray) -> float:
 
 def exact_sql(catalog: Catalog, coll: Collection, query: np.ndarray) -> list[list[object]]:
     """The same query without the index: a sequential scan and a top-k sort."""
-    from shared.catalog import vector_literal
+    from shared.store.vectors import vector_literal
 
     q = quote_ident(coll.table)
 

@@ -14,9 +14,10 @@ from datetime import UTC, datetime, timedelta
 
 import numpy as np
 
-from shared import hybrid, queries
-from shared.catalog import Catalog, Collection
-from shared.query_language import parse
+from shared.search import hybrid
+from shared.search.query_language import parse
+from shared.store import queries
+from shared.store.catalog import Catalog, Collection
 
 START = datetime(2013, 1, 1, tzinfo=UTC)
 YEARS = 12
@@ -82,7 +83,7 @@ def measure(catalog: Catalog, coll: Collection, mix: list[tuple[str, str]], vect
             plan = hybrid.plan(parse(text), mode)
             started = time.perf_counter()
             current = catalog.get_collection(coll.name)
-            request = hybrid.Request(sort=sort, floor=floor, ef_search=100,
+            request = hybrid.SearchRequest(sort=sort, floor=floor, ef_search=100,
                                      filters=queries.SearchFilters(up_to_id=queries.last_id(catalog, current)))
             page = hybrid.search(catalog, current, plan, vector if plan.needs_vector else None, request)
             if rounds == 2:

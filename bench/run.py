@@ -2,8 +2,9 @@
 
 Sections come from bench/bench_embed.py (model throughput), bench/bench_ingest.py (end to end),
 bench/bench_search.py (vector search and HTTP), bench/bench_ocr.py (the OCR stage),
-bench/bench_duplicates.py (duplicate groups) and bench/bench_reliability.py (input checks, pool recovery,
-the local bucket copy).
+bench/bench_duplicates.py (duplicate groups), bench/bench_reliability.py (input checks, pool recovery,
+the local bucket copy), bench/bench_vectors.py (vector values to and from PostgreSQL)
+and bench/bench_places.py (place lookups, /api/places and /api/discover).
 `python -m bench.run --quick` is a fast smoke run that prints instead of writing the file.
 """
 
@@ -20,7 +21,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 SECTIONS = ["bench.bench_embed", "bench.bench_ingest", "bench.bench_search", "bench.bench_ocr", "bench.bench_text",
-            "bench.bench_duplicates", "bench.bench_reliability"]
+            "bench.bench_duplicates", "bench.bench_reliability", "bench.bench_vectors",
+            "bench.bench_places"]
 OUTPUT = Path(__file__).resolve().parents[1] / "BENCHMARKS.md"
 
 

@@ -12,10 +12,12 @@ from typing import Any
 
 from aws_lambda_powertools import Logger
 
+from shared import runtime
 from shared.config import get_settings
-from shared.events import UnsupportedEvent, parse
-from shared.ingest import DEADLINE_MARGIN_MS, ingest_events
-from shared.r2_queue import PulledMessage, R2QueueClient
+from shared.events import ObjectEvent, UnsupportedEvent, parse
+from shared.ingest.pipeline import IngestRetry
+from shared.ingest.r2_queue import PulledMessage, R2QueueClient
+from shared.jobs import Deadline
 
 logger = Logger(service="image-browser-r2-pull")
 
@@ -26,10 +28,11 @@ RETRY_DELAY_SECONDS = 30
 @logger.inject_lambda_context(clear_state=True)
 def handler(event: dict[str, Any], context: Any) -> dict[str, int]:
     settings = get_settings()
+    deadline = Deadline.of(context)
     totals = {"pulled": 0, "acked": 0, "retried": 0, "malformed": 0}
     with R2QueueClient.from_settings(settings) as queue:
         for _ in range(MAX_ROUNDS):
-            if context is not None and context.get_remaining_time_in_millis() < DEADLINE_MARGIN_MS:
+            if deadline.seconds_left() <= 0:
                 break
             messages = queue.pull(settings.r2_pull_batch_size, settings.r2_pull_visibility_timeout_ms)
             if not messages:
@@ -45,6 +48,13 @@ def handler(event: dict[str, Any], context: Any) -> dict[str, int]:
                 break  # something downstream is failing: leave the rest for the next run
     logger.info("r2_pull done", extra=totals)
     return totals
+
+
+def ingest_events(events: list[ObjectEvent]) -> None:
+    """Ingest one message's events; IngestRetry if any object must be retried."""
+    report = runtime.ingestor().process_events(events)
+    if report.errors:
+        raise IngestRetry(report.errors)
 
 
 def _ingest(messages: list[PulledMessage], totals: dict[str, int]) -> tuple[list[str], list[str]]:

@@ -1,6 +1,6 @@
-"""The README's configuration table, generated from shared/config.py (so the two never drift).
+"""docs/configuration.md's table, generated from shared/config.py (so the two never drift).
 
-`python scripts/config_table.py --write` updates README.md in place.
+`python scripts/config_table.py --write` updates docs/configuration.md in place.
 """
 
 from __future__ import annotations
@@ -31,7 +31,7 @@ def default_text(name: str) -> str:
 
 
 START, END = "<!-- config:start -->", "<!-- config:end -->"
-README = Path(__file__).resolve().parents[1] / "README.md"
+CONFIGURATION_DOC = Path(__file__).resolve().parents[1] / "docs" / "configuration.md"
 
 
 def table() -> str:
@@ -42,14 +42,14 @@ def table() -> str:
 
 
 def main() -> None:
-    """Print the table, or with --write replace it between the markers in README.md."""
+    """Print the table, or with --write replace it between the markers in docs/configuration.md."""
     if "--write" not in sys.argv:
         print(table())
         return
-    text = README.read_text()
+    text = CONFIGURATION_DOC.read_text()
     head, rest = text.split(START, 1)
     _, tail = rest.split(END, 1)
-    README.write_text(f"{head}{START}\n{table()}\n{END}{tail}")
+    CONFIGURATION_DOC.write_text(f"{head}{START}\n{table()}\n{END}{tail}")
 
 
 if __name__ == "__main__":

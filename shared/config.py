@@ -1,12 +1,13 @@
 """One settings object, read from `IB_*` environment variables (and an optional `.env`).
 
-Every field here is listed in the README's configuration table; `tests/test_config.py` checks that
+Every field here is listed in docs/configuration.md's table; `tests/unit/test_config.py` checks that
 the table and this class agree.
 """
 
 from __future__ import annotations
 
 import fnmatch
+import json
 import os
 from functools import lru_cache
 from pathlib import Path
@@ -57,6 +58,12 @@ class Settings(BaseSettings):
         ge=1000,
         le=43_200_000,
         description="Lease of pulled messages, ms; longer than processing one batch takes.",
+    )
+    work_queue_url: str | None = Field(
+        None, description="SQS queue the backfill fans bulk work out on (the embed queue); empty: it embeds in process."
+    )
+    ocr_queue_url: str | None = Field(
+        None, description="SQS queue of the OCR stage (the embed function sends it the pictures it embedded)."
     )
     thumbnail_prefix: str = Field(".thumbnails/", description="Key prefix for thumbnails; never embedded.")
     thumbnail_size: int = Field(384, ge=32, le=4096, description="Longest side of a WebP thumbnail, pixels.")
@@ -115,7 +122,7 @@ class Settings(BaseSettings):
         0, ge=0, le=64, description="Pictures the OCR stage reads at the same time; 0: one per core."
     )
 
-    # Duplicates (GET /api/duplicates, collapse=near): cosine distances, at most shared/duplicates.py RADIUS;
+    # Duplicates (GET /api/duplicates, collapse=near): cosine distances, at most shared/search/duplicates.py RADIUS;
     # a request may pass its own
     duplicates_near_distance: float = Field(
         0.01, gt=0.0, le=0.15, description="Cosine distance up to which images are near-duplicates (Immich's 0.01)."
@@ -135,7 +142,7 @@ class Settings(BaseSettings):
         default_factory=list, description="Comma-separated origins allowed by CORS (* for any)."
     )
     query_cache_size: int = Field(1024, ge=0, description="Text-query embeddings kept in the LRU cache.")
-    # Search: the floor of the adaptive cutoff (shared/hybrid.py), per model
+    # Search: the floor of the adaptive cutoff (shared/search/hybrid.py), per model
     search_floor: float = Field(
         0.2, ge=-1.0, le=1.0,
         description="Cosine similarity a picture match needs at least (cutoff=auto), for models IB_SEARCH_FLOORS "
@@ -223,6 +230,25 @@ def load_settings(**overrides: object) -> Settings:
             name = "IB_" + "_".join(str(part) for part in error["loc"]).upper()
             problems.append(f"{name}={error.get('input')!r}: {error['msg']}")
         raise ConfigError("invalid configuration: " + "; ".join(problems)) from None
+
+
+LOCAL_STACK_STATE = "stack.json"  # under IB_DATA_DIR while `make dev` runs: where its services listen
+
+
+def use_local_stack() -> bool:
+    """Point the command line at a running `make dev` stack: the IB_* variables it leaves unset are taken
+    from IB_DATA_DIR/stack.json (database, S3 endpoint and keys, queues). Whether a stack was found."""
+    path = Path(os.environ.get("IB_DATA_DIR") or Settings.model_fields["data_dir"].default) / LOCAL_STACK_STATE
+    try:
+        found = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return False
+    for name, value in found.items():
+        variable = "IB_" + str(name).upper()
+        if isinstance(value, str) and variable in {"IB_" + field.upper() for field in Settings.model_fields}:
+            os.environ.setdefault(variable, value)
+    get_settings.cache_clear()
+    return True
 
 
 @lru_cache(maxsize=1)

@@ -1,6 +1,6 @@
 """One normaliser for every way an object event reaches us.
 
-Shapes accepted by `parse` (each has a test in tests/test_events.py):
+Shapes accepted by `parse` (each has a test in tests/unit/test_events.py):
 - S3 notification delivered to Lambda directly: {"Records": [{"eventSource": "aws:s3", "s3": ...}]}
 - the same inside SQS records (the body is the S3 event as a JSON string)
 - S3 -> SNS -> SQS (the SQS body is the SNS envelope; its "Message" is the S3 event as JSON), and SNS direct
@@ -20,7 +20,7 @@ from datetime import datetime
 from typing import Any, Literal
 from urllib.parse import unquote_plus
 
-from shared.db import text_problem
+from shared.store.db import text_problem
 
 Action = Literal["created", "removed"]
 

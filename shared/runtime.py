@@ -8,22 +8,22 @@ first request needs.
 from __future__ import annotations
 
 from functools import lru_cache
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from shared.config import ConfigError, get_settings
 
 if TYPE_CHECKING:
-    from shared.catalog import Catalog
     from shared.embedders import Embedder, Models
-    from shared.ingest import Ingestor
-    from shared.ocr import TextReader
-    from shared.ocr_stage import OcrStage
+    from shared.ingest.pipeline import Ingestor
+    from shared.ocr.reader import TextReader
+    from shared.ocr.stage import OcrStage
     from shared.storage import Storage
+    from shared.store.catalog import Catalog
 
 
 @lru_cache(maxsize=1)
 def catalog() -> Catalog:
-    from shared.catalog import Catalog
+    from shared.store.catalog import Catalog
 
     url = get_settings().database_url
     if not url:
@@ -52,16 +52,16 @@ def models() -> Models:
 
 @lru_cache(maxsize=1)
 def ingestor() -> Ingestor:
-    from shared.ingest import Ingestor
+    from shared.ingest.pipeline import Ingestor
 
-    return Ingestor(get_settings(), catalog(), storage(), models())
+    return Ingestor(get_settings(), catalog(), storage(), models(), queues=queue_client)
 
 
 @lru_cache(maxsize=1)
 def text_reader() -> TextReader:
     """The OCR models (IB_OCR_*); they load on the first picture read. One ONNX thread per call: the
     stage reads IB_OCR_PARALLEL pictures side by side."""
-    from shared.ocr import TextReader
+    from shared.ocr.reader import TextReader
 
     settings = get_settings()
     return TextReader(min_score=settings.ocr_min_score, detect_side=settings.ocr_detect_side)
@@ -69,14 +69,22 @@ def text_reader() -> TextReader:
 
 @lru_cache(maxsize=1)
 def ocr_stage() -> OcrStage:
-    from shared.ocr_stage import OcrStage
+    from shared.ocr.stage import OcrStage
 
     return OcrStage(get_settings(), catalog(), storage(), text_reader())
 
 
+@lru_cache(maxsize=8)
+def queue_client(queue_url: str) -> Any:
+    """An SQS client for `queue_url`, kept per process (shared/storage.py builds it)."""
+    from shared.storage import queue_client as build
+
+    return build(queue_url, get_settings())
+
+
 def reset() -> None:
     """Forget everything (tests that change settings between cases)."""
-    for cached in (get_settings, catalog, storage, models, ingestor, text_reader, ocr_stage):
+    for cached in (get_settings, catalog, storage, models, ingestor, text_reader, ocr_stage, queue_client):
         cached.cache_clear()
 
 

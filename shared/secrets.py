@@ -62,7 +62,7 @@ def read_secret(field: str, name: str) -> str | None:
         if not SECRETS[field]:
             raise ConfigError(
                 f"{variable} names {name!r}, which does not exist: create it, e.g. `aws ssm put-parameter "
-                f"--type SecureString --name {name} --value ...` (README, Deploy)"
+                f"--type SecureString --name {name} --value ...` (docs/deploy-aws.md)"
             ) from None
         log.warning("%s names %s, which does not exist: %s", variable, name, SECRETS[field])
         return None

@@ -9,6 +9,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from functools import cached_property
+from typing import Any
 from urllib.parse import quote, urlsplit
 
 import boto3
@@ -144,6 +145,21 @@ class Storage:
         except (ClientError, BotoCoreError) as exc:
             raise self._fail(exc, bucket) from exc
 
+    def list_page(self, bucket: str, token: str | None = None, max_keys: int = 1000,
+                  ) -> tuple[list[ObjectInfo], str | None]:
+        """One page of the listing: (objects, the token of the next page, None at the end). A listing of
+        millions of keys is resumed from a stored token by the next call, in this process or another."""
+        kwargs: dict[str, object] = {"Bucket": bucket, "MaxKeys": int(max_keys)}
+        if token:
+            kwargs["ContinuationToken"] = token
+        try:
+            page = self.client.list_objects_v2(**kwargs)
+        except (ClientError, BotoCoreError) as exc:
+            raise self._fail(exc, bucket) from exc
+        infos = [ObjectInfo(bucket, item["Key"], int(item["Size"]), clean_etag(item.get("ETag")),
+                            item.get("LastModified")) for item in page.get("Contents", [])]
+        return infos, (page.get("NextContinuationToken") if page.get("IsTruncated") else None)
+
     def put(self, bucket: str, key: str, data: bytes, content_type: str) -> None:
         try:
             self.client.put_object(
@@ -259,3 +275,16 @@ class UrlSigner:
         to_sign = f"{ALGORITHM}\n{stamp}\n{scope}\n{hashlib.sha256(canonical.encode()).hexdigest()}"
         signature = hmac.new(self._signing_key(secret_key, day), to_sign.encode(), hashlib.sha256).hexdigest()
         return f"{origin}{path}?{query}&X-Amz-Signature={signature}"
+
+
+def queue_client(queue_url: str, settings: Settings) -> Any:
+    """An SQS client for `queue_url`: its endpoint and region come from the URL, so AWS queues and the
+    local stack's (moto) both work; a local endpoint takes the test credentials moto accepts."""
+    parts = urlsplit(queue_url)
+    host = parts.hostname or ""
+    endpoint = f"{parts.scheme}://{parts.netloc}"
+    if host.endswith(".amazonaws.com"):
+        return boto3.client("sqs", region_name=host.split(".")[1], endpoint_url=endpoint)
+    return boto3.client("sqs", region_name=settings.s3_region, endpoint_url=endpoint,
+                        aws_access_key_id=settings.s3_access_key_id or "test",
+                        aws_secret_access_key=settings.s3_secret_access_key or "test")

@@ -6,4 +6,4 @@ os.environ.setdefault("AWS_ACCESS_KEY_ID", "test")
 os.environ.setdefault("AWS_SECRET_ACCESS_KEY", "test")
 os.environ.setdefault("AWS_DEFAULT_REGION", "us-east-1")
 
-pytest_plugins = ["tests.fixtures.services", "tests.fixtures.model"]
+pytest_plugins = ["tests.fixtures.services", "tests.fixtures.model", "tests.fixtures.text_images"]

@@ -28,7 +28,7 @@ def stack_outputs(cloudformation: Any, stack: str) -> dict[str, str]:
     try:
         described = cloudformation.describe_stacks(StackName=stack)["Stacks"][0]
     except Exception as exc:  # botocore's ClientError; the message is what matters here
-        raise SystemExit(f"cannot read stack {stack!r}: {exc}. Deploy it first (README.md, section Deploy).") from None
+        raise SystemExit(f"cannot read stack {stack!r}: {exc}. Deploy it first (docs/deploy-aws.md).") from None
     outputs = {o["OutputKey"]: o["OutputValue"] for o in described.get("Outputs", [])}
     missing = [name for name in REQUIRED_OUTPUTS if name not in outputs]
     if missing:

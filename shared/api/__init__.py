@@ -21,6 +21,6 @@ query only.
 from shared.api.app import create_app
 from shared.api.deps import MAX_LIMIT
 from shared.api.errors import ApiError
-from shared.api.services import QueryCache
+from shared.search.service import QueryCache
 
 __all__ = ["MAX_LIMIT", "ApiError", "QueryCache", "create_app"]

@@ -3,19 +3,19 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from fastapi import FastAPI
 from starlette.middleware.cors import CORSMiddleware
 
+from shared import runtime
 from shared.api.errors import install_error_handlers
 from shared.api.routes import api_router
-from shared.api.services import create_services
-from shared.catalog import Catalog
 from shared.config import Settings, get_settings
-
-if TYPE_CHECKING:
-    from shared.embedders import Embedder, Models
+from shared.embedders import Embedder, Models
+from shared.search.service import QueryCache, Services
+from shared.storage import Storage
+from shared.store.catalog import Catalog
 
 WEB_DIR = Path(__file__).resolve().parents[2] / "web"
 
@@ -49,11 +49,22 @@ def create_app(
         app.add_middleware(
             CORSMiddleware,
             allow_origins=settings.cors_origins,
-            allow_methods=["GET", "POST", "OPTIONS"],
+            allow_methods=["GET", "POST", "DELETE", "OPTIONS"],
             allow_headers=["authorization", "x-api-key", "content-type"],
             max_age=600,
         )
     return app
+
+
+def create_services(settings: Settings, catalog: Catalog | None = None,
+                    models: Models | Embedder | None = None) -> Services:
+    """No I/O: the catalog and the models wait for their first use (the process-wide ones unless given).
+    One embedder stands for a set of one."""
+    if isinstance(models, Embedder):
+        models = Models([models], settings)
+    return Services(settings, Storage(settings), QueryCache(settings.query_cache_size),
+                    (lambda: catalog) if catalog is not None else runtime.catalog,
+                    (lambda: models) if models is not None else runtime.models)
 
 
 def openapi_without_422(app: FastAPI) -> dict[str, Any]:

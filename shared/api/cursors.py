@@ -11,8 +11,8 @@ from datetime import datetime
 from typing import Any
 
 from shared.api.errors import ApiError
-from shared.db import fits_bigint
-from shared.queries import Hit
+from shared.store.db import fits_bigint
+from shared.store.queries import Hit
 
 
 def encode_cursor(data: dict[str, Any]) -> str:

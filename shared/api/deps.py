@@ -11,10 +11,11 @@ from typing import Annotated, Literal
 from fastapi import Depends, Query, Request
 
 from shared.api.errors import ApiError
-from shared.api.services import Services
 from shared.embedders.text import DEFAULT_LANGUAGE
-from shared.hybrid import Cutoff, Mode, Sort
-from shared.queries import SearchFilters
+from shared.places.lookup import filter_names
+from shared.search.hybrid import Cutoff, Mode, Sort
+from shared.search.service import Services
+from shared.store.queries import SearchFilters
 
 MAX_LIMIT = 100
 
@@ -67,6 +68,9 @@ TakenBeforeParam = Annotated[str | None, Query(
     max_length=64, description="Only photos taken before this ISO 8601 time; a date alone includes that whole day.")]
 CameraParam = Annotated[str | None, Query(
     max_length=200, description="Only photos whose camera (EXIF make and model) contains this, any case.")]
+PlaceParam = Annotated[str | None, Query(
+    max_length=400, description="Only photos taken at this place: a city, state or country (any case, accents "
+    "optional), or several of them comma-separated to narrow it: Paris, France.")]
 CollapseParam = Annotated[Literal["near"] | None, Query(
     description="near: one image per group of near-duplicates, with `collapsed` = how many it stands for.")]
 
@@ -106,22 +110,29 @@ def _taken(name: str, value: str | None, *, whole_day_after: bool) -> datetime |
 
 
 async def photo_filters(
-    taken_after: TakenAfterParam = None, taken_before: TakenBeforeParam = None, camera: CameraParam = None
+    taken_after: TakenAfterParam = None, taken_before: TakenBeforeParam = None, camera: CameraParam = None,
+    place: PlaceParam = None,
 ) -> SearchFilters:
-    """The EXIF filters (when taken, camera) that search and recent share."""
+    """The EXIF filters (when taken, camera, place) that search and recent share."""
     after = _taken("taken_after", taken_after, whole_day_after=False)
     before = _taken("taken_before", taken_before, whole_day_after=True)
     if after and before and after >= before:
         raise ApiError(400, "bad_parameter", "parameter 'taken_after' must be earlier than 'taken_before'")
-    return SearchFilters(taken_after=after, taken_before=before, camera=(camera or "").strip() or None)
+    try:
+        names = filter_names(place or "")
+    except ValueError as exc:
+        raise ApiError(400, "bad_parameter", f"parameter 'place' {exc}") from None
+    return SearchFilters(taken_after=after, taken_before=before, camera=(camera or "").strip() or None,
+                         place=tuple(names or ()))
 
 
 PhotoFiltersParams = Annotated[SearchFilters, Depends(photo_filters)]
 
 
 @dataclass(frozen=True)
-class VectorQuery:
-    """What every vector search takes besides its target: where, how many, how good, which page."""
+class SearchParams:
+    """What every search takes besides its query (words, pictures or both): where, how many, how good, which
+    page, and whether near-duplicates fold into one item."""
 
     collection: str | None
     limit: int
@@ -131,7 +142,7 @@ class VectorQuery:
     collapse: str | None = None
 
 
-async def vector_query(
+async def search_params(
     photo: PhotoFiltersParams,
     collection: CollectionParam = None,
     limit: LimitParam = 30,
@@ -142,16 +153,16 @@ async def vector_query(
     type: TypeParam = None,  # noqa: A002 - the public parameter name
     cursor: CursorParam = None,
     collapse: CollapseParam = None,
-) -> VectorQuery:
+) -> SearchParams:
     filters = replace(_filters(prefix, after, before, type), taken_after=photo.taken_after,
-                      taken_before=photo.taken_before, camera=photo.camera)
-    return VectorQuery(collection, limit, min_score, filters, cursor, collapse)
+                      taken_before=photo.taken_before, camera=photo.camera, place=photo.place)
+    return SearchParams(collection, limit, min_score, filters, cursor, collapse)
 
 
-VectorQueryParams = Annotated[VectorQuery, Depends(vector_query)]
+SearchParamsDep = Annotated[SearchParams, Depends(search_params)]
 
 
-# Search options (shared/hybrid.py): how words and pictures combine, the order, the cutoff, the language.
+# Search options (shared/search/hybrid.py): how words and pictures combine, the order, the cutoff, the language.
 ModeParam = Annotated[Mode, Query(
     description="hybrid: words and pictures fused; semantic: pictures only; keyword: words only (names, text).")]
 SortParam = Annotated[Sort, Query(

@@ -13,10 +13,10 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from shared.api.schemas import ErrorBody
-from shared.catalog import CatalogError, ModelChanged, ModelMismatch, UnknownCollection
-from shared.db import DatabaseUnavailable
 from shared.embedders import EmbedderError, EmbedderTemporaryError, ModelNotDeployed
-from shared.query_language import QueryError
+from shared.search.query_language import QueryError
+from shared.store.catalog import CatalogError, ModelChanged, ModelMismatch, UnknownCollection
+from shared.store.db import DatabaseUnavailable
 
 log = logging.getLogger(__name__)
 
@@ -101,7 +101,9 @@ async def validation_error(request: Request, exc: RequestValidationError) -> JSO
     """400 (not FastAPI's 422) naming each wrong parameter."""
     problems = []
     for error in exc.errors():
-        loc = [str(part) for part in error.get("loc", ()) if part not in ("query", "path", "body", "header")]
+        loc = [str(part) for part in error.get("loc", ())]
+        if loc[:1] and loc[0] in ("query", "path", "body", "header"):  # where it was, not its name ("query" may be)
+            loc = loc[1:]
         name = ".".join(loc) or "request"
         problems.append(f"parameter '{name}': {error.get('msg', 'invalid')}")
     return error_response(400, "bad_parameter", "; ".join(problems) + ". Fix the parameter and retry.")

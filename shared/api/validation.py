@@ -19,9 +19,9 @@ from fastapi import Request
 from fastapi.routing import APIRoute
 
 from shared.api.errors import ApiError
-from shared.catalog import CatalogError, validate_collection_name
-from shared.db import BIGINT_MAX, BIGINT_MIN, fits_bigint, text_problem
 from shared.events import key_problem
+from shared.store.catalog import CatalogError, validate_collection_name
+from shared.store.db import BIGINT_MAX, BIGINT_MIN, fits_bigint, text_problem
 
 Kind = Literal["text", "int", "float"]
 KEY_PARAMETERS = frozenset({"key", "prefix"})  # object keys (or the start of one): S3's limits apply

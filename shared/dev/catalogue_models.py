@@ -15,7 +15,7 @@ transformers tokenizer class of each model (GemmaTokenizer, NllbTokenizer, XLMRo
 tokenizer.json carries that model's special tokens, templates and padding. SigLIP's preprocessing (mean and
 std 0.5, squash) is what open_clip's pretrained tag would bring; here it is forced and kept beside the config.
 
-References, on the weights the ONNX files came from: `test_model.openclip_reference` (siglip2, nllb: the
+References, on the weights the ONNX files came from: `model_builder.openclip_reference` (siglip2, nllb: the
 open_clip config, weights and tokenizer folder under OUT_DIR/openclip/) and `mclip_reference` (OUT_DIR/mclip/).
 """
 
@@ -27,8 +27,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from shared.dev.open_clip_import import allow_torchvision_import
-from shared.dev.test_model import (
+from shared.dev.model_builder import (
     PREPROCESS_FILE,
     SEED,
     SIZES,
@@ -38,6 +37,7 @@ from shared.dev.test_model import (
     export_openclip_model,
     save_json,
 )
+from shared.dev.open_clip_import import allow_torchvision_import
 
 # What the tokenizers learn from: several languages, capitals, punctuation, underscores, file names.
 SENTENCES = [

@@ -4,8 +4,9 @@ Receives batches from a queue, calls a handler with exactly the event Lambda bui
 messageId, receiptHandle, body, attributes, messageAttributes, md5OfBody, eventSource, eventSourceARN,
 awsRegion), deletes the messages not listed in `batchItemFailures` and leaves the failed ones to come back
 after the visibility timeout. A handler that raises fails the whole batch, as on Lambda. With
-`filter_patterns` (the trigger's FilterCriteria, `shared.event_filter`) messages no pattern matches are
-deleted without an invocation, as Lambda does.
+`filter_patterns` (what the deployment filters: the bucket rule's and the trigger's patterns together,
+`shared.ingest.event_filter.thumbnail_filter`) messages no pattern matches are deleted without an invocation, as
+Lambda does.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
-from shared.event_filter import Pattern, passes
+from shared.ingest.event_filter import Pattern, passes
 
 log = logging.getLogger(__name__)
 

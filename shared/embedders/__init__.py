@@ -128,7 +128,7 @@ class Models:
 
     def __init__(self, sources: Sequence[str | Embedder], settings: Settings | None = None):
         if not sources:
-            raise EmbedderError("no model given: set IB_MODEL (see the README's Models section)")
+            raise EmbedderError("no model given: set IB_MODEL (see docs/models.md)")
         self.sources = [expanded for source in sources for expanded in _expand(source)]
         self.settings = settings
         self._loaded: dict[str, Embedder] = {}  # one instance per spec: towers load once per process

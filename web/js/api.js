@@ -1,4 +1,4 @@
-// The search API client (see README): /api/recent, /api/search, /api/similar, /api/search/image,
+// The search API client (see docs/api.md): /api/recent, /api/search, /api/similar, /api/search/image,
 // /api/collections, /api/stats, /api/health. Every call goes through api(), which sends the stored
 // API key and turns every failure into an ApiError whose message says what to do.
 

@@ -3,8 +3,9 @@
 
 import { api } from "./api.js";
 import { els } from "./elements.js";
-import { formatBytes, formatCount, formatDate, moveText } from "./format.js";
+import { backlogText, formatBytes, formatCount, formatDate, moveText } from "./format.js";
 import { runQuery, shownQueryGeneration } from "./query.js";
+import { onQueryChange, refine } from "./router.js";
 import {
   collectionLabel,
   collectionParam,
@@ -23,7 +24,7 @@ let embeddedAtLoad = null; // {generation, embedded}: the count the results on s
 
 // ---------------------------------------------------------------- collection picker
 
-export function ensureCollectionOption(name) {
+function ensureCollectionOption(name) {
   if (Array.from(els.collection.options).some((option) => option.value === name)) return;
   const option = document.createElement("option");
   option.value = name;
@@ -65,6 +66,31 @@ export async function loadCollections() {
   }
 }
 
+// The picker shows the query's collection (the server's default when the URL names none).
+function syncCollectionPicker() {
+  const collection = collectionParam() || defaultCollectionOfServer();
+  if (collection && els.collection.value !== collection) {
+    ensureCollectionOption(collection);
+    els.collection.value = collection;
+  }
+}
+
+export function registerCollection() {
+  els.collection.addEventListener("change", () => {
+    // The same uploaded image can be searched in another collection, so refine() keeps it.
+    if (els.collection.value) refine({ collection: els.collection.value });
+  });
+  els.showNew.addEventListener("click", () => runQuery());
+  // Statistics poll only while the page is visible; coming back refreshes at once.
+  document.addEventListener("visibilitychange", () => {
+    if (!document.hidden) refreshStats();
+  });
+  onQueryChange(({ collectionChanged }) => {
+    syncCollectionPicker();
+    if (collectionChanged) refreshStats();
+  });
+}
+
 // ---------------------------------------------------------------- statistics bar
 
 function setStat(name, text) {
@@ -72,12 +98,13 @@ function setStat(name, text) {
   if (el) el.textContent = text;
 }
 
-// "Moving to <model>: done/total" while /api/stats carries a `move` block; hidden otherwise.
-function showMove(move) {
-  const text = moveText(move);
+// "Moving to <model>: done/total" while /api/stats carries a `move` block, and "Backlog: done/queued"
+// while queued bulk work drains; hidden when there is neither.
+function showMove(move, backlog) {
+  const text = [moveText(move), backlogText(backlog)].filter(Boolean).join(" · ");
   els.statsMove.textContent = text;
   els.statsMove.hidden = !text;
-  els.statsMove.title = text && move.from ? `Moving from ${move.from} to ${move.to}` : "";
+  els.statsMove.title = moveText(move) && move.from ? `Moving from ${move.from} to ${move.to}` : "";
 }
 
 export async function refreshStats() {
@@ -94,7 +121,7 @@ export async function refreshStats() {
     setStat("failed", formatCount(counts.failed));
     setStat("bytes", formatBytes(data.bytes));
     setStat("last_update", data.last_update ? formatDate(data.last_update) : "never");
-    showMove(data.move);
+    showMove(data.move, data.backlog);
     els.stats.dataset.state = "ok";
     els.stats.title = `${data.collection || collectionLabel()} · ${data.model || ""}`;
     noticeNewImages(counts.embedded);

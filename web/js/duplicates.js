@@ -6,6 +6,7 @@ import { api, resolveMediaUrl } from "./api.js";
 import { els } from "./elements.js";
 import { formatBytes } from "./format.js";
 import { deleteCommands, formatTakenAt } from "./photo.js";
+import { navigate } from "./router.js";
 import { collectionLabel, collectionParam, currentQuery } from "./state.js";
 import { errorText } from "./status.js";
 
@@ -15,17 +16,8 @@ const LEVEL_NAMES = { exact: "exact copies", near: "near-duplicates", similar: "
 let generation = 0; // bumps per listing, so a late answer of an older one is dropped
 let nextCursor = null;
 
-export function duplicatesShown() {
-  return currentQuery().view === "duplicates";
-}
-
-// Shows or hides the view as the query says, and loads its first page when shown.
-export function syncDuplicatesView() {
-  const shown = duplicatesShown();
-  els.main.dataset.view = shown ? "duplicates" : "images";
-  els.duplicates.hidden = !shown;
-  els.duplicatesButton.setAttribute("aria-pressed", String(shown));
-  if (!shown) return;
+// Draws the view for the query's level and threshold (router.js shows its section).
+export function showDuplicates() {
   const { level, threshold } = currentQuery();
   els.dupLevel.value = level;
   els.dupThreshold.disabled = level === "exact";
@@ -33,13 +25,24 @@ export function syncDuplicatesView() {
   loadGroups(false);
 }
 
+export function registerDuplicatesView() {
+  els.dupLevel.addEventListener("change", () => navigate({ level: els.dupLevel.value, threshold: null }));
+  els.dupThreshold.addEventListener("input", () => thresholdInput());
+  els.dupThreshold.addEventListener("change", () => navigate({ threshold: thresholdInput() }, { replace: true }));
+  els.dupMore.addEventListener("click", () => loadGroups(true));
+  els.dupGroups.addEventListener("click", (event) => {
+    const button = event.target.closest(".dup-copy");
+    if (button) copyCommand(button);
+  });
+}
+
 function showThreshold(value) {
   els.dupThreshold.value = String(value);
   els.dupThresholdValue.textContent = Number(value).toFixed(3);
 }
 
-// The slider moved: its value as a threshold (the change itself is committed by main.js).
-export function thresholdInput() {
+// The slider moved: its value as a threshold (committed to the query when the slider is let go).
+function thresholdInput() {
   const value = Number.parseFloat(els.dupThreshold.value);
   els.dupThresholdValue.textContent = value.toFixed(3);
   return value;
@@ -50,7 +53,7 @@ function setDupStatus(state, text) {
   els.dupStatus.textContent = text;
 }
 
-export async function loadGroups(more) {
+async function loadGroups(more) {
   generation += 1;
   const thisGeneration = generation;
   const { level, threshold } = currentQuery();
@@ -137,8 +140,8 @@ function groupElement(group, bucket) {
   return article;
 }
 
-// "Copy command" of one group (the listener is main.js's): the commands onto the clipboard.
-export async function copyCommand(button) {
+// "Copy command" of one group: the commands onto the clipboard.
+async function copyCommand(button) {
   const command = button.closest(".dup-group")?.querySelector(".dup-command")?.textContent || "";
   try {
     await navigator.clipboard.writeText(command);

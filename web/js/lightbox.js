@@ -6,8 +6,9 @@ import { formatBytes, formatDate, formatScore } from "./format.js";
 import { focusTile, itemAt, itemCount, tileAt } from "./grid.js";
 import { formatTakenAt, mapUrl, placeText } from "./photo.js";
 import { hasMorePages, loadMore } from "./query.js";
+import { navigate, onQueryChange } from "./router.js";
 import { reasonText } from "./search-ui.js";
-import { collectionLabel } from "./state.js";
+import { PHOTOS_VIEW, SIMILAR_PREFIX, collectionLabel } from "./state.js";
 
 let shownIndex = -1;
 let loadToken = 0; // bumps per image shown, so a slow original cannot replace a later image
@@ -98,7 +99,7 @@ export function openLightbox(index) {
   els.moreLikeThis.focus();
 }
 
-export async function stepLightbox(step) {
+async function stepLightbox(step) {
   const target = shownIndex + step;
   if (target < 0) return;
   if (target >= itemCount()) {
@@ -110,22 +111,13 @@ export async function stepLightbox(step) {
   renderLightbox();
 }
 
-export function isLightboxOpen() {
-  return els.lightbox.open;
-}
-
-export function closeLightbox() {
+function closeLightbox() {
   els.lightbox.close();
-}
-
-// The item on show (undefined when there is none), e.g. for "More like this".
-export function shownItem() {
-  return itemAt(shownIndex);
 }
 
 // After the dialog closed (Esc, button, backdrop): stop loading and return focus to the tile of the
 // image last shown, which may differ from the one clicked.
-export function lightboxClosed() {
+function lightboxClosed() {
   loadToken += 1;
   els.lbImage.removeAttribute("src");
   const tile = tileAt(shownIndex);
@@ -133,4 +125,35 @@ export function lightboxClosed() {
     focusTile(shownIndex);
     tile.scrollIntoView({ block: "nearest" });
   }
+}
+
+// "More like this": the images like the one on show, in the Photos view.
+function moreLikeThis() {
+  const item = itemAt(shownIndex);
+  if (!item) return;
+  closeLightbox();
+  navigate({ q: `${SIMILAR_PREFIX}${item.key}`, view: PHOTOS_VIEW });
+  window.scrollTo({ top: 0 });
+}
+
+export function registerLightbox() {
+  els.lightbox.addEventListener("keydown", (event) => {
+    const step = { ArrowRight: 1, ArrowLeft: -1 }[event.key];
+    if (!step) return;
+    event.preventDefault();
+    stepLightbox(step);
+  });
+  els.lightbox.addEventListener("close", () => lightboxClosed());
+  // A click on the dark area around the image closes, like most lightboxes.
+  els.lightbox.addEventListener("click", (event) => {
+    if (event.target === els.lightbox || event.target.classList.contains("lb-figure")) closeLightbox();
+  });
+  els.lbClose.addEventListener("click", () => closeLightbox());
+  els.lbPrev.addEventListener("click", () => stepLightbox(-1));
+  els.lbNext.addEventListener("click", () => stepLightbox(1));
+  els.moreLikeThis.addEventListener("click", moreLikeThis);
+  // Back/forward to another query: the image on show belongs to the old one.
+  onQueryChange(() => {
+    if (els.lightbox.open) closeLightbox();
+  });
 }

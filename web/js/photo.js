@@ -1,6 +1,6 @@
 // Photo metadata and duplicates as text: when a photo was taken, where (with a map link), and the
 // command that deletes the copies a duplicate group does not keep. No DOM here, so node can import this
-// file (tests/test_web_static.py does).
+// file (tests/unit/test_web_static.py does).
 
 // The map a place links to (a link the user may follow; nothing is loaded from it).
 const MAP_BASE = "https://www.openstreetmap.org/";

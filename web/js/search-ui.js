@@ -3,6 +3,7 @@
 // beside an image searched by. The options live in the URL with the rest of the query (state.js).
 
 import { els } from "./elements.js";
+import { navigate, onQueryChange, refine } from "./router.js";
 import { currentImageQuery, currentMode, currentQuery } from "./state.js";
 
 const REASONS = { name: "name", text: "text", visual: "picture" };
@@ -26,7 +27,7 @@ function wordsPossible() {
 }
 
 // The controls show the query: after navigation, back/forward and at start.
-export function syncSearchControls() {
+function syncSearchControls() {
   const { mode, sort, q } = currentQuery();
   for (const radio of els.modeInputs) {
     radio.checked = radio.value === mode;
@@ -87,7 +88,7 @@ export function clearSearchAnswer() {
 
 // What removing chip `index` does: {changes, image} for navigate(). The uploaded image is the first
 // term of an image search: removing it searches the words alone.
-export function withoutTerm(index) {
+function withoutTerm(index) {
   const image = currentImageQuery();
   if (image && index === 0) return { changes: { q: currentQuery().q }, image: null };
   const terms = shownTerms.slice(image ? 1 : 0);
@@ -97,4 +98,23 @@ export function withoutTerm(index) {
 // Why a result matched, as a short discreet text ("name · picture"), or "" when the answer says nothing.
 export function reasonText(item) {
   return Array.isArray(item.matched) ? item.matched.map((reason) => REASONS[reason] || reason).join(" · ") : "";
+}
+
+export function registerSearchUi() {
+  for (const radio of els.modeInputs) radio.addEventListener("change", () => refine({ mode: radio.value }));
+  els.sortSelect.addEventListener("change", () => refine({ sort: els.sortSelect.value }));
+  els.cutoffButton.addEventListener("click", () =>
+    refine({ cutoff: currentQuery().cutoff === "auto" ? "none" : "auto" }),
+  );
+  els.queryTerms.addEventListener("click", (event) => {
+    const chip = event.target.closest(".chip");
+    if (!chip) return;
+    const { changes, image } = withoutTerm(Number(chip.dataset.index));
+    navigate(changes, { image });
+  });
+  els.imageTermsForm.addEventListener("submit", (event) => {
+    event.preventDefault();
+    refine({ q: els.imageTerms.value.trim() });
+  });
+  onQueryChange(syncSearchControls);
 }

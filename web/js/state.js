@@ -7,20 +7,25 @@ import { config } from "./config.js";
 import { clampScore } from "./format.js";
 
 export const SIMILAR_PREFIX = "similar:";
+// The view of images (the grid): searches show their results there. The default, left out of the URL.
+export const PHOTOS_VIEW = "photos";
 
 // Mirrors the URL. takenAfter/takenBefore: "YYYY-MM-DD" or ""; collapse: one image per near-duplicate
-// group; view "duplicates" shows the Duplicates view (level, threshold: null = the server's default);
+// group; view: one of the views' names (views.js), e.g. "duplicates" with its level and threshold
+// (null = the server's default);
 // mode, sort, cutoff: the search options (search-ui.js). While an uploaded image is the query, q holds the
 // words combined with it.
-let query = {
+export const DEFAULT_QUERY = Object.freeze({
   q: "", collection: "", minScore: 0, takenAfter: "", takenBefore: "", collapse: false,
-  view: "", level: "near", threshold: null, mode: "hybrid", sort: "relevance", cutoff: "auto",
-};
+  view: PHOTOS_VIEW, level: "near", threshold: null, mode: "hybrid", sort: "relevance", cutoff: "auto",
+});
+let query = { ...DEFAULT_QUERY };
 let imageQuery = null; // {id, file, previewUrl} while searching by an uploaded image
 const uploads = new Map(); // every image searched by on this page: id -> {id, file, previewUrl}
 let nextUploadId = 1;
 let resolvedCollection = ""; // the collection the server actually answered for
 let serverDefaultCollection = "";
+let viewNames = [PHOTOS_VIEW]; // the views a URL may name (router.js sets them from views.js)
 
 // ---------------------------------------------------------------- getters
 
@@ -81,7 +86,7 @@ function readUrlState() {
     takenAfter: DATE.test(params.get("taken_after") || "") ? params.get("taken_after") : "",
     takenBefore: DATE.test(params.get("taken_before") || "") ? params.get("taken_before") : "",
     collapse: params.get("collapse") === "near",
-    view: params.get("view") === "duplicates" ? "duplicates" : "",
+    view: viewNames.includes(params.get("view")) ? params.get("view") : PHOTOS_VIEW,
     level: LEVELS.includes(params.get("level")) ? params.get("level") : "near",
     threshold: threshold > 0 && threshold <= 1 ? threshold : null,
     mode: option(params, "mode"),
@@ -98,8 +103,8 @@ function urlFor(state) {
   if (state.takenAfter) params.set("taken_after", state.takenAfter);
   if (state.takenBefore) params.set("taken_before", state.takenBefore);
   if (state.collapse) params.set("collapse", "near");
-  if (state.view) {
-    params.set("view", state.view);
+  if (state.view !== PHOTOS_VIEW) params.set("view", state.view);
+  if (state.view === "duplicates") {
     params.set("level", state.level);
     if (state.threshold !== null && state.level !== "exact") params.set("threshold", String(state.threshold));
   }
@@ -110,7 +115,17 @@ function urlFor(state) {
   return `${location.pathname}${search ? `?${search}` : ""}`;
 }
 
+// The address of the current query with `changes` (e.g. another view), for links that can be shared.
+export function urlWith(changes) {
+  return urlFor({ ...query, ...changes });
+}
+
 // ---------------------------------------------------------------- setters
+
+// Which views a URL may name; called once, before startFromUrl().
+export function setViewNames(names) {
+  viewNames = [...names];
+}
 
 // At page load: the query comes from the URL, written back in its normal form.
 export function startFromUrl() {

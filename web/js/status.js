@@ -60,7 +60,7 @@ export function emptyText() {
     );
   }
   const cutoff = minScore > 0 ? ` with a score of at least ${minScore.toFixed(2)}` : "";
-  const hint = minScore > 0 ? "Lower the Min score slider" : "Try other words";
+  const hint = minScore > 0 ? "Lower the Min score in Filters" : "Try other words";
   return `No matches for ${describeQuery()}${cutoff} in ${collectionLabel()}. ${hint}.`;
 }
 

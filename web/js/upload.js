@@ -2,7 +2,8 @@
 // status line while it is the query, and tracks file drags over the page for the drop overlay.
 
 import { els } from "./elements.js";
-import { addUpload, currentImageQuery } from "./state.js";
+import { navigate } from "./router.js";
+import { PHOTOS_VIEW, addUpload, currentImageQuery } from "./state.js";
 import { setStatus } from "./status.js";
 
 let dragDepth = 0; // dragenter/dragleave also fire for every child element crossed
@@ -14,7 +15,7 @@ const SEARCH_QUALITY = 0.9;
 const SMALL_ENOUGH_BYTES = 512 * 1024; // a small image within the side limit is posted as it is
 
 // The upload to search by, or null (with the reason in the status line) when the file is no image.
-export function uploadFromFile(file) {
+function uploadFromFile(file) {
   if (!file) return null;
   if (file.type && !file.type.startsWith("image/")) {
     setStatus(
@@ -74,28 +75,68 @@ export function showQueryImage() {
   els.queryImage.hidden = false;
 }
 
-export function dragCarriesFiles(event) {
+function dragCarriesFiles(event) {
   return Boolean(event.dataTransfer && Array.from(event.dataTransfer.types || []).includes("Files"));
 }
 
-export function dragEntered() {
+function dragEntered() {
   dragDepth += 1;
   els.dropOverlay.hidden = false;
 }
 
-export function dragLeft() {
+function dragLeft() {
   dragDepth = Math.max(0, dragDepth - 1);
   if (dragDepth === 0) els.dropOverlay.hidden = true;
 }
 
-export function dragEnded() {
+function dragEnded() {
   dragDepth = 0;
   els.dropOverlay.hidden = true;
 }
 
 // The first image of a paste (e.g. a screenshot), or undefined.
-export function imageFromClipboard(event) {
+function imageFromClipboard(event) {
   return Array.from((event.clipboardData && event.clipboardData.files) || []).find((f) =>
     f.type.startsWith("image/"),
   );
+}
+
+// Searches by `file` in the Photos view (nothing when it is no image: the status line says why).
+function searchByImage(file) {
+  const upload = uploadFromFile(file);
+  if (!upload) return;
+  navigate({ q: "", view: PHOTOS_VIEW }, { image: upload });
+  window.scrollTo({ top: 0 });
+}
+
+// Search by image: pick a file, drop one anywhere, or paste one (e.g. a screenshot).
+export function registerUpload() {
+  els.fileInput.addEventListener("change", () => {
+    searchByImage(els.fileInput.files && els.fileInput.files[0]);
+    els.fileInput.value = ""; // picking the same file again should search again
+  });
+  window.addEventListener("dragenter", (event) => {
+    if (!dragCarriesFiles(event)) return;
+    event.preventDefault();
+    dragEntered();
+  });
+  window.addEventListener("dragover", (event) => {
+    if (!dragCarriesFiles(event)) return;
+    event.preventDefault();
+    event.dataTransfer.dropEffect = "copy";
+  });
+  window.addEventListener("dragleave", (event) => {
+    if (dragCarriesFiles(event)) dragLeft();
+  });
+  window.addEventListener("drop", (event) => {
+    if (!dragCarriesFiles(event)) return;
+    event.preventDefault();
+    dragEnded();
+    searchByImage(event.dataTransfer.files && event.dataTransfer.files[0]);
+  });
+  window.addEventListener("paste", (event) => {
+    if (event.target.closest && event.target.closest("input, textarea")) return;
+    const file = imageFromClipboard(event);
+    if (file) searchByImage(file);
+  });
 }

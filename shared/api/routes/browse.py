@@ -7,7 +7,6 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Query
 from fastapi.responses import RedirectResponse
 
-from shared import queries
 from shared.api.cursors import recent_after, recent_cursor
 from shared.api.deps import (
     CollectionParam,
@@ -19,6 +18,7 @@ from shared.api.deps import (
 )
 from shared.api.errors import ApiError, error_responses
 from shared.api.schemas import RecentPage
+from shared.store import queries
 
 router = APIRouter(
     tags=["browse"], dependencies=[Depends(require_api_key)], responses=error_responses(400, 401, 404, 503)

@@ -8,23 +8,21 @@ from __future__ import annotations
 import time
 from typing import Annotated
 
-import numpy as np
 from fastapi import APIRouter, Depends, Query
 
-from shared import duplicates
 from shared.api.cursors import duplicates_after, duplicates_cursor
-from shared.api.deps import CollectionParam, CursorParam, ServicesDep, VectorQuery, require_api_key
+from shared.api.deps import CollectionParam, CursorParam, ServicesDep, require_api_key
 from shared.api.errors import ApiError, error_responses
-from shared.api.schemas import DuplicateGroup, DuplicatesPage, ImageItem
-from shared.api.services import Services
-from shared.catalog import Collection
-from shared.queries import Hit
+from shared.api.schemas import DuplicateGroup, DuplicatesPage
+from shared.search import duplicates
+from shared.search.service import Services
+from shared.store import neighbours
 
 LevelParam = Annotated[duplicates.Level, Query(
     description="exact: the same bytes (SHA-256); near: cosine distance <= IB_DUPLICATES_NEAR_DISTANCE (0.01); "
     "similar: <= IB_DUPLICATES_SIMILAR_DISTANCE (0.06).")]
 ThresholdParam = Annotated[float | None, Query(
-    gt=0.0, le=duplicates.RADIUS,
+    gt=0.0, le=neighbours.RADIUS,
     description="Cosine distance for near or similar instead of the deployment's default (at most 0.15).")]
 GroupLimitParam = Annotated[int, Query(ge=1, le=100, description="Groups per page.")]
 
@@ -66,14 +64,3 @@ def list_duplicates(
         next_cursor=duplicates_cursor(following), level=level, threshold=distance, total_groups=total, waiting=waiting,
         took_ms=round((time.perf_counter() - started) * 1000, 3), collection=coll.name, bucket=coll.bucket,
     )
-
-
-def search_items(services: Services, collection: Collection, hits: list[Hit], query: VectorQuery, *,
-                 vector: np.ndarray | None = None, similar_to: str | None = None) -> list[ImageItem]:
-    """A search page's items, the last step of every search: with `collapse=near`, one item per group of
-    near-duplicates (the copy closest to the query), `collapsed` counting the others."""
-    if query.collapse != "near":
-        return [services.item(collection, hit) for hit in hits]
-    shown = duplicates.collapse_near(services.catalog, collection, hits, services.settings.duplicates_near_distance,
-                                     vector=vector, similar_to=similar_to, filters=query.filters)
-    return [services.item(collection, hit).model_copy(update={"collapsed": others}) for hit, others in shown]

@@ -1,6 +1,6 @@
 """Search: words and pictures with the query language (GET /api/search), like a stored image
 (GET /api/similar), like an uploaded image plus optional terms (POST /api/search/image). Every route runs
-`answer_search`: shared/hybrid.py ranks, this module builds the query vector and the answer."""
+`answer_search`: shared/search/hybrid.py ranks, this module builds the query vector and the answer."""
 
 from __future__ import annotations
 
@@ -12,31 +12,31 @@ import numpy as np
 from fastapi import APIRouter, Depends, Query, Request
 from starlette.concurrency import run_in_threadpool
 
-from shared import hybrid, queries
 from shared.api.cursors import search_cursor, search_position
 from shared.api.deps import (
     SearchOptions,
     SearchOptionsParams,
+    SearchParams,
+    SearchParamsDep,
     ServicesDep,
-    VectorQuery,
-    VectorQueryParams,
     require_api_key,
 )
 from shared.api.errors import ApiError, error_responses
-from shared.api.routes.duplicates import search_items
 from shared.api.schemas import ParsedQuery, QueryTerm, SearchPage
-from shared.api.services import Services
 from shared.api.validation import check_form
-from shared.catalog import Collection
 from shared.embedders import Embedder
-from shared.query_language import Term, combine, parse
+from shared.search import hybrid
+from shared.search.query_language import Term, combine, parse
+from shared.search.service import Services
+from shared.store import queries
+from shared.store.catalog import Collection
 
 MULTIPART_OVERHEAD = 64 * 1024  # boundaries and part headers on top of the file itself
 
 SearchTextParam = Annotated[str, Query(
     min_length=1, max_length=2000,
     description='What to look for: text, similar:<key>, "quoted words", joined by + and -, each with an '
-    "optional N: weight (README, Search).")]
+    "optional N: weight (docs/search.md).")]
 ImageTermsParam = Annotated[str | None, Query(
     max_length=2000, description="Terms combined with the uploaded image, as in /api/search's q (or form field q).")]
 StoredKeyParam = Annotated[str, Query(min_length=1, max_length=1024, description="Key of a stored image.")]
@@ -78,7 +78,7 @@ def query_vector(services: Services, collection: Collection, embedder: Embedder 
     return combine(weighted)
 
 
-def answer_search(services: Services, query: VectorQuery, options: SearchOptions, terms: list[Term], *,
+def answer_search(services: Services, query: SearchParams, options: SearchOptions, terms: list[Term], *,
                   started: float, upload: Upload | None = None) -> SearchPage:
     """One page of a search. The model is used (and loaded) only for texts and uploads: words, and pictures
     like stored ones, are answered by the database alone."""
@@ -92,11 +92,12 @@ def answer_search(services: Services, query: VectorQuery, options: SearchOptions
             if plan.needs_vector else None
         # Later pages rank only the rows the first one could see: images added meanwhile shift nothing.
         up_to = bound if bound is not None else queries.last_id(services.catalog, collection)
-        page = hybrid.search(services.catalog, collection, plan, vector, hybrid.Request(
+        page = hybrid.search(services.catalog, collection, plan, vector, hybrid.SearchRequest(
             options.sort, options.cutoff, query.limit, offset, query.min_score, replace(query.filters, up_to_id=up_to),
             services.settings.search_floor_for(collection.model_id), services.settings.hnsw_ef_search))
         reasons = {row.hit.key: page.matched[row.hit.id] for row in page.rows}
-        items = search_items(services, collection, [row.hit for row in page.rows], query, vector=vector)
+        items = services.search_items(collection, [row.hit for row in page.rows], collapse=query.collapse,
+                                      filters=query.filters, vector=vector)
         return SearchPage(
             items=[item.model_copy(update={"matched": reasons.get(item.key, [])}) for item in items],
             next_cursor=search_cursor(offset + query.limit, up_to) if page.more else None,
@@ -113,7 +114,7 @@ def answer_search(services: Services, query: VectorQuery, options: SearchOptions
 
 
 @router.get("/search")
-def search(q: SearchTextParam, query: VectorQueryParams, options: SearchOptionsParams,
+def search(q: SearchTextParam, query: SearchParamsDep, options: SearchOptionsParams,
            services: ServicesDep) -> SearchPage:
     """Words and pictures: hybrid (default), semantic (pictures) or keyword (words) matches of the query
     language, best first or by date, weak picture matches held back by the cutoff (`score` = cosine similarity)."""
@@ -121,7 +122,7 @@ def search(q: SearchTextParam, query: VectorQueryParams, options: SearchOptionsP
 
 
 @router.get("/similar")
-def similar(key: StoredKeyParam, query: VectorQueryParams, options: SearchOptionsParams,
+def similar(key: StoredKeyParam, query: SearchParamsDep, options: SearchOptionsParams,
             services: ServicesDep) -> SearchPage:
     """Images like a stored one, the image itself excluded: the same answer as /api/search?q=similar:<key>."""
     return answer_search(services, query, options, [Term("image", key, 1.0)], started=time.perf_counter())
@@ -137,7 +138,7 @@ def similar(key: StoredKeyParam, query: VectorQueryParams, options: SearchOption
         "image/*": {"schema": {"type": "string", "format": "binary"}},
     }}},
 )
-async def search_image(request: Request, query: VectorQueryParams, options: SearchOptionsParams,
+async def search_image(request: Request, query: SearchParamsDep, options: SearchOptionsParams,
                        services: ServicesDep, q: ImageTermsParam = None) -> SearchPage:
     """Images like an uploaded one (multipart field `file`, or the raw image as the body; not stored), with
     optional terms (`q`, a form field or parameter) combined by the query language's rules."""

@@ -6,10 +6,10 @@ import logging
 
 from fastapi import APIRouter, Depends
 
-from shared import queries
 from shared.api.deps import CollectionParam, ServicesDep, require_api_key
 from shared.api.errors import error_responses
 from shared.api.schemas import CollectionInfo, CollectionList, CollectionStats, Health
+from shared.store import plans, queries
 
 log = logging.getLogger(__name__)
 
@@ -34,15 +34,21 @@ def collections(services: ServicesDep) -> CollectionList:
     response_model_exclude_unset=True,  # the answer has the fields the catalog gives, no more
 )
 def stats(services: ServicesDep, collection: CollectionParam = None) -> CollectionStats:
-    """Counts by status (embedded, pending, failed), bytes of originals, last update."""
-    return CollectionStats.model_validate(queries.stats(services.catalog, services.collection(collection)))
+    """Counts by status (embedded, pending, failed), bytes of originals, last update, and the backlog of
+    queued bulk work while it drains."""
+    coll = services.collection(collection)
+    answer = queries.stats(services.catalog, coll)
+    backlog = plans.backlog(services.catalog, coll, max_attempts=services.settings.max_attempts)
+    if backlog is not None:
+        answer["backlog"] = backlog
+    return CollectionStats.model_validate(answer)
 
 
 @router.get("/health")
 def health(services: ServicesDep) -> Health:
     """Whether the database answers and which model towers are loaded. Needs no key."""
     try:
-        services.catalog.db.run("SELECT 1")
+        services.catalog.db.ping()
         database = True
     except Exception as exc:  # any failure means "not reachable" here; the detail goes to the log
         log.warning("health: database check failed: %s", exc)

@@ -1,0 +1,229 @@
+"""Hybrid search: picture matches (the vector index) and word matches (the keyword index) in one ranking,
+with the adaptive cutoff, the date sorts and paging.
+
+- Pictures: the nearest neighbours of the query vector (`queries.search`), as deep as the page needs and
+  at least VECTOR_DEPTH, so the cutoff has something to count.
+- Words: the rows whose names or text hold the query's words (`queries.word_matches`): whole words first,
+  prefixes when those find too few; a name the query spells exactly first, then the matches most like the
+  query vector (the newest without one).
+- Fusion: reciprocal rank fusion, Σ 1/(60 + rank) over the two lists; an exact name or ID match first.
+- Cutoff `auto`: a picture match is kept when its score is at least halfway from the model's floor to the
+  best picture match's (floor 0 when a minus term is in the vector, as such scores run lower); word matches
+  are always kept. `hidden` counts the picture matches held back among those looked at.
+- Sort `newest`/`oldest`: the relevant set (what passes the cutoff, at most MAX_RESULTS) by the date the
+  photo was taken, else its last-modified time; undated ones last.
+
+Pages are slices of one ranking recomputed per request, so the same query gives the same pages while the
+collection does not change.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from dataclasses import dataclass, replace
+from typing import Literal
+
+import numpy as np
+
+from shared.search.keywords import TermWords, WordQuery, all_of, query_words, word_query
+from shared.search.query_language import QueryError, Term
+from shared.store import queries
+from shared.store.catalog import Catalog, Collection
+
+Mode = Literal["hybrid", "semantic", "keyword"]
+Sort = Literal["relevance", "newest", "oldest"]
+Cutoff = Literal["auto", "none"]
+Reason = Literal["name", "text", "place", "tag", "visual"]
+
+RRF_K = 60
+MAX_RESULTS = 1000  # the relevant set a query ranks, sorts and pages through
+VECTOR_DEPTH = 64  # picture matches looked at for a first page: the cutoff counts `hidden` among them
+WORD_DEPTH = 300  # word matches fused with the pictures (a word in every name adds little past this)
+CUTOFF_FRACTION = 0.5  # auto keeps scores at least this far from the floor to the best score
+
+
+@dataclass(frozen=True)
+class Plan:
+    """What a parsed query asks of the two indexes."""
+
+    mode: Mode
+    words: WordQuery | None  # keyword matching (hybrid and keyword modes)
+    required: str | None  # the quoted terms: a tsquery every result matches (every mode)
+    exclude: tuple[str, ...]  # the stored images the query searches by: never results
+    needs_vector: bool  # a text or image term without a minus, and a mode that compares pictures
+    has_minus: bool  # a minus term is in the vector
+
+
+def plan(terms: list[Term], mode: Mode, *, uploaded: bool = False) -> Plan:
+    """The plan for `terms` in `mode` (plus an uploaded image); QueryError when the mode cannot use them."""
+    images = [term for term in terms if term.kind == "image"]
+    if mode == "keyword" and (images or uploaded):
+        raise QueryError("mode keyword matches words only: drop the image term, or use mode hybrid or semantic")
+    worded = [(term, TermWords(query_words(term.value), negative=term.weight < 0, prefix=term.kind == "text"))
+              for term in terms if term.kind != "image"]
+    quoted = [words for term, words in worded if term.kind == "keyword"]
+    words = word_query([words for _, words in worded]) if mode != "semantic" else None
+    vector_terms = [term for term in terms if term.kind != "keyword"]
+    needs_vector = mode != "keyword" and (uploaded or any(term.weight > 0 for term in vector_terms))
+    if mode == "keyword" and words is None:
+        raise QueryError("mode keyword needs words to look for: letters or digits outside a minus term")
+    if mode == "semantic" and not needs_vector:
+        raise QueryError("mode semantic needs a text or similar: term without a minus")
+    if not needs_vector and words is None:
+        raise QueryError("nothing to look for: add a term without a minus that has letters or digits")
+    return Plan(mode, words, all_of(quoted), tuple(term.value for term in images), needs_vector,
+                any(term.weight < 0 for term in vector_terms))
+
+
+@dataclass(frozen=True)
+class SearchRequest:
+    """How a search is to be answered: sort, cutoff, page, and the filters every list takes."""
+
+    sort: Sort = "relevance"
+    cutoff: Cutoff = "auto"
+    limit: int = 30
+    offset: int = 0
+    min_score: float | None = None
+    filters: queries.SearchFilters = queries.SearchFilters()
+    floor: float = 0.2  # the model's floor (Settings.search_floor_for)
+    ef_search: int = 100
+
+
+@dataclass(frozen=True)
+class Page:
+    rows: list[queries.PageRow]  # in order
+    matched: dict[int, list[Reason]]  # id -> why it matched
+    hidden: int  # picture matches the cutoff held back, among those looked at
+    cutoff_score: float | None  # picture matches scoring lower were held back (auto cutoff or min_score)
+    more: bool  # another page follows
+
+
+def cutoff_score(best: float | None, floor: float, *, has_minus: bool) -> float | None:
+    """cutoff=auto: halfway from the floor to the best picture match's score (the floor when the best is
+    below it); None without picture matches."""
+    if best is None:
+        return None
+    floor = 0.0 if has_minus else floor
+    return floor + CUTOFF_FRACTION * (best - floor) if best > floor else floor
+
+
+def fuse(pictures: list[int], words: list[int], exact: set[int]) -> list[int]:
+    """Reciprocal rank fusion of two rankings (ids, best first), exact name matches first."""
+    score: dict[int, float] = defaultdict(float)
+    for ranking in (pictures, words):
+        for rank, item in enumerate(ranking, start=1):
+            score[item] += 1.0 / (RRF_K + rank)
+    return sorted(score, key=lambda item: (item not in exact, -score[item], item))
+
+
+def by_date(when: dict[int, float | None], *, newest: bool) -> list[int]:
+    """Ids by date (newest or oldest first, the id breaking ties the same way), undated ones last
+    (queries.WORD_ORDERS ranks the same in SQL)."""
+    dated = sorted((item for item, time in when.items() if time is not None),
+                   key=lambda item: (when[item], item), reverse=newest)
+    return dated + sorted((item for item, time in when.items() if time is None), reverse=newest)
+
+
+def _pictures(catalog: Catalog, collection: Collection, vector: np.ndarray, request: SearchRequest,
+              filters: queries.SearchFilters, depth: int, has_minus: bool) -> list[queries.Nearest]:
+    """The picture list; for a date sort, deepened to MAX_RESULTS while the cutoff still keeps its last."""
+    while True:
+        hits = queries.nearest(catalog, collection, vector, limit=depth, min_score=request.min_score,
+                               filters=filters, ef_search=request.ef_search)
+        if depth >= MAX_RESULTS or request.sort == "relevance" or len(hits) < depth:
+            return hits
+        threshold = cutoff_score(hits[0].score, request.floor, has_minus=has_minus)
+        if request.cutoff == "auto" and threshold is not None and hits[-1].score < threshold:
+            return hits
+        depth = MAX_RESULTS
+
+
+def _words(catalog: Catalog, collection: Collection, words: WordQuery, filters: queries.SearchFilters,
+           vector: np.ndarray | None, limit: int, *, order: str | None = None,
+           first: int | None = None) -> tuple[list[queries.WordMatch], str]:
+    """Word matches (and the tsquery that found them): whole words, then prefixes when those find fewer than
+    `limit` (a prefix of a common word reads much more of the index). `order`/`first`: ranked in SQL."""
+    found, total = queries.word_matches(catalog, collection, words.match, exact_name=words.exact_name, limit=limit,
+                                        filters=filters, vector=vector, order=order, first=first)
+    if total < limit and words.match_prefix:
+        found, _ = queries.word_matches(catalog, collection, words.match_prefix, exact_name=words.exact_name,
+                                        limit=limit, filters=filters, vector=vector, order=order, first=first)
+        return found, words.match_prefix
+    return found, words.match
+
+
+def _word_order(matches: list[queries.WordMatch], *, by_vector: bool) -> list[int]:
+    """Exact names first, then the most like the query vector, or the newest."""
+    if by_vector:
+        ranked = sorted(matches, key=lambda m: (not m.exact, m.distance if m.distance is not None else 2.0, m.id))
+    else:
+        ranked = sorted(matches, key=lambda m: (not m.exact, -(m.when if m.when is not None else -1e18), -m.id))
+    return [match.id for match in ranked]
+
+
+def search(catalog: Catalog, collection: Collection, plan: Plan, vector: np.ndarray | None,
+           request: SearchRequest) -> Page:
+    """One page of a search: both lists, the cutoff, fusion or a date sort, then the page's rows."""
+    filters = replace(request.filters, words=plan.required, exclude=plan.exclude)
+    dated = request.sort != "relevance"
+    depth = VECTOR_DEPTH if dated else min(MAX_RESULTS, max(VECTOR_DEPTH, request.offset + request.limit + 1))
+    pictures = _pictures(catalog, collection, vector, request, filters, depth, plan.has_minus) \
+        if vector is not None and plan.needs_vector else []
+    threshold = cutoff_score(pictures[0].score if pictures else None, request.floor, has_minus=plan.has_minus) \
+        if request.cutoff == "auto" else None
+    kept = [hit for hit in pictures if threshold is None or hit.score >= threshold]
+    matches: list[queries.WordMatch] = []
+    matched_by = plan.words.match if plan.words else None
+    if plan.mode == "keyword" and plan.words is not None:  # words alone: ranked in SQL, one page's worth back
+        matches, matched_by = _words(catalog, collection, plan.words, filters, None, MAX_RESULTS,
+                                     order=request.sort, first=request.offset + request.limit + 1)
+    elif plan.words is not None:
+        word_limit = WORD_DEPTH if not dated else MAX_RESULTS
+        matches, matched_by = _words(catalog, collection, plan.words, filters, vector, word_limit)
+    if plan.mode == "keyword":
+        order = [match.id for match in matches]
+    elif dated:
+        when = {match.id: match.when for match in matches} | {hit.id: hit.when for hit in kept}
+        order = by_date(when, newest=request.sort == "newest")
+    elif not kept:
+        order = _word_order(matches, by_vector=vector is not None)
+    elif not matches:
+        order = [hit.id for hit in kept]
+    else:
+        order = fuse([hit.id for hit in kept], _word_order(matches, by_vector=True),
+                     {match.id for match in matches if match.exact})
+    order = order[:MAX_RESULTS]
+    page_ids = order[request.offset:request.offset + request.limit]
+    rows = queries.page_rows(catalog, collection, page_ids, vector=vector, words=matched_by,
+                             in_name=plan.words.in_name if plan.words else "",
+                             in_text=plan.words.in_text if plan.words else "",
+                             in_place=plan.words.in_place if plan.words else "",
+                             in_tag=plan.words.in_tag if plan.words else "")
+    visual = {hit.id for hit in kept}
+    page = [rows[item] for item in page_ids if item in rows]
+    matched: dict[int, list[Reason]] = {
+        row.hit.id: [reason for reason, found in (("name", row.in_name), ("text", row.in_text), ("place", row.in_place),
+                                                  ("tag", row.in_tag), ("visual", row.hit.id in visual)) if found]
+        for row in page
+    }
+    applied = max((score for score in (threshold, request.min_score) if score is not None), default=None)
+    return Page(page, matched, len(pictures) - len(kept), applied,
+                more=len(order) > request.offset + request.limit)
+
+
+def count(catalog: Catalog, collection: Collection, plan: Plan, vector: np.ndarray | None,
+          request: SearchRequest) -> int:
+    """How many results a query has: its relevant set (picture matches the cutoff keeps, and every word match),
+    at most MAX_RESULTS, as a date sort pages through it. Saved searches and Discover store it."""
+    filters = replace(request.filters, words=plan.required, exclude=plan.exclude)
+    found: set[int] = set()
+    if vector is not None and plan.needs_vector:
+        pictures = _pictures(catalog, collection, vector, replace(request, sort="newest"), filters, VECTOR_DEPTH,
+                             plan.has_minus)
+        threshold = cutoff_score(pictures[0].score if pictures else None, request.floor, has_minus=plan.has_minus) \
+            if request.cutoff == "auto" else None
+        found |= {hit.id for hit in pictures if threshold is None or hit.score >= threshold}
+    if plan.words is not None:
+        matches, _ = _words(catalog, collection, plan.words, filters, None, MAX_RESULTS)
+        found |= {match.id for match in matches}
+    return min(len(found), MAX_RESULTS)

@@ -1,0 +1,266 @@
+"""PostgreSQL connections: URL parsing, a small pool that recovers when its connections are dropped,
+and what text PostgreSQL cannot store.
+
+pg8000 connections are not thread-safe, so each caller borrows one from the pool for the length of a
+statement or a transaction. A connection that dies under us (server restart, pg_terminate_backend,
+a reset socket) invalidates the whole pool, as SQLAlchemy's pool does on a disconnect: whatever killed
+it (a restart, a failover, an admin killing every backend) most likely killed its siblings too. Idle
+connections are closed at once, connections checked out at that moment are closed when they come
+back (a generation counter tells them apart), and the operation runs again on a new connection.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import re
+import threading
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager, suppress
+from functools import lru_cache
+from typing import Any, TypeVar
+from urllib.parse import parse_qs, unquote, urlparse
+
+import pg8000.exceptions
+import pg8000.native
+from pgvector.pg8000 import register_vector
+
+T = TypeVar("T")
+log = logging.getLogger(__name__)
+
+# SQLSTATEs that mean the connection (not the statement) is gone: admin shutdown, crash shutdown,
+# cannot connect now, connection failure and friends.
+CONNECTION_LOST_CODES = {"57P01", "57P02", "57P03", "08000", "08003", "08006", "08001", "08004"}
+IDENTIFIER = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
+BIGINT_MIN, BIGINT_MAX = -(2**63), 2**63 - 1
+ATTEMPTS = 3  # runs of an operation whose connection keeps dying: one pooled connection, then new ones
+
+
+_to_statement = lru_cache(maxsize=1024)(pg8000.native.to_statement)
+
+
+class Connection(pg8000.native.Connection):
+    """pg8000's native connection, with its `:name` -> `$n` rewrite cached per SQL text.
+
+    The rewrite walks the SQL a character at a time (~100 µs for a search query); our queries are
+    few distinct texts run many times, so it is done once per text.
+    """
+
+    generation = 0  # the pool's generation when this connection was opened (see Database.invalidate)
+    vectors_registered = False  # pgvector's types registered (once, after the extension exists)
+
+    def run(self, sql: str, stream: Any = None, types: Any = None, **params: Any) -> Any:
+        if not params or types is not None:
+            return super().run(sql, stream=stream, types=types, **params)
+        statement, make_vals = _to_statement(sql)
+        self._context = self.execute_unnamed(statement, make_vals(params), oids=(), stream=stream)
+        return self._context.rows
+
+
+class DatabaseUnavailable(RuntimeError):
+    """The database cannot be reached now; a transient condition, retry later."""
+
+
+def text_problem(value: str) -> str | None:
+    """Why PostgreSQL cannot store `value` in a text column (it refuses NUL, and UTF-8 has no lone
+    surrogates), or None when it can."""
+    if "\x00" in value:
+        return "contains a NUL character (\\x00), which PostgreSQL cannot store"
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        return "contains a lone surrogate, which is not valid Unicode"
+    return None
+
+
+def register_vectors(conn: Connection) -> bool:
+    """pgvector-python's adapters on `conn` (numpy arrays and HalfVector out, halfvec in as HalfVector);
+    False while the database has no `vector` extension yet (the catalog creates it), so a later borrow tries again."""
+    try:
+        register_vector(conn)
+    except RuntimeError:  # "vector type not found in the database"
+        return False
+    return True
+
+
+def fits_bigint(value: int) -> bool:
+    return BIGINT_MIN <= value <= BIGINT_MAX
+
+
+def quote_ident(name: str) -> str:
+    """Quote an identifier we generated ourselves; anything unexpected is refused, never executed."""
+    if not IDENTIFIER.match(name) or name.startswith("pg_"):
+        raise ValueError(f"refusing unsafe SQL identifier {name!r}")
+    return f'"{name}"'
+
+
+def connect_params(url: str) -> dict[str, Any]:
+    """pg8000 keyword arguments from a postgresql:// URL (`?host=/dir` selects a Unix socket)."""
+    parsed = urlparse(url)
+    if parsed.scheme not in {"postgres", "postgresql", "postgresql+pg8000"}:
+        raise ValueError(f"database URL must start with postgresql://, got {parsed.scheme or url!r}")
+    query = {name: values[-1] for name, values in parse_qs(parsed.query).items()}
+    params: dict[str, Any] = {
+        "user": unquote(parsed.username or "postgres"),
+        "database": unquote(parsed.path.lstrip("/")) or "postgres",
+        # No socket timeout by default: index builds and big COPYs legitimately run for minutes.
+        # `?timeout=SECONDS` in the URL sets one (it applies to connecting and to every read).
+        "timeout": float(query["timeout"]) if query.get("timeout") else None,
+    }
+    if parsed.password:
+        params["password"] = unquote(parsed.password)
+    socket_dir = query.get("host") if query.get("host", "").startswith("/") else None
+    if socket_dir:
+        params["unix_sock"] = f"{socket_dir}/.s.PGSQL.{parsed.port or query.get('port') or 5432}"
+    else:
+        params["host"] = parsed.hostname or "localhost"
+        params["port"] = parsed.port or 5432
+    if query.get("sslmode") in {"require", "verify-ca", "verify-full"}:
+        import ssl
+
+        context = ssl.create_default_context()
+        if query["sslmode"] == "require":
+            context.check_hostname = False
+            context.verify_mode = ssl.CERT_NONE
+        params["ssl_context"] = context
+    if query.get("application_name"):
+        params["application_name"] = query["application_name"]
+    return params
+
+
+def is_connection_lost(exc: BaseException) -> bool:
+    if isinstance(exc, pg8000.exceptions.InterfaceError | ConnectionError | OSError):
+        return True
+    if isinstance(exc, pg8000.exceptions.DatabaseError) and exc.args and isinstance(exc.args[0], dict):
+        return exc.args[0].get("C") in CONNECTION_LOST_CODES
+    return False
+
+
+class Database:
+    """A pool of pg8000 connections to one database."""
+
+    def __init__(self, url: str, *, max_size: int = 8):
+        self.url = url
+        self._params = connect_params(url)
+        self._idle: queue.LifoQueue[Connection] = queue.LifoQueue()
+        self._slots = threading.BoundedSemaphore(max_size)
+        self._generation = 0  # bumped on every lost connection; older connections are not reused
+        self._lock = threading.Lock()
+        self.lost_connections = 0  # how many times a connection was found dead (logs, tests, benchmarks)
+
+    def _connect(self) -> Connection:
+        generation = self._generation  # read first: a connection opened during an invalidation is suspect
+        try:
+            conn = Connection(**self._params)
+        except Exception as exc:
+            where = self._params.get("unix_sock") or f"{self._params.get('host')}:{self._params.get('port')}"
+            raise DatabaseUnavailable(
+                f"cannot connect to PostgreSQL at {where}: {exc}. Check that the server is running "
+                "and IB_DATABASE_URL is right."
+            ) from exc
+        conn.generation = generation
+        return conn
+
+    def _take_idle(self) -> Connection | None:
+        """An idle connection of the current generation, closing stale ones on the way; None if none."""
+        while True:
+            try:
+                conn = self._idle.get_nowait()
+            except queue.Empty:
+                return None
+            if conn.generation == self._generation:
+                return conn
+            _close_quietly(conn)
+
+    @contextmanager
+    def connection(self, *, fresh: bool = False) -> Iterator[Connection]:
+        """Borrow a connection (`fresh`: a newly opened one); it goes back to the pool unless it broke
+        or the pool was invalidated meanwhile."""
+        self._slots.acquire()
+        conn: Connection | None = None
+        try:
+            conn = (None if fresh else self._take_idle()) or self._connect()
+            if not conn.vectors_registered:
+                conn.vectors_registered = register_vectors(conn)
+            yield conn
+        except BaseException as exc:
+            if conn is not None and is_connection_lost(exc):
+                _close_quietly(conn)
+                conn = None
+            raise
+        finally:
+            if conn is not None:
+                if conn.generation == self._generation:
+                    self._idle.put(conn)
+                else:
+                    _close_quietly(conn)
+            self._slots.release()
+
+    def invalidate(self, reason: BaseException | None = None) -> None:
+        """A connection was found dead: close the idle ones now and every one opened before this moment
+        when it comes back, so no caller (a retry above all) gets a sibling that died in the same event."""
+        with self._lock:
+            self._generation += 1
+            self.lost_connections += 1
+        log.warning("database connection lost (%s); reconnecting", reason or "invalidated")
+        self.discard_idle()
+
+    def run_with_retry(self, operation: Callable[[Connection], T]) -> T:
+        """Run `operation(conn)`; if the connection was lost, run it again on a new connection.
+
+        Each retry is a separate event (the connections of the first one were all dropped), so a few
+        are allowed: a server killing every backend again a moment later costs one more retry, not an error.
+        """
+        for attempt in range(1, ATTEMPTS + 1):
+            try:
+                with self.connection(fresh=attempt > 1) as conn:
+                    return operation(conn)
+            except DatabaseUnavailable:
+                if attempt == ATTEMPTS:
+                    raise
+            except Exception as exc:
+                if not is_connection_lost(exc):
+                    raise
+                self.invalidate(exc)
+                if attempt == ATTEMPTS:
+                    raise DatabaseUnavailable(f"database connection lost {ATTEMPTS} times in a row: {exc}") from exc
+        raise AssertionError("unreachable")
+
+    def run(self, sql: str, **params: Any) -> list[list[Any]]:
+        """One statement in autocommit, run again on a new connection if its connection was lost."""
+        return self.run_with_retry(lambda conn: conn.run(sql, **params))
+
+    def ping(self) -> None:
+        """Raise unless the database answers a trivial statement (the health check)."""
+        self.run("SELECT 1")
+
+    def transaction(self, operation: Callable[[Connection], T]) -> T:
+        """Run `operation` inside BEGIN/COMMIT (rolled back on error), run again if the connection was lost."""
+
+        def in_transaction(conn: Connection) -> T:
+            conn.run("BEGIN")
+            try:
+                result = operation(conn)
+            except BaseException as exc:
+                if not is_connection_lost(exc):
+                    conn.run("ROLLBACK")
+                raise
+            conn.run("COMMIT")
+            return result
+
+        return self.run_with_retry(in_transaction)
+
+    def discard_idle(self) -> None:
+        while True:
+            try:
+                _close_quietly(self._idle.get_nowait())
+            except queue.Empty:
+                return
+
+    def close(self) -> None:
+        self.discard_idle()
+
+
+def _close_quietly(conn: pg8000.native.Connection) -> None:
+    with suppress(Exception):  # the socket may already be gone; nothing to do
+        conn.close()

@@ -1,0 +1,486 @@
+"""Queries over a collection: nearest neighbours (text, image or a stored image), newest first, stats,
+and the reads of single rows the writers need.
+
+Each is one statement: the search sets its HNSW settings inside its own transaction and checks, in
+the same statement, that the collection still records the model the query vector came from.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta, timezone
+from typing import Any
+
+import numpy as np
+
+from shared.store.catalog import Catalog, CatalogError, Collection, Status, model_guard, vectors_of
+from shared.store.db import quote_ident
+from shared.store.hnsw import hnsw_session
+from shared.store.tables import OCR_WAITING
+from shared.store.vectors import as_array, vector_literal
+
+
+@dataclass(frozen=True)
+class Hit:
+    """One image in a query answer. `distance` (negative inner product) is the paging position."""
+
+    id: int
+    key: str
+    score: float | None
+    size: int | None
+    content_type: str | None
+    width: int | None
+    height: int | None
+    last_modified: datetime | None
+    distance: float | None = None
+    # Photo metadata (PHOTO_SQL): taken_at in the photo's own UTC offset, naive when it recorded none.
+    taken_at: datetime | None = None
+    camera: str | None = None
+    latitude: float | None = None
+    longitude: float | None = None
+    ocr_text: str | None = None  # the words read in the picture (the OCR stage); null until read
+    # Where it was taken (shared/places): city and state null when only the country is known.
+    city: str | None = None
+    state: str | None = None
+    country: str | None = None
+    country_code: str | None = None
+    tags: tuple[str, ...] | None = None  # keywords written into the photo (IPTC, XMP); null until read
+    caption: str | None = None
+
+
+@dataclass(frozen=True)
+class SearchFilters:
+    """Filters that combine with vector search: key prefix, last_modified range, content type, when the
+    photo was taken (EXIF; photos without a date never match a taken_* filter), camera (substring), words
+    (the keyword index) and keys to leave out."""
+
+    prefix: str | None = None
+    after: datetime | None = None
+    before: datetime | None = None
+    content_type: str | None = None
+    taken_after: datetime | None = None
+    taken_before: datetime | None = None
+    camera: str | None = None
+    words: str | None = None  # `to_tsquery('simple', …)` text every row must match (quoted query terms)
+    exclude: tuple[str, ...] = ()  # keys left out (the images a query searches by)
+    place: tuple[str, ...] = ()  # folded names the photo's place must all have (shared/places/lookup.py)
+    up_to_id: int | None = None  # rows up to this id only: a search's later pages see what its first one saw
+
+    def sql(self, params: dict[str, Any]) -> list[str]:
+        """WHERE terms; the values go into `params`, never into the SQL text."""
+        # (value, condition, parameter): a filter applies when its value is set.
+        filters = [
+            (self.prefix or None, "starts_with(key, :prefix)", "prefix"),
+            (self.after, "last_modified >= :modified_after", "modified_after"),
+            (self.before, "last_modified < :modified_before", "modified_before"),
+            (self.content_type or None, "content_type = :content_type", "content_type"),
+            (self.taken_after, "taken_at >= :taken_after", "taken_after"),
+            (self.taken_before, "taken_at < :taken_before", "taken_before"),
+            # A substring, not LIKE: the caller's % and _ stay literal.
+            (self.camera or None, "strpos(lower(camera), lower(:camera)) > 0", "camera"),
+            (self.words or None, "search_tsv @@ to_tsquery('simple', :filter_words)", "filter_words"),
+            (list(self.exclude) or None, "key <> ALL(CAST(:exclude_keys AS text[]))", "exclude_keys"),
+            (list(self.place) or None, "place_names @> CAST(:place_names AS text[])", "place_names"),
+            (self.up_to_id, "id <= :up_to_id", "up_to_id"),
+        ]
+        terms = []
+        for value, condition, name in filters:
+            if value is not None:
+                terms.append(condition)
+                params[name] = value
+        return terms
+
+
+def _from_epoch(seconds: float | None) -> datetime | None:
+    """Timestamps come back as epoch seconds: parsing pg8000's text timestamps costs ~15 µs each."""
+    return None if seconds is None else datetime.fromtimestamp(seconds, UTC)
+
+
+# The photo metadata every answer carries, selected after a row's own columns; `{p}` is a table alias.
+PHOTO_COLUMNS = "taken_at, taken_offset, camera, latitude, longitude"
+PHOTO_SQL = "extract(epoch FROM {p}taken_at)::float8, {p}taken_offset, {p}camera, {p}latitude, {p}longitude"
+
+
+def photo_fields(values: Sequence[Any]) -> dict[str, Any]:
+    """Hit's photo fields from the PHOTO_SQL values: taken_at back in the offset the photo recorded."""
+    epoch, offset, camera, latitude, longitude = values
+    taken_at = _from_epoch(epoch)
+    if taken_at is not None:
+        taken_at = (taken_at.replace(tzinfo=None) if offset is None
+                    else taken_at.astimezone(timezone(timedelta(minutes=int(offset)))))
+    return {"taken_at": taken_at, "camera": camera, "latitude": latitude, "longitude": longitude}
+
+
+def search_target(collection: Collection, vector: np.ndarray | None, similar_to: str | None,
+                   params: dict[str, Any]) -> str:
+    """SQL for the vector to search near: the query vector, or a stored image's (its values into `params`)."""
+    if similar_to is not None:
+        # An InitPlan: the stored vector never leaves the server and the HNSW scan still applies.
+        params["source"] = similar_to
+        return f"(SELECT embedding FROM {quote_ident(collection.table)} WHERE key = :source AND status = 'embedded')"
+    if vector is None:
+        raise CatalogError("search needs a query vector or a key to search like")
+    if int(np.asarray(vector).shape[-1]) != collection.dim:
+        raise CatalogError(f"query vector has {np.asarray(vector).shape[-1]} dimensions; "
+                           f"collection {collection.name!r} stores {collection.dim}")
+    params.update(vec=vector_literal(vector), collection=collection.name, model_id=collection.model_id)
+    return "CAST(:vec AS halfvec)"
+
+
+def _nearest(catalog: Catalog, collection: Collection, vector: np.ndarray | None, similar_to: str | None, *,
+             columns: str, limit: int, min_score: float | None, filters: SearchFilters | None,
+             after: tuple[float, int] | None, ef_search: int) -> list[list[Any]]:
+    """Rows of the nearest-neighbour statement, best first: `columns` of each row, then its distance."""
+    q = quote_ident(collection.table)
+    params: dict[str, Any] = {"limit": int(limit)}
+    target = search_target(collection, vector, similar_to, params)
+    where = ["embedding IS NOT NULL", "status = 'embedded'"]
+    if similar_to is not None:
+        # A one-time gate: no stored vector (unknown key) means no rows, not NULL distances.
+        where += ["key <> :source", f"{target} IS NOT NULL"]
+    where += (filters or SearchFilters()).sql(params)
+    if after is not None:
+        where.append(f"(embedding <#> {target}, id) > (:after_distance, :after_id)")
+        params["after_distance"], params["after_id"] = float(after[0]), int(after[1])
+    cutoff = ""
+    if min_score is not None:
+        # Applied outside the index scan: hits come best first, so the first weak one ends the
+        # page instead of making the iterative scan walk the whole graph for nothing.
+        cutoff = "WHERE h.distance <= :max_distance"
+        params["max_distance"] = -float(min_score)
+    # The scan reads one row past the limit (ties are ordered by id within a distance), so ef_search must
+    # exceed it: else pgvector's iterative scan starts a second, costly pass for that one row.
+    # One statement, one round trip; a query vector is compared only while the registry still names its
+    # model (else no rows).
+    session = hnsw_session(params, ef_search=max(int(ef_search), int(limit) + 1), iterative_scan="relaxed_order",
+                           only_if=model_guard() if vector is not None else "")
+    sql = f"""
+        WITH {session}
+        SELECT h.* FROM cfg CROSS JOIN LATERAL (
+            SELECT {columns}, embedding <#> {target} AS distance
+            FROM {q}
+            WHERE {" AND ".join(where)} AND cfg.scan IS NOT NULL
+            ORDER BY embedding <#> {target}, id  -- ties (identical vectors: copies) by id, as the cursor pages
+            LIMIT :limit
+        ) AS h
+        {cutoff} ORDER BY h.distance + 0, h.id"""
+    with vectors_of(collection, collection.model_id):
+        rows = catalog.db.run(sql, **params)
+    if not rows and similar_to is not None and not is_embedded(catalog, collection, similar_to):
+        raise KeyError(similar_to)
+    if not rows and vector is not None:
+        catalog.raise_if_moved(collection, collection.model_id, None)
+    return rows
+
+
+def search(
+    catalog: Catalog,
+    collection: Collection,
+    vector: np.ndarray | None = None,
+    *,
+    similar_to: str | None = None,
+    limit: int = 30,
+    min_score: float | None = None,
+    filters: SearchFilters | None = None,
+    after: tuple[float, int] | None = None,
+    ef_search: int = 64,
+) -> list[Hit]:
+    """Nearest embedded rows to `vector` (or to the stored row `similar_to`, itself excluded).
+
+    Best first; `score` is the inner product, i.e. cosine similarity for unit vectors. `after` is
+    the (distance, id) of the previous page's last hit. Filters combine with the HNSW scan through
+    pgvector's iterative scan, so a selective filter still fills the page when enough rows match.
+    Raises KeyError when `similar_to` is not an embedded row.
+    """
+    rows = _nearest(catalog, collection, vector, similar_to, columns=HIT_SQL, limit=limit, min_score=min_score,
+                    filters=filters, after=after, ef_search=ef_search)
+    return [hit_of(row, row[HIT_WIDTH]) for row in rows]
+
+
+@dataclass(frozen=True)
+class Nearest:
+    id: int
+    distance: float  # negative inner product: -score
+    when: float | None  # PHOTO_TIME_SQL, epoch seconds
+
+    @property
+    def score(self) -> float:
+        return -self.distance
+
+
+def nearest(catalog: Catalog, collection: Collection, vector: np.ndarray, *, limit: int,
+            min_score: float | None = None, filters: SearchFilters | None = None, ef_search: int = 64) -> list[Nearest]:
+    """`search` without the rows' fields: ids, distances and dates of a deep list (hybrid search hydrates
+    only the page it shows)."""
+    rows = _nearest(catalog, collection, vector, None, columns=f"id, {PHOTO_TIME_SQL}", limit=limit,
+                    min_score=min_score, filters=filters, after=None, ef_search=ef_search)
+    return [Nearest(row[0], float(row[2]), row[1]) for row in rows]
+
+
+# ---- hybrid search: stored vectors of query images, word matches, the rows of a page -----------------
+
+# A Hit's columns, in the order `hit_of` reads them.
+HIT_SQL = ("id, key, size, content_type, width, height, extract(epoch FROM last_modified)::float8, "
+           f"{PHOTO_SQL.format(p='')}, ocr_text, city, state, country, country_code, tags, caption")
+HIT_WIDTH = 19  # columns of HIT_SQL: what a statement selects after them starts at this index
+# The date the date sorts use: when the photo was taken, else when the object was last modified.
+PHOTO_TIME_SQL = "extract(epoch FROM COALESCE(taken_at, last_modified))::float8"
+
+
+def hit_of(row: Sequence[Any], distance: float | None = None) -> Hit:
+    """A Hit from the HIT_SQL columns; `distance` (to the query vector) gives it its score."""
+    return Hit(row[0], row[1], None if distance is None else -float(distance), row[2], row[3], row[4], row[5],
+               _from_epoch(row[6]), None if distance is None else float(distance), **photo_fields(row[7:12]),
+               ocr_text=row[12], city=row[13], state=row[14], country=row[15], country_code=row[16],
+               tags=None if row[17] is None else tuple(row[17]), caption=row[18])
+
+
+def last_id(catalog: Catalog, collection: Collection) -> int:
+    """The newest row id (ids only grow): the rows a search's first page sees."""
+    return int(catalog.db.run(f"SELECT COALESCE(max(id), 0) FROM {quote_ident(collection.table)}")[0][0])
+
+
+def stored_vectors(catalog: Catalog, collection: Collection, keys: Sequence[str]) -> dict[str, np.ndarray]:
+    """key -> stored vector of the embedded rows among `keys` (the images a query searches by)."""
+    rows = catalog.db.run(
+        f"SELECT key, embedding FROM {quote_ident(collection.table)} "
+        "WHERE key = ANY(CAST(:keys AS text[])) AND status = 'embedded' AND embedding IS NOT NULL",
+        keys=list(keys),
+    )
+    return {key: as_array(vector) for key, vector in rows}
+
+
+@dataclass(frozen=True)
+class WordMatch:
+    id: int
+    exact: bool  # the query names this image (IMG_2041 for …/IMG_2041.jpg): it ranks first
+    distance: float | None  # to the query vector, when the search has one
+    when: float | None  # PHOTO_TIME_SQL, epoch seconds
+
+
+def _distance_sql(vector: np.ndarray | None, params: dict[str, Any]) -> str:
+    """SQL for the distance to the query vector (its value into `params`), NULL without one."""
+    if vector is None:
+        return "NULL::float8"
+    params["vec"] = vector_literal(vector)
+    return "(embedding <#> CAST(:vec AS halfvec))::float8"
+
+
+# Orders `word_matches` can rank in SQL (so only a page's worth of rows leaves the server): a name the
+# query spells first, then the newest; or by date, undated ones last. Ties: the id, the same way.
+WORD_ORDERS = {
+    "relevance": "exact DESC, taken DESC NULLS LAST, id DESC",
+    "newest": "taken DESC NULLS LAST, id DESC",
+    "oldest": "taken ASC NULLS LAST, id ASC",
+}
+
+
+def word_matches(catalog: Catalog, collection: Collection, words: str, *, exact_name: str | None, limit: int,
+                 filters: SearchFilters | None = None, vector: np.ndarray | None = None,
+                 order: str | None = None, first: int | None = None) -> tuple[list[WordMatch], int]:
+    """Embedded rows whose words match `words` (`to_tsquery('simple', …)` text), at most `limit`, and how
+    many that is.
+
+    Rows come in the order the GIN index finds them (no sort of every match: a word in every name costs a
+    LIMIT), or, with `order` (WORD_ORDERS), ranked in SQL and cut to the `first` of them.
+    """
+    params: dict[str, Any] = {"words": words, "limit": int(limit), "first": int(first or limit)}
+    distance = _distance_sql(vector, params)
+    exact = "false"
+    if exact_name:
+        exact, params["exact"] = "search_tsv @@ to_tsquery('simple', :exact)", exact_name
+    where = " AND ".join(["status = 'embedded'", "search_tsv @@ to_tsquery('simple', :words)",
+                          *(filters or SearchFilters()).sql(params)])
+    found = (f"SELECT id, {exact} AS exact, {distance} AS distance, {PHOTO_TIME_SQL} AS taken "
+             f"FROM {quote_ident(collection.table)} WHERE {where} LIMIT :limit")
+    ranked = f"ORDER BY {WORD_ORDERS[order]}" if order else ""
+    sql = f"SELECT *, count(*) OVER () FROM ({found}) AS m {ranked} LIMIT :first"
+
+    def run(conn: Any) -> list[list[Any]]:
+        # Through the keyword index, never a scan of the table (or of its ids) stopped by the LIMIT: the planner
+        # expects a common word ("2019") evenly spread, but photos are stored in time order, so such a scan reads
+        # most of the table before it finds the year (300 ms at a million rows, against a few ms via the index).
+        conn.run("SELECT set_config('enable_seqscan', 'off', true), set_config('enable_indexscan', 'off', true)")
+        return conn.run(sql, **params)
+
+    with vectors_of(collection, collection.model_id):
+        rows = catalog.db.transaction(run)
+    return [WordMatch(row[0], bool(row[1]), row[2], row[3]) for row in rows], (int(rows[0][4]) if rows else 0)
+
+
+@dataclass(frozen=True)
+class PageRow:
+    hit: Hit
+    in_name: bool  # matches the query's words, some of them in its name (folders, file name)
+    in_text: bool  # matches the query's words, some of them in its text (OCR, EXIF)
+    in_place: bool = False  # … some of them in its place's names
+    in_tag: bool = False  # … some of them in its own tags or caption (IPTC, XMP)
+
+
+def page_rows(catalog: Catalog, collection: Collection, ids: Sequence[int], *, vector: np.ndarray | None = None,
+              words: str | None = None, in_name: str = "", in_text: str = "", in_place: str = "",
+              in_tag: str = "") -> dict[int, PageRow]:
+    """The rows a page shows, by id: with the score against `vector` and where the query's `words` matched
+    (`in_name`/`in_text`/`in_place`/`in_tag`: tsquery text of any query word, weight A, B, C or D)."""
+    if not ids:
+        return {}
+    params: dict[str, Any] = {"ids": list(ids)}
+    distance = _distance_sql(vector, params)
+    sources = {"in_name": in_name, "in_text": in_text, "in_place": in_place, "in_tag": in_tag}
+    flags = ", ".join("false" for _ in sources)
+    if words:
+        params.update(words=words, **sources)
+        matches = "search_tsv @@ to_tsquery('simple', :words)"
+        flags = ", ".join(f"{matches} AND search_tsv @@ to_tsquery('simple', :{name})" if value else "false"
+                          for name, value in sources.items())
+    with vectors_of(collection, collection.model_id):
+        rows = catalog.db.run(
+            f"SELECT {HIT_SQL}, {distance}, {flags} FROM {quote_ident(collection.table)} "
+            "WHERE id = ANY(CAST(:ids AS bigint[])) AND status = 'embedded'", **params)
+    return {row[0]: PageRow(hit_of(row, row[HIT_WIDTH]), *(bool(flag) for flag in row[HIT_WIDTH + 1:]))
+            for row in rows}
+
+
+def recent(
+    catalog: Catalog, collection: Collection, *, limit: int = 30, after: tuple[datetime | None, int] | None = None,
+    filters: SearchFilters | None = None,
+) -> list[Hit]:
+    """Embedded rows, newest `last_modified` first (undated ones first, as the index orders them).
+
+    Keyset pagination: `after` is the (last_modified, id) of the previous page's last row, so rows
+    added meanwhile never shift later pages (no duplicates, no gaps).
+    """
+    q = quote_ident(collection.table)
+    params: dict[str, Any] = {"limit": int(limit)}
+    where = "status = 'embedded'"
+    if after is not None:
+        params["after_id"] = int(after[1])
+        if after[0] is None:
+            where += " AND (last_modified IS NOT NULL OR id < :after_id)"
+        else:
+            where += " AND (last_modified, id) < (:after_time, :after_id)"
+            params["after_time"] = after[0]
+    where = " AND ".join([where, *(filters or SearchFilters()).sql(params)])
+    rows = catalog.db.run(
+        f"SELECT {HIT_SQL} FROM {q} WHERE {where} ORDER BY last_modified DESC, id DESC LIMIT :limit", **params)
+    return [hit_of(row) for row in rows]
+
+
+
+
+def stats(catalog: Catalog, collection: Collection) -> dict[str, Any]:
+    """Counts by status, bytes of originals, last update and any model move: the gallery's stats widget."""
+    q = quote_ident(collection.table)
+    ((total_bytes, last_update),) = catalog.db.run(
+        f"SELECT COALESCE(sum(size) FILTER (WHERE status <> 'deleted'), 0), max(updated_at) FROM {q}"
+    )
+    return {
+        "collection": collection.name,
+        "model": collection.model_id,
+        "counts": counts(catalog, collection),
+        "bytes": int(total_bytes),
+        "last_update": last_update.isoformat() if last_update else None,
+        "move": move_status(catalog, collection),
+        "ocr_waiting": count_ocr_waiting(catalog, collection),
+    }
+
+
+# ---- rows -----------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ImageRow:
+    key: str
+    etag: str | None
+    size: int | None
+    content_type: str | None
+    width: int | None
+    height: int | None
+    last_modified: datetime | None
+    status: Status
+    error: str | None
+    attempts: int
+    updated_at: datetime
+    has_embedding: bool
+
+
+def get_row(catalog: Catalog, collection: Collection, key: str) -> ImageRow | None:
+    rows = catalog.db.run(
+        f"""SELECT key, etag, size, content_type, width, height, last_modified, status, error,
+                   attempts, updated_at, embedding IS NOT NULL
+            FROM {quote_ident(collection.table)} WHERE key = :key""",
+        key=key,
+    )
+    return ImageRow(*rows[0]) if rows else None
+
+
+def hits_by_id(catalog: Catalog, collection: Collection, ids: Sequence[int]) -> dict[int, Hit]:
+    """Embedded rows by id, as Hits without a score (duplicate groups)."""
+    rows = catalog.db.run(
+        f"SELECT {HIT_SQL} FROM {quote_ident(collection.table)} WHERE id = ANY(:ids) AND status = 'embedded'",
+        ids=list(ids),
+    )
+    return {row[0]: hit_of(row) for row in rows}
+
+
+def rows_without_hash(catalog: Catalog, collection: Collection, *, after_id: int, limit: int,
+                      ) -> list[tuple[int, str, str | None]]:
+    """(id, key, etag) of embedded rows with no content hash yet (embedded before hashes and EXIF were
+    read at ingest), in id order after `after_id`: the sweep fills them."""
+    rows = catalog.db.run(
+        f"SELECT id, key, etag FROM {quote_ident(collection.table)} WHERE status = 'embedded' AND sha256 IS NULL "
+        "AND id > :after_id ORDER BY id LIMIT :limit",
+        after_id=int(after_id), limit=int(limit),
+    )
+    return [(int(row_id), key, etag) for row_id, key, etag in rows]
+
+
+def is_embedded(catalog: Catalog, collection: Collection, key: str) -> bool:
+    """True when `key` has a vector of the collection's model."""
+    sql = f"SELECT 1 FROM {quote_ident(collection.table)} WHERE key = :key AND status = 'embedded' " \
+          "AND embedding IS NOT NULL"
+    return bool(catalog.db.run(sql, key=key))
+
+
+def counts(catalog: Catalog, collection: Collection) -> dict[str, int]:
+    found = {"embedded": 0, "pending": 0, "failed": 0}
+    for status, count in catalog.db.run(f"SELECT status, count(*) FROM {quote_ident(collection.table)} "
+                                        "GROUP BY status"):
+        if status in found:
+            found[status] = int(count)
+    return found
+
+
+def count_ocr_waiting(catalog: Catalog, collection: Collection) -> int:
+    """Embedded pictures whose words the OCR stage has still to read (failed ones it will retry included)."""
+    ((count,),) = catalog.db.run(f"SELECT count(*) FROM {quote_ident(collection.table)} WHERE {OCR_WAITING}")
+    return int(count)
+
+
+def row_states(catalog: Catalog, collection: Collection) -> dict[str, tuple[str | None, str, datetime]]:
+    """key -> (etag, status, updated_at) of every row, tombstones included: the reconcile input."""
+    return {key: (etag, status, updated) for key, etag, status, updated in
+            catalog.db.run(f"SELECT key, etag, status, updated_at FROM {quote_ident(collection.table)}")}
+
+
+def db_now(catalog: Catalog) -> datetime:
+    """The database clock (rows' updated_at use it)."""
+    return catalog.db.run("SELECT now()")[0][0]
+
+
+def move_progress(catalog: Catalog, collection: Collection) -> tuple[int, int]:
+    """(rows with the next model's vector, embedded rows) while the collection moves to another model."""
+    ((done, total),) = catalog.db.run(
+        "SELECT count(*) FILTER (WHERE embedding_next IS NOT NULL), count(*) "
+        f"FROM {quote_ident(collection.table)} WHERE status = 'embedded'"
+    )
+    return int(done), int(total)
+
+
+def move_status(catalog: Catalog, collection: Collection) -> dict[str, Any] | None:
+    """The `move` block of /api/stats: from, to, done, total; None when no move is under way."""
+    if not collection.next_model_id:
+        return None
+    done, total = move_progress(catalog, collection)
+    return {"from": collection.model_id, "to": collection.next_model_id, "done": done, "total": total}

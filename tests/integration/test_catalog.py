@@ -1,0 +1,315 @@
+"""Catalog against the embedded PostgreSQL + pgvector: naming, ordering rules, model checks, reconnects."""
+
+from __future__ import annotations
+
+import threading
+from datetime import UTC, datetime, timedelta
+
+import numpy as np
+import pytest
+
+from shared.events import ObjectEvent
+from shared.store import queries
+from shared.store.catalog import Catalog, CatalogError, ModelMismatch, UnknownCollection
+from shared.store.db import Database, quote_ident
+from tests.fixtures.services import unique_name
+
+MODEL, DIM = "test/model", 8
+T0 = datetime(2026, 1, 1, tzinfo=UTC)
+
+
+def unit(seed: int, dim: int = DIM) -> np.ndarray:
+    vector = np.random.default_rng(seed).normal(size=dim).astype(np.float32)
+    return vector / np.linalg.norm(vector)
+
+
+def created(key: str, etag: str = "e1", seq: str | None = None, t: int = 0) -> ObjectEvent:
+    return ObjectEvent("b", key, "created", etag, 10, seq, T0 + timedelta(seconds=t))
+
+
+def removed(key: str, seq: str | None = None, t: int = 0) -> ObjectEvent:
+    return ObjectEvent("b", key, "removed", None, None, seq, T0 + timedelta(seconds=t))
+
+
+@pytest.fixture()
+def coll(catalog: Catalog):
+    return catalog.ensure_collection(unique_name("c"), MODEL, DIM)
+
+
+
+
+
+
+@pytest.mark.parametrize(
+    "name", ['x"; DROP TABLE ib_collections; --', "pg_catalog", "фото 😀", "q" * 200, "a;b'c"]
+)
+def test_hostile_collection_names_are_stored_safely(catalog: Catalog, name: str) -> None:
+    collection = catalog.ensure_collection(name + unique_name(""), MODEL, DIM)
+    assert catalog.record_event(collection, created("k"))
+    assert catalog.get_collection(collection.name).table == collection.table
+    assert catalog.db.run("SELECT count(*) FROM ib_collections")[0][0] >= 1  # registry still there
+
+
+def test_invalid_collection_names_are_refused(catalog: Catalog) -> None:
+    for bad in ["", "   ", "x" * 256, "tab\there", "nul\x00"]:
+        with pytest.raises(CatalogError):
+            catalog.ensure_collection(bad, MODEL, DIM)
+
+
+def test_unknown_collection_is_a_clear_error(catalog: Catalog) -> None:
+    with pytest.raises(UnknownCollection, match="no collection named"):
+        catalog.get_collection(unique_name("missing"))
+
+
+def test_model_is_recorded_and_another_model_is_refused(catalog: Catalog, coll) -> None:
+    assert catalog.get_collection(coll.name).model_id == MODEL
+    with pytest.raises(ModelMismatch, match="test/model") as err:
+        catalog.ensure_collection(coll.name, "other/model", 16)
+    assert "other/model" in str(err.value)
+    catalog.record_event(coll, created("k"))
+    with pytest.raises(ModelMismatch):
+        catalog.store_embedding(coll, "k", "e1", unit(1, 16), model_id="other/model")
+
+
+def test_create_then_embed(catalog: Catalog, coll) -> None:
+    assert catalog.record_event(coll, created("a.jpg"))
+    assert queries.get_row(catalog, coll, "a.jpg").status == "pending"
+    assert catalog.store_embedding(coll, "a.jpg", "e1", unit(1), model_id=MODEL, width=4, height=3)
+    row = queries.get_row(catalog, coll, "a.jpg")
+    assert (row.status, row.width, row.height, row.has_embedding) == ("embedded", 4, 3, True)
+    assert queries.is_embedded(catalog, coll, "a.jpg") and queries.get_row(catalog, coll, "a.jpg").etag == "e1"
+    assert not catalog.store_embedding(coll, "a.jpg", "e2", unit(1), model_id=MODEL)  # not that content
+    assert queries.is_embedded(catalog, coll, "a.jpg") and not queries.is_embedded(catalog, coll, "b.jpg")
+    assert queries.counts(catalog, coll) == {"embedded": 1, "pending": 0, "failed": 0}
+
+
+def test_duplicate_event_is_a_no_op(catalog: Catalog, coll) -> None:
+    event = created("a.jpg", seq="0A")
+    assert catalog.record_event(coll, event)
+    catalog.store_embedding(coll, "a.jpg", "e1", unit(1), model_id=MODEL)
+    assert not catalog.record_event(coll, event)
+    assert not catalog.record_event(coll, event)
+    assert queries.get_row(catalog, coll, "a.jpg").status == "embedded"
+
+
+def test_older_event_never_overwrites_newer(catalog: Catalog, coll) -> None:
+    assert catalog.record_event(coll, created("a.jpg", etag="new", seq="0B"))
+    assert not catalog.record_event(coll, created("a.jpg", etag="old", seq="0A"))
+    assert queries.get_row(catalog, coll, "a.jpg").etag == "new"
+    # sequencers of different length compare numerically after padding: "FF" < "100"
+    assert catalog.record_event(coll, created("b.jpg", etag="x", seq="FF"))
+    assert catalog.record_event(coll, created("b.jpg", etag="y", seq="100"))
+    assert queries.get_row(catalog, coll, "b.jpg").etag == "y"
+
+
+def test_delete_then_late_older_create_stays_deleted(catalog: Catalog, coll) -> None:
+    catalog.record_event(coll, created("a.jpg", seq="01"))
+    catalog.store_embedding(coll, "a.jpg", "e1", unit(1), model_id=MODEL)
+    assert catalog.record_event(coll, removed("a.jpg", seq="03"))
+    assert not catalog.record_event(coll, created("a.jpg", etag="e0", seq="02"))
+    row = queries.get_row(catalog, coll, "a.jpg")
+    assert row.status == "deleted" and not row.has_embedding
+    # a delete that arrives before any create leaves a tombstone too
+    assert catalog.record_event(coll, removed("z.jpg", t=10))
+    assert not catalog.record_event(coll, created("z.jpg", t=5))
+    assert queries.get_row(catalog, coll, "z.jpg").status == "deleted"
+    # a genuinely newer create brings it back
+    assert catalog.record_event(coll, created("z.jpg", etag="e9", t=20))
+    assert queries.get_row(catalog, coll, "z.jpg").status == "pending"
+
+
+def test_time_orders_events_without_sequencer(catalog: Catalog, coll) -> None:
+    assert catalog.record_event(coll, created("a.jpg", etag="late", t=5))
+    assert not catalog.record_event(coll, created("a.jpg", etag="early", t=1))
+    assert queries.get_row(catalog, coll, "a.jpg").etag == "late"
+
+
+def test_stale_embedding_is_not_written_over_newer_content(catalog: Catalog, coll) -> None:
+    catalog.record_event(coll, created("a.jpg", etag="v1", seq="01"))
+    catalog.record_event(coll, created("a.jpg", etag="v2", seq="02"))
+    assert not catalog.store_embedding(coll, "a.jpg", "v1", unit(1), model_id=MODEL)
+    assert queries.get_row(catalog, coll, "a.jpg").status == "pending"
+
+
+def test_failures_count_attempts(catalog: Catalog, coll) -> None:
+    catalog.record_event(coll, created("bad.jpg"))
+    assert catalog.mark_failed(coll, "bad.jpg", "e1", "corrupt: cannot identify image")
+    assert catalog.mark_failed(coll, "bad.jpg", "e1", "corrupt: cannot identify image")
+    row = queries.get_row(catalog, coll, "bad.jpg")
+    assert (row.status, row.attempts) == ("failed", 2)
+    assert "corrupt" in row.error
+    assert queries.counts(catalog, coll)["failed"] == 1
+
+
+def test_concurrent_first_writers_create_one_collection(catalog: Catalog, pg_url: str) -> None:
+    name, errors = unique_name("race"), []
+
+    def create() -> None:
+        try:
+            Catalog.from_url(pg_url).ensure_collection(name, MODEL, DIM)
+        except Exception as exc:  # pragma: no cover - reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=create) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert errors == []
+    assert catalog.db.run("SELECT count(*) FROM ib_collections WHERE name = :n", n=name)[0][0] == 1
+
+
+def test_reconnects_after_backend_is_killed(catalog: Catalog, coll, pg_url: str) -> None:
+    catalog.record_event(coll, created("before.jpg"))
+    pids = [row[0] for row in catalog.db.run("SELECT pg_backend_pid()")]
+    killer = Catalog.from_url(pg_url)
+    assert killer.db.run("SELECT pg_terminate_backend(:pid)", pid=pids[0])[0][0] is True
+    # the pooled connection is dead; the next operation reconnects and succeeds
+    assert catalog.record_event(coll, created("after.jpg"))
+    assert queries.get_row(catalog, coll, "after.jpg").status == "pending"
+    assert catalog.db.run("SELECT pg_backend_pid()")[0][0] != pids[0]
+
+
+def test_transaction_retried_once_when_killed_mid_work(catalog: Catalog, coll, pg_url: str) -> None:
+    killer = Catalog.from_url(pg_url)
+    calls = []
+
+    def work(conn) -> str:
+        calls.append(1)
+        if len(calls) == 1:
+            pid = conn.run("SELECT pg_backend_pid()")[0][0]
+            killer.db.run("SELECT pg_terminate_backend(:pid)", pid=pid)
+        return conn.run("SELECT 'done'")[0][0]
+
+    assert catalog.db.transaction(work) == "done"
+    assert len(calls) == 2
+
+
+def test_a_retry_never_gets_a_connection_that_died_in_the_same_event(pg_url: str,
+                                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    db, killer = Database(pg_url, max_size=4), Database(pg_url, max_size=1)
+    held = db.connection()
+    busy = held.__enter__()  # another caller's connection, checked out when the server kills everything
+    dead = {db.run("SELECT pg_backend_pid()")[0][0], busy.run("SELECT pg_backend_pid()")[0][0]}
+    killer.run("SELECT pg_terminate_backend(pid, 5000) FROM unnest(CAST(:pids AS int[])) AS pid", pids=list(dead))
+    clear = db.discard_idle
+
+    def clear_then_the_other_caller_returns() -> None:  # the worst moment: between the failure and the retry
+        clear()
+        if not held_returned:
+            held_returned.append(True)
+            held.__exit__(None, None, None)
+
+    held_returned: list[bool] = []
+    monkeypatch.setattr(db, "discard_idle", clear_then_the_other_caller_returns)
+    pid = db.run("SELECT pg_backend_pid()")[0][0]
+    assert held_returned and pid not in dead and db.lost_connections == 1
+    assert db.run("SELECT pg_backend_pid()")[0][0] == pid  # the stale one was closed, not pooled
+    assert db.lost_connections == 1
+    killer.close()
+    db.close()
+
+
+def test_queries_go_on_while_every_backend_is_killed_again_and_again(pg_url: str) -> None:
+    name = unique_name("killed").replace("-", "_")
+    db = Database(f"{pg_url}&application_name={name}", max_size=6)
+    killer = Database(pg_url, max_size=1)
+    stop, errors, answers = threading.Event(), [], []
+
+    def client(number: int) -> None:
+        while not stop.is_set():
+            try:
+                if number % 2:
+                    answers.append(db.run("SELECT :n + 0 FROM pg_sleep(0.002)", n=number)[0][0] == number)
+                else:
+                    answers.append(db.transaction(lambda conn: conn.run("SELECT count(*) FROM pg_class")[0][0] > 0))
+            except Exception as exc:  # any failure at all is what this test looks for
+                errors.append(exc)
+
+    threads = [threading.Thread(target=client, args=(number,)) for number in range(6)]
+    for thread in threads:
+        thread.start()
+    killed = 0
+    try:
+        for _ in range(12):  # a round every ~0.25 s: a retry on a new connection outlives each one
+            stop.wait(0.25)
+            killed += killer.run(
+                "SELECT count(*) FROM (SELECT pg_terminate_backend(pid, 5000) FROM pg_stat_activity "
+                "WHERE application_name = :name) AS t", name=name)[0][0]
+    finally:
+        stop.set()
+        for thread in threads:
+            thread.join()
+    assert errors == [] and all(answers)
+    assert killed > 0 and db.lost_connections > 0  # the kills really hit connections in use
+    killer.close()
+    db.close()
+
+
+
+
+
+
+def test_stats(catalog: Catalog, coll) -> None:
+    catalog.record_event(coll, created("a.jpg"))
+    catalog.record_event(coll, created("b.jpg"))
+    catalog.store_embedding(coll, "a.jpg", "e1", unit(1), model_id=MODEL)
+    stats = queries.stats(catalog, coll)
+    assert stats["counts"] == {"embedded": 1, "pending": 1, "failed": 0}
+    assert stats["bytes"] == 20 and stats["model"] == MODEL and stats["last_update"]
+    assert stats["move"] is None  # no model move under way
+
+
+def test_search_settings_are_local_to_the_query(catalog: Catalog, coll) -> None:
+    """ef_search / iterative scan are set for the query's own transaction only (SET LOCAL semantics):
+    a pooled connection, or a transaction-mode pooler, never keeps them."""
+    for i in range(40):
+        catalog.record_event(coll, created(f"k{i}.jpg"))
+        catalog.store_embedding(coll, f"k{i}.jpg", "e1", unit(i), model_id=MODEL)
+    catalog.db.discard_idle()
+    settings = "SELECT current_setting('hnsw.ef_search', true), current_setting('hnsw.iterative_scan', true)"
+    hits = queries.search(catalog, coll, unit(3), limit=30, ef_search=7)
+    assert len(hits) == 30 and hits[0].key == "k3.jpg" and abs(hits[0].score - 1.0) < 1e-2
+    with catalog.db.connection() as conn:  # the same pooled connection (LIFO pool, one caller)
+        assert conn.run(settings)[0] == ["40", "off"]  # pgvector's defaults, not 7 / relaxed_order
+
+
+def test_old_tombstones_are_purged_recent_ones_kept(catalog: Catalog, coll) -> None:
+    from shared.store.db import quote_ident
+
+    catalog.record_event(coll, removed("old.jpg", t=1))
+    catalog.record_event(coll, removed("new.jpg", t=2))
+    catalog.record_event(coll, created("live.jpg"))
+    catalog.db.run(f"UPDATE {quote_ident(coll.table)} SET updated_at = now() - interval '15 days' "
+                   "WHERE key = 'old.jpg'")
+    assert catalog.purge_tombstones(coll) == 1
+    assert queries.get_row(catalog, coll, "old.jpg") is None
+    assert queries.get_row(catalog, coll, "new.jpg").status == "deleted"  # still guards against late creates
+    assert queries.get_row(catalog, coll, "live.jpg").status == "pending"
+
+
+def test_older_tables_get_the_columns_added_since(catalog: Catalog, coll, pg_url: str,
+                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    from shared.store import tables
+
+    monkeypatch.setattr(tables, "ADDED_COLUMNS", [*tables.ADDED_COLUMNS, ("probe_note", "text")])
+    monkeypatch.setattr(tables, "added_indexes_sql",
+                        lambda table: [f"CREATE INDEX IF NOT EXISTS {quote_ident(table + '_probe')} "
+                                       f"ON {quote_ident(table)} (probe_note)"])
+    fresh = Catalog.from_url(pg_url)  # a new process: its first use brings every table up to date
+    try:
+        fresh.ensure_schema()
+        columns = {row[0] for row in fresh.db.run(
+            "SELECT column_name FROM information_schema.columns WHERE table_name = :t", t=coll.table)}
+        assert "probe_note" in columns
+        indexes = {row[0] for row in fresh.db.run("SELECT indexname FROM pg_indexes WHERE tablename = :t",
+                                                  t=coll.table)}
+        assert coll.table + "_probe" in indexes
+        new = fresh.ensure_collection(unique_name("c"), MODEL, DIM)  # and a new table is created with it
+        assert fresh.db.run(f"SELECT probe_note FROM {quote_ident(new.table)}") == []
+    finally:
+        for table in {coll.table}:
+            fresh.db.run(f"ALTER TABLE {quote_ident(table)} DROP COLUMN probe_note")
+        fresh.db.close()
+
+
