@@ -1,14 +1,14 @@
 """`make dev`: the whole system on this machine, in one process.
 
-Embedded PostgreSQL (data under IB_DATA_DIR), moto as S3 + SQS with the bucket's object events sent
-to a queue, workers that hand SQS batches to `functions.embed.handler` (events and the backfill's work
-messages), `functions.ocr.handler` (the OCR queue) and `functions.faces.handler` (the faces queue) as Lambda
-would, with the triggers' MaximumConcurrency from serverless.yml, an hourly backfill (once at start), and
-the API + gallery under uvicorn. Nothing polls the database while idle, as deployed. The addresses of the
-database, S3 and the queues go to IB_DATA_DIR/stack.json, so `image-browser` in a second terminal reaches
-this stack (config.use_local_stack). Ctrl-C stops it all; the next start keeps the data (moto keeps objects in memory, so the bucket is copied
-to IB_DATA_DIR/s3 every few seconds and on the way out, and put back, without events, on the way in:
-shared/dev/bucket_store.py).
+Embedded PostgreSQL (data under IB_DATA_DIR), moto as S3 + SQS with the bucket's object events sent to a
+queue, workers that hand SQS batches to `functions.embed.handler` (events and the backfill's work messages),
+`functions.ocr.handler` (the OCR queue) and `functions.faces.handler` (the faces queue) as Lambda would, with
+the triggers' MaximumConcurrency from serverless.yml, an hourly backfill (once at start), and the API +
+gallery under uvicorn. Nothing polls the database while idle, as deployed. The addresses of the database, S3
+and the queues go to IB_DATA_DIR/stack.json, so `image-browser` in a second terminal reaches this stack
+(config.use_local_stack). Ctrl-C stops it all; the next start keeps the data (moto keeps objects in memory, so
+the bucket is copied to IB_DATA_DIR/s3 every few seconds and on the way out, and put back, without events, on
+the way in: shared/dev/bucket_store.py).
 """
 
 from __future__ import annotations

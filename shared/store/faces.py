@@ -34,6 +34,7 @@ CLAIMED_ROW = "key = :key AND etag IS NOT DISTINCT FROM :etag AND faces_etag IS 
 NEIGHBOURS = 8  # nearest faces asked for per face: MIN_FACES - 1 are needed, more lets a waiting face be seen
 EF_SEARCH = 64
 RULES = Rules()  # grouping.MAX_DISTANCE and MIN_FACES
+TEMPORARY_PEOPLE = -(2**62)  # the first of a regroup's new groups, before they become people
 
 
 def _faces(collection: Collection) -> str:
@@ -144,8 +145,10 @@ class SqlFaces:
         self.conn, self.collection, self.rules = conn, collection, rules
         self.touched: set[PersonId] = set()
         self.waiting_seen: set[FaceId] = set()
-        self.temporary = temporary  # regroup: new people are negative numbers, made real afterwards
-        self._next_temporary = itertools.count(-1, -1)
+        # regroup: new people are negative numbers, made real afterwards; increasing, as real ids would be, so
+        # grouping.successors breaks ties the same way (the group made first).
+        self.temporary = temporary
+        self._next_temporary = itertools.count(TEMPORARY_PEOPLE)
 
     def neighbours(self, face: FaceId) -> list[Neighbour]:
         faces = _faces(self.collection)
@@ -245,7 +248,7 @@ def regroup(catalog: Catalog, collection: Collection, *, rules: Rules = RULES) -
             f"SELECT id, person_id FROM {faces} WHERE person_id IS NOT NULL")}
         final = {}
         continued = _continued(old, new, named)
-        for group in sorted(set(new.values()), reverse=True):  # -1, -2, ...: the order groups were made
+        for group in sorted(set(new.values())):  # the order groups were made
             final[group] = continued.get(group) or \
                 int(conn.run(f"INSERT INTO {persons} DEFAULT VALUES RETURNING id")[0][0])
         conn.run(f"""UPDATE {faces} AS f SET person_id = m.person FROM unnest(CAST(:groups AS bigint[]),

@@ -373,6 +373,18 @@ def recent(
 
 
 
+def dated_ids(catalog: Catalog, collection: Collection, filters: SearchFilters, *, newest: bool,
+              limit: int) -> list[int]:
+    """Ids of the embedded rows the filters keep, by when the photo was taken (else last modified), undated
+    ones last, at most `limit`: a search of person terms alone."""
+    params: dict[str, Any] = {"limit": int(limit)}
+    where = " AND ".join(["status = 'embedded'", *filters.sql(params, collection.table)])
+    way = "DESC" if newest else "ASC"
+    rows = catalog.db.run(f"SELECT id FROM {quote_ident(collection.table)} WHERE {where} "
+                          f"ORDER BY {PHOTO_TIME_SQL} {way} NULLS LAST, id {way} LIMIT :limit", **params)
+    return [int(row[0]) for row in rows]
+
+
 def stats(catalog: Catalog, collection: Collection) -> dict[str, Any]:
     """Counts by status, bytes of originals, last update and any model move: the gallery's stats widget."""
     q = quote_ident(collection.table)
