@@ -128,6 +128,84 @@ def _distances() -> list[str]:
     return rows
 
 
+def synthetic_faces(count: int, people: int, seed: int = 5) -> tuple[np.ndarray, np.ndarray]:
+    """(descriptors, person index) as a library has them: people Zipf-sized, each face within ~0.2 of its
+    person's centre and the centres ~0.8 apart, as dlib's descriptors of real faces are (faces.py)."""
+    rng = np.random.default_rng(seed)
+    centres = rng.normal(0, 0.8 / np.sqrt(2 * 128), (people, 128))
+    person = (rng.zipf(1.6, count) - 1) % people
+    noise = rng.normal(0, 0.2 / np.sqrt(128), (count, 128))
+    return (centres[person] + noise).astype(np.float32), person
+
+
+def api_rows(quick: bool) -> list[str]:
+    """p50/p95 of /api/people, a person's page and person: searches at 100,000 faces inserted directly."""
+    from fastapi.testclient import TestClient
+
+    from bench.bench_search import bench_catalog, load_table, percentiles
+    from shared.api import create_app
+    from shared.config import load_settings
+    from shared.embedders import load
+    from shared.store import faces
+    from shared.store.db import quote_ident
+    from shared.store.tables import faces_table, people_table
+    from tests.fixtures.model import ensure_test_model
+
+    count, requests = (5_000, 10) if quick else (100_000, 50)
+    photos, people = count // 2, max(50, count // 50)
+    model_dir = ensure_test_model("b32")
+    with bench_catalog("ib-bench-faces-") as (catalog, pg_url):
+        settings = load_settings(database_url=pg_url, bucket=f"bench-{photos}", model=str(model_dir),
+                                 s3_access_key_id="bench", s3_secret_access_key="bench",
+                                 s3_endpoint_url="http://127.0.0.1:9")  # URLs are only signed, never fetched
+        embedder = load(str(model_dir), settings)
+        table = load_table(catalog, photos, embedder.model_id)
+        coll, q = table["coll"], quote_ident(table["coll"].table)
+        catalog.db.run(f"DROP INDEX {quote_ident(coll.table + '_hnsw')}")  # the faces' writes need no photo vectors
+        catalog.db.run(f"UPDATE {q} SET faces_etag = etag, faces_state = 'done'")
+        descriptors, person = synthetic_faces(count, people)
+        catalog.db.run(f"INSERT INTO {quote_ident(people_table(coll.table))} (name) "
+                       "SELECT 'Person ' || n FROM generate_series(1, :people) AS n", people=people)
+        image_ids = np.asarray(table["ids"])[np.random.default_rng(3).integers(0, photos, count)]
+        for start in range(0, count, 10_000):
+            part = slice(start, start + 10_000)
+            catalog.db.run(
+                f"INSERT INTO {quote_ident(faces_table(coll.table))} (image_id, box, score, descriptor, person_id) "
+                "SELECT u.image, ARRAY[0.3, 0.2, 0.6, 0.6]::real[], 1.0, CAST(u.descriptor AS vector), u.person "
+                "FROM unnest(CAST(:images AS bigint[]), CAST(:descriptors AS text[]), CAST(:people AS bigint[])) "
+                "AS u(image, descriptor, person)",
+                images=image_ids[part].tolist(), people=(person[part] + 1).tolist(),
+                descriptors=["[" + ",".join(f"{v:.5f}" for v in row) + "]" for row in descriptors[part]])
+        catalog.db.transaction(lambda conn: faces.refresh_people(conn, coll, range(1, people + 1)))
+        catalog.db.run(f"VACUUM ANALYZE {quote_ident(faces_table(coll.table))}")
+        with TestClient(create_app(settings, catalog=catalog, models=embedder, serve_web=False)) as client:
+            def timed_get(path: str, **params: object) -> float:
+                began = time.perf_counter()
+                assert client.get(path, params=params).status_code == 200
+                return (time.perf_counter() - began) * 1000
+
+            listed = [timed_get("/api/people") for _ in range(requests)]
+            page = [timed_get("/api/people/1") for _ in range(requests)]
+            search = [timed_get("/api/search", q='person:"Person 1"') for _ in range(requests)]
+            both = [timed_get("/api/search", q='person:"Person 1" + person:"Person 2"') for _ in range(requests)]
+        new = catalog.db.run(f"SELECT id FROM {quote_ident(faces_table(coll.table))} ORDER BY id DESC LIMIT 25")
+        catalog.db.run(f"UPDATE {quote_ident(faces_table(coll.table))} SET person_id = NULL "
+                       "WHERE id = ANY(CAST(:ids AS bigint[]))", ids=[row[0] for row in new])
+        began = time.perf_counter()
+        grouped = faces.group_faces(catalog, coll, [row[0] for row in new])
+        group_ms = (time.perf_counter() - began) * 1000 / len(new)
+    rows = [f"API at {count:,} faces of {people:,} people (Zipf-sized) in {photos:,} photos, synthetic descriptors "
+            f"inserted directly; {requests} requests each:", "", "| Request | p50 | p95 |", "|---|---|---|"]
+    for label, samples in (("GET /api/people", listed), ("GET /api/people/{id} (the biggest, 30 photos)", page),
+                           ('GET /api/search?q=person:"Name" (alone: newest first)', search),
+                           ("GET /api/search, two person terms", both)):
+        p50, p95 = percentiles(samples)
+        rows.append(f"| {label} | {p50:.1f} ms | {p95:.1f} ms |")
+    rows += ["", f"Grouping 25 new faces into those people (HNSW on the descriptors): {group_ms:.1f} ms a face "
+             f"({grouped.assigned} joined a person)."]
+    return rows
+
+
 def run(quick: bool = False) -> str:
     count = 16 if quick else 64
     lines = [
@@ -146,6 +224,8 @@ def run(quick: bool = False) -> str:
         "Descriptor distances that chose grouping.MAX_DISTANCE (0.5):",
         "",
         *_distances(),
+        "",
+        *api_rows(quick),
     ]
     return "\n".join(lines) + "\n"
 
