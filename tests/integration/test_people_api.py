@@ -19,6 +19,8 @@ from shared.api import create_app
 from shared.cli.main import main
 from shared.dev.local_services import MotoServer, aws_client
 from shared.ingest import work
+from shared.ingest.backfill import plan
+from shared.ingest.pipeline import Ingestor
 from shared.people.faces import FaceFinder
 from shared.people.stage import FacesStage
 from shared.store import faces
@@ -74,6 +76,8 @@ class World(Pipeline):
     stage: FacesStage
     after_first: dict[str, Any]  # what the first photos left: faces per key, people
     messages: int  # faces work messages the hand-off sent for the later photos
+    sqs: Any
+    queue_url: str  # the faces queue
 
 
 def ingest(pipeline: Pipeline, photos: dict[str, Any]) -> list[str]:
@@ -106,7 +110,7 @@ def world(pg_url: str, moto_server: MotoServer, test_model_dir: Path) -> Iterato
         stage.find_keys(parsed.collection, parsed.keys)
     with TestClient(create_app(settings, catalog=pipeline.catalog, models=pipeline.embedder)) as client:
         yield World(**vars(pipeline), collection=collection, client=client, stage=stage, after_first=after_first,
-                    messages=sent)
+                    messages=sent, sqs=sqs, queue_url=queue_url)
     pipeline.catalog.db.close()
 
 
@@ -276,3 +280,21 @@ def test_faces_forget_deletes_every_face_record(env: World, capsys: pytest.Captu
     assert world.catalog.db.run(f"SELECT count(*) FROM {faces._faces(world.collection)}") == [[0]]
     assert main(["faces", "--collection", world.settings.bucket]) == 1  # IB_FACES=false: the stage is off
     assert "IB_FACES=false" in capsys.readouterr().err
+
+
+def test_the_backfill_plan_queues_the_pictures_whose_faces_wait(world: World) -> None:
+    """After forgetting, every picture waits again: the plan queues them on the faces queue, and reading them
+    brings the people back (unnamed: their names went with them)."""
+    assert faces.count_waiting(world.catalog, world.collection) == len(FIRST) + len(LATER)
+    work_url = world.sqs.create_queue(QueueName=f"{world.settings.bucket}-work")["QueueUrl"]
+    settings = world.stage.settings.model_copy(update={"work_queue_url": work_url})
+    ingestor = Ingestor(settings, world.catalog, world.storage, world.embedder, queues=lambda url: world.sqs)
+    planned = plan(ingestor, world.settings.bucket, queue_url=work_url)
+    assert planned.queued == 0 and planned.queued_faces == len(FIRST) + len(LATER)
+    messages = world.sqs.receive_message(QueueUrl=world.queue_url, MaxNumberOfMessages=10).get("Messages", [])
+    for message in messages:
+        parsed = work.parse(message["Body"])
+        world.stage.find_keys(parsed.collection, parsed.keys)
+    assert faces.count_waiting(world.catalog, world.collection) == 0
+    assert sorted((entry["faces"], entry["name"]) for entry in get(world, "/api/people")["people"]) == [
+        (4, None), (4, None)]
