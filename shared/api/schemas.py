@@ -140,6 +140,8 @@ class CollectionStats(BaseModel):
     last_update: str | None = Field(description="ISO 8601 time of the last change.")
     move: ModelMove | None = Field(None, description="The model move under way, if any.")
     ocr_waiting: int | None = Field(None, description="Embedded images whose words the OCR stage has still to read.")
+    faces_waiting: int | None = Field(None, description="Embedded images whose faces the faces stage has still to "
+                                      "find.")
     backlog: Backlog | None = Field(None, description="Queued bulk work still draining; absent when none is left.")
 
 

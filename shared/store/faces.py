@@ -293,6 +293,22 @@ def merge(catalog: Catalog, collection: Collection, source: PersonId, into: Pers
     return catalog.db.transaction(run)
 
 
+def prune(catalog: Catalog, collection: Collection) -> int:
+    """Delete the faces of pictures removed, replaced (read again by the stage) or purged, and recount their
+    people; how many faces went."""
+    def run(conn: Any) -> int:
+        _lock_people(conn, collection)
+        gone = conn.run(
+            f"""DELETE FROM {_faces(collection)} AS f WHERE NOT EXISTS (
+                    SELECT 1 FROM {quote_ident(collection.table)} AS t WHERE t.id = f.image_id
+                    AND t.status = 'embedded' AND t.faces_etag IS NOT DISTINCT FROM t.etag)
+                RETURNING f.person_id""")
+        refresh_people(conn, collection, {person for (person,) in gone if person is not None})
+        return len(gone)
+
+    return catalog.db.transaction(run)
+
+
 def forget(catalog: Catalog, collection: Collection) -> int:
     """Delete every face and person of the collection; its pictures wait for the faces stage again (which
     finds them anew unless IB_FACES is off). How many faces were deleted."""

@@ -16,6 +16,7 @@ import numpy as np
 
 from shared.store.catalog import Catalog, CatalogError, Collection, Status, model_guard, vectors_of
 from shared.store.db import quote_ident
+from shared.store.faces import count_waiting as count_faces_waiting
 from shared.store.faces import person_filter_sql
 from shared.store.hnsw import hnsw_session
 from shared.store.tables import OCR_WAITING
@@ -399,6 +400,7 @@ def stats(catalog: Catalog, collection: Collection) -> dict[str, Any]:
         "last_update": last_update.isoformat() if last_update else None,
         "move": move_status(catalog, collection),
         "ocr_waiting": count_ocr_waiting(catalog, collection),
+        "faces_waiting": count_faces_waiting(catalog, collection),
     }
 
 
