@@ -148,7 +148,7 @@ def api_rows(quick: bool) -> list[str]:
     from shared.embedders import load
     from shared.store import faces
     from shared.store.db import quote_ident
-    from shared.store.tables import faces_table, people_table
+    from shared.store.tables import faces_table, faces_table_sql, people_table
     from tests.fixtures.model import ensure_test_model
 
     count, requests = (5_000, 10) if quick else (100_000, 50)
@@ -163,6 +163,7 @@ def api_rows(quick: bool) -> list[str]:
         coll, q = table["coll"], quote_ident(table["coll"].table)
         catalog.db.run(f"DROP INDEX {quote_ident(coll.table + '_hnsw')}")  # the faces' writes need no photo vectors
         catalog.db.run(f"UPDATE {q} SET faces_etag = etag, faces_state = 'done'")
+        catalog.db.run(f"DROP INDEX {quote_ident(coll.table + '_fv')}")  # loaded first, built after
         descriptors, person = synthetic_faces(count, people)
         catalog.db.run(f"INSERT INTO {quote_ident(people_table(coll.table))} (name) "
                        "SELECT 'Person ' || n FROM generate_series(1, :people) AS n", people=people)
@@ -176,6 +177,8 @@ def api_rows(quick: bool) -> list[str]:
                 "AS u(image, descriptor, person)",
                 images=image_ids[part].tolist(), people=(person[part] + 1).tolist(),
                 descriptors=["[" + ",".join(f"{v:.5f}" for v in row) + "]" for row in descriptors[part]])
+        for statement in faces_table_sql(coll.table):  # the descriptors' HNSW index, built once on the loaded faces
+            catalog.db.run(statement)
         catalog.db.transaction(lambda conn: faces.refresh_people(conn, coll, range(1, people + 1)))
         catalog.db.run(f"VACUUM ANALYZE {quote_ident(faces_table(coll.table))}")
         with TestClient(create_app(settings, catalog=catalog, models=embedder, serve_web=False)) as client:
