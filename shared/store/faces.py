@@ -144,6 +144,7 @@ class SqlFaces:
     def __init__(self, conn: Any, collection: Collection, rules: Rules = RULES, *, temporary: bool = False):
         self.conn, self.collection, self.rules = conn, collection, rules
         self.touched: set[PersonId] = set()
+        self.assigned: set[FaceId] = set()
         self.waiting_seen: set[FaceId] = set()
         # regroup: new people are negative numbers, made real afterwards; increasing, as real ids would be, so
         # grouping.successors breaks ties the same way (the group made first).
@@ -176,6 +177,7 @@ class SqlFaces:
         self.conn.run(f"UPDATE {_faces(self.collection)} SET person_id = :person WHERE id = :face",
                       person=int(person), face=int(face))
         self.touched.add(person)
+        self.assigned.add(face)
 
     def new_person(self) -> PersonId:
         if self.temporary:
@@ -201,7 +203,7 @@ def group_faces(catalog: Catalog, collection: Collection, faces: Sequence[FaceId
         source = SqlFaces(conn, collection, rules)
         before = _last_person(conn, collection)
         waiting = grouping.recognise(sorted(faces), source, rules)
-        nearby = sorted(source.waiting_seen - set(faces))
+        nearby = sorted(source.waiting_seen - set(faces) - source.assigned)  # seen waiting, and waiting still
         waiting += grouping.recognise(nearby, source, rules)
         refresh_people(conn, collection, source.touched | set(lost))
         new = sum(person > before for person in source.touched)
