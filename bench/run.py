@@ -23,7 +23,7 @@ from pathlib import Path
 
 SECTIONS = ["bench.bench_embed", "bench.bench_ingest", "bench.bench_bulk", "bench.bench_search", "bench.bench_ocr",
             "bench.bench_text", "bench.bench_duplicates", "bench.bench_reliability", "bench.bench_vectors",
-            "bench.bench_places"]
+            "bench.bench_places", "bench.bench_faces"]
 OUTPUT = Path(__file__).resolve().parents[1] / "BENCHMARKS.md"
 
 

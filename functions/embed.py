@@ -7,7 +7,8 @@ One handler for every trigger the event normaliser knows:
 - direct S3 invocation, EventBridge, R2 queue messages: a transient failure raises (Lambda retries).
 
 All records of an invocation are ingested together, so images are embedded in model-sized batches. What it
-embedded goes on as one OCR work message (IB_OCR_QUEUE_URL), so the OCR function reads it next.
+embedded goes on as OCR and faces work messages (IB_OCR_QUEUE_URL, IB_FACES_QUEUE_URL), so the OCR and
+faces functions read it next.
 The model and the database connection live in `shared.runtime`: created on first use, kept per container.
 """
 
@@ -49,7 +50,7 @@ def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
     events = parse(event)  # an unknown shape raises: a direct invocation with garbage should fail loudly
     report = runtime.ingestor().process_events(events)
     log_outcomes(report, logger)
-    work.send_ocr(get_settings(), _embedded_by_bucket(report.outcomes), runtime.queue_client)
+    work.hand_off(get_settings(), _embedded_by_bucket(report.outcomes), runtime.queue_client)
     summary = report.summary()
     logger.info("batch done", extra={"summary": summary, "seconds": round(time.perf_counter() - started, 3)})
     if report.errors:
@@ -87,7 +88,7 @@ def _handle_sqs(event: dict[str, Any], context: Any) -> dict[str, Any]:
     embedded = _embedded_by_bucket(report.outcomes[:len(report.outcomes) - len(done.report.outcomes)])
     for collection, keys in done.embedded.items():
         embedded.setdefault(collection, []).extend(keys)
-    work.send_ocr(get_settings(), embedded, runtime.queue_client)
+    work.hand_off(get_settings(), embedded, runtime.queue_client)
 
     def record_handler(record: SQSRecord) -> None:
         # A message fails when any of its objects must be retried; the rest are acknowledged.

@@ -65,6 +65,9 @@ class Settings(BaseSettings):
     ocr_queue_url: str | None = Field(
         None, description="SQS queue of the OCR stage (the embed function sends it the pictures it embedded)."
     )
+    faces_queue_url: str | None = Field(
+        None, description="SQS queue of the faces stage (the embed function sends it the pictures it embedded)."
+    )
     thumbnail_prefix: str = Field(".thumbnails/", description="Key prefix for thumbnails; never embedded.")
     thumbnail_size: int = Field(384, ge=32, le=4096, description="Longest side of a WebP thumbnail, pixels.")
     public_base_url: str | None = Field(
@@ -120,6 +123,15 @@ class Settings(BaseSettings):
     )
     ocr_parallel: int = Field(
         0, ge=0, le=64, description="Pictures the OCR stage reads at the same time; 0: one per core."
+    )
+
+    # Faces: found, described and grouped into people by a stage of its own after embedding (docs/people.md).
+    # Boxes and face descriptors are biometric data: `false` stops the stage; `image-browser faces --forget`
+    # deletes what it stored.
+    faces: bool = Field(True, description="Find faces and group them into people (the faces stage); false turns "
+                        "it off.")
+    faces_parallel: int = Field(
+        0, ge=0, le=64, description="Pictures the faces stage reads at the same time; 0: one per core."
     )
 
     # Duplicates (GET /api/duplicates, collapse=near): cosine distances, at most shared/search/duplicates.py RADIUS;
@@ -202,6 +214,11 @@ class Settings(BaseSettings):
     def ocr_calls(self) -> int:
         """How many pictures the OCR stage reads at once (IB_OCR_PARALLEL, 0 = one per core)."""
         return self.ocr_parallel or os.cpu_count() or 1
+
+    @property
+    def faces_calls(self) -> int:
+        """How many pictures the faces stage reads at once (IB_FACES_PARALLEL, 0 = one per core)."""
+        return self.faces_parallel or os.cpu_count() or 1
 
     def search_floor_for(self, model_id: str) -> float:
         """The cutoff floor of a model: IB_SEARCH_FLOORS by exact id, else its longest matching glob, else

@@ -17,6 +17,7 @@ if TYPE_CHECKING:
     from shared.ingest.pipeline import Ingestor
     from shared.ocr.reader import TextReader
     from shared.ocr.stage import OcrStage
+    from shared.people.stage import FacesStage
     from shared.storage import Storage
     from shared.store.catalog import Catalog
 
@@ -74,6 +75,15 @@ def ocr_stage() -> OcrStage:
     return OcrStage(get_settings(), catalog(), storage(), text_reader())
 
 
+@lru_cache(maxsize=1)
+def faces_stage() -> FacesStage:
+    """The faces stage with dlib's models (each of its threads loads them on its first picture)."""
+    from shared.people.faces import FaceFinder
+    from shared.people.stage import FacesStage
+
+    return FacesStage(get_settings(), catalog(), storage(), FaceFinder())
+
+
 @lru_cache(maxsize=8)
 def queue_client(queue_url: str) -> Any:
     """An SQS client for `queue_url`, kept per process (shared/storage.py builds it)."""
@@ -84,7 +94,8 @@ def queue_client(queue_url: str) -> Any:
 
 def reset() -> None:
     """Forget everything (tests that change settings between cases)."""
-    for cached in (get_settings, catalog, storage, models, ingestor, text_reader, ocr_stage, queue_client):
+    for cached in (get_settings, catalog, storage, models, ingestor, text_reader, ocr_stage, faces_stage,
+                   queue_client):
         cached.cache_clear()
 
 

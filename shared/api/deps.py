@@ -71,6 +71,8 @@ CameraParam = Annotated[str | None, Query(
 PlaceParam = Annotated[str | None, Query(
     max_length=400, description="Only photos taken at this place: a city, state or country (any case, accents "
     "optional), or several of them comma-separated to narrow it: Paris, France.")]
+PersonParam = Annotated[int | None, Query(
+    ge=1, description="Only photos with this person in them (an id of GET /api/people).")]
 CollapseParam = Annotated[Literal["near"] | None, Query(
     description="near: one image per group of near-duplicates, with `collapsed` = how many it stands for.")]
 
@@ -111,9 +113,9 @@ def _taken(name: str, value: str | None, *, whole_day_after: bool) -> datetime |
 
 async def photo_filters(
     taken_after: TakenAfterParam = None, taken_before: TakenBeforeParam = None, camera: CameraParam = None,
-    place: PlaceParam = None,
+    place: PlaceParam = None, person: PersonParam = None,
 ) -> SearchFilters:
-    """The EXIF filters (when taken, camera, place) that search and recent share."""
+    """The photo filters (when taken, camera, place, person) that search and recent share."""
     after = _taken("taken_after", taken_after, whole_day_after=False)
     before = _taken("taken_before", taken_before, whole_day_after=True)
     if after and before and after >= before:
@@ -123,7 +125,7 @@ async def photo_filters(
     except ValueError as exc:
         raise ApiError(400, "bad_parameter", f"parameter 'place' {exc}") from None
     return SearchFilters(taken_after=after, taken_before=before, camera=(camera or "").strip() or None,
-                         place=tuple(names or ()))
+                         place=tuple(names or ()), people=(person,) if person else ())
 
 
 PhotoFiltersParams = Annotated[SearchFilters, Depends(photo_filters)]
@@ -155,7 +157,7 @@ async def search_params(
     collapse: CollapseParam = None,
 ) -> SearchParams:
     filters = replace(_filters(prefix, after, before, type), taken_after=photo.taken_after,
-                      taken_before=photo.taken_before, camera=photo.camera, place=photo.place)
+                      taken_before=photo.taken_before, camera=photo.camera, place=photo.place, people=photo.people)
     return SearchParams(collection, limit, min_score, filters, cursor, collapse)
 
 

@@ -43,7 +43,7 @@ from shared.embedders import Embedder, EmbedderError
 from shared.embedders.text import DEFAULT_LANGUAGE
 from shared.search import hybrid
 from shared.search.discover import CATEGORIES
-from shared.search.query_language import Term, parse
+from shared.search.query_language import QueryError, Term, parse
 from shared.search.service import Services
 from shared.store import saved
 from shared.store.catalog import Collection
@@ -133,9 +133,10 @@ def count_and_cover(services: Services, query: SavedQuery, collection: str) -> t
 
     def count(coll: Collection, embedder: Embedder | None) -> int:
         vector = query_vector(services, coll, embedder, terms, options.lang, None) if plan.needs_vector else None
+        filters = hybrid.with_people(services.catalog, coll, terms, search.filters)
         request = hybrid.SearchRequest(options.sort, options.cutoff, hybrid.MAX_RESULTS, 0, search.min_score,
-                                 search.filters, services.settings.search_floor_for(coll.model_id),
-                                 services.settings.hnsw_ef_search)
+                                       filters, services.settings.search_floor_for(coll.model_id),
+                                       services.settings.hnsw_ef_search)
         return hybrid.count(services.catalog, coll, plan, vector, request)
 
     needs_model = plan.needs_vector and any(term.kind == "text" for term in terms)
@@ -170,7 +171,7 @@ def refresh_counts(services: Services, collection: Collection, time_left: Callab
         try:
             counted(services, row, collection, force=True)
             done += 1
-        except (ApiError, EmbedderError) as exc:
+        except (ApiError, EmbedderError, QueryError) as exc:  # QueryError: a person renamed since
             log.warning("saved search %s (%s) not counted: %s", row.id, row.name, exc)
     return done
 

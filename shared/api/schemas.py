@@ -20,6 +20,13 @@ class Place(BaseModel):
     country_code: str = Field(description="ISO 3166 alpha-2, e.g. FR.")
 
 
+class ItemPerson(BaseModel):
+    id: int
+    name: str | None = Field(description="Null until someone names the person.")
+    box: list[float] = Field(description="The face: left, top, right, bottom as fractions 0..1 of the picture's width "
+                             "and height (any size of it, thumbnail or original).")
+
+
 class ImageItem(BaseModel):
     key: str
     score: float | None = Field(description="Cosine similarity to the query; null when browsing.")
@@ -43,6 +50,8 @@ class ImageItem(BaseModel):
     tags: list[str] | None = Field(None, description="Keywords written into the photo (IPTC, XMP dc:subject, "
                                    "lr:hierarchicalSubject levels); null until read.")
     caption: str | None = Field(None, description="The caption written into the photo (XMP dc:description, IPTC).")
+    people: list[ItemPerson] | None = Field(None, description="The people whose faces are in it (the faces stage), "
+                                            "left to right; null where an answer does not list them.")
     matched: list[Literal["name", "text", "place", "tag", "visual"]] | None = Field(
         None, description="Search answers: why it matched. name: the query's words are in its key (folders, file "
         "name); text: in the words read in it or its EXIF text; place: in its place's names; tag: in its own tags "
@@ -50,9 +59,9 @@ class ImageItem(BaseModel):
 
 
 class QueryTerm(BaseModel):
-    kind: Literal["text", "image", "keyword"] = Field(
+    kind: Literal["text", "image", "keyword", "person"] = Field(
         description="text: embedded and matched as words; image: a stored (similar:<key>) or uploaded image; "
-        'keyword: a "quoted" term, matched as words only.')
+        'keyword: a "quoted" term, matched as words only; person: person:"Name", a person in the photo.')
     value: str
     weight: float = Field(description="The term's weight; negative for a minus term.")
 
@@ -131,6 +140,8 @@ class CollectionStats(BaseModel):
     last_update: str | None = Field(description="ISO 8601 time of the last change.")
     move: ModelMove | None = Field(None, description="The model move under way, if any.")
     ocr_waiting: int | None = Field(None, description="Embedded images whose words the OCR stage has still to read.")
+    faces_waiting: int | None = Field(None, description="Embedded images whose faces the faces stage has still to "
+                                      "find.")
     backlog: Backlog | None = Field(None, description="Queued bulk work still draining; absent when none is left.")
 
 
@@ -227,3 +238,41 @@ class DiscoverList(BaseModel):
     categories: list[DiscoverCategory] = Field(description="In the built-in order; empty ones included.")
     collection: str
     model: str
+
+
+class FaceCover(BaseModel):
+    """The face that stands for a person: its picture and where the face is in it."""
+
+    key: str
+    box: list[float] = Field(description="left, top, right, bottom as fractions 0..1 of the picture.")
+    thumbnail_url: str = Field(description="The WebP thumbnail; fall back to /api/images/{collection}/{key}.")
+
+
+class PersonEntry(BaseModel):
+    id: int
+    name: str | None = Field(description="Null until someone names the person.")
+    faces: int = Field(description="Faces of this person found in the collection.")
+    cover: FaceCover | None = Field(description="Its best-scoring face.")
+
+
+class PeopleList(BaseModel):
+    people: list[PersonEntry] = Field(description="Most faces first.")
+    collection: str
+
+
+class PersonPage(PersonEntry):
+    items: list[ImageItem] = Field(description="The person's photos, newest first.")
+    next_cursor: str | None = Field(description="Pass as `cursor` for the next page; null on the last.")
+    collection: str
+
+
+class PersonName(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    name: str | None = Field(description="The person's name; null or empty to unname.", max_length=200)
+
+
+class PersonMerge(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    into: int = Field(description="The person who keeps the faces (and its name, or takes this one's).", ge=1)

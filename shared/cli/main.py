@@ -5,6 +5,7 @@
     image-browser status [--collection NAME]
     image-browser reembed --collection NAME --model SPEC
     image-browser ocr --collection NAME
+    image-browser faces --collection NAME [--regroup | --forget]
     image-browser smoke --api-url URL [--bucket NAME]     (after a deploy: upload, search, delete, timed)
 
 The collection is the bucket's name. Settings come from IB_* variables (docs/configuration.md).
@@ -122,7 +123,7 @@ def _run_backfill(collection: str, *, follow: bool = False) -> int:
         return 1 if summary.retry or summary.errors else 0
     planned = plan(runtime.ingestor(), collection, queue_url=queue_url)
     print(f"listed {planned.listed}, added {planned.added}, removed {planned.removed}, queued {planned.queued} "
-          f"to embed and {planned.queued_ocr} to read ({planned.seconds:.1f} s)"
+          f"to embed, {planned.queued_ocr} to read and {planned.queued_faces} for faces ({planned.seconds:.1f} s)"
           + ("" if planned.listing_done else "; the listing goes on at the next run"))
     for error in planned.errors:
         print(f"  retry later: {error}", file=sys.stderr)
@@ -206,6 +207,35 @@ def _cmd_ocr(args: argparse.Namespace) -> int:
     return 1 if summary.retry else 0
 
 
+def _cmd_faces(args: argparse.Namespace) -> int:
+    from shared import runtime
+    from shared.store import faces
+
+    catalog = runtime.catalog()
+    collection = catalog.get_collection(args.collection)
+    if args.forget:
+        deleted = faces.forget(catalog, collection)
+        print(f"{collection.name}: deleted {deleted} faces and every person (names included)"
+              + ("; IB_FACES is on, so the faces stage finds them again: set IB_FACES=false to stop it"
+                 if get_settings().faces else ""))
+        return 0
+    if args.regroup:
+        grouped = faces.regroup(catalog, collection)
+        print(f"{collection.name}: {grouped.assigned} faces in {len(grouped.people)} people "
+              f"({grouped.new_people} new), {grouped.waiting} waiting; names kept")
+        return 0
+    summary = runtime.faces_stage().run(collection.name)
+    if summary.disabled:
+        print("Faces are off (IB_FACES=false): set IB_FACES=true to find faces", file=sys.stderr)
+        return 1
+    print(f"{summary.collection}: read {summary.read} ({summary.with_faces} with faces, {summary.faces} faces), "
+          f"{summary.grouped} grouped, {summary.new_people} new people, failed {summary.failed}, "
+          f"still waiting {summary.remaining} ({summary.seconds:.1f} s)")
+    for error in summary.errors:
+        print(f"  {error}", file=sys.stderr)
+    return 1 if summary.retry else 0
+
+
 def _cmd_smoke(args: argparse.Namespace) -> int:
     from shared.cli.smoke import SmokeFailed, SmokeRun, smoke
     from shared.storage import Storage
@@ -260,6 +290,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--collection", default=None, help="bucket/collection (default: IB_BUCKET)")
     p.set_defaults(func=_cmd_ocr)
 
+    p = sub.add_parser("faces", help="find faces in embedded pictures that have none yet; re-group or forget them")
+    p.add_argument("--collection", default=None, help="bucket/collection (default: IB_BUCKET)")
+    action = p.add_mutually_exclusive_group()
+    action.add_argument("--regroup", action="store_true", help="group every face again (names are kept)")
+    action.add_argument("--forget", action="store_true", help="delete every face and person of the collection")
+    p.set_defaults(func=_cmd_faces)
+
     p = sub.add_parser("smoke", help="after a deploy: upload a test image, wait until searchable, delete it (timed)")
     p.add_argument("--api-url", required=True, help="the API (HttpApiUrl) or the gallery (GalleryUrl)")
     p.add_argument("--bucket", default=None, help="the watched bucket (default: IB_BUCKET)")
@@ -276,6 +313,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     from shared.embedders import EmbedderError, EmbedderTemporaryError
     from shared.ocr.reader import OcrUnavailable
+    from shared.people.faces import FacesUnavailable
     from shared.storage import StorageError, StorageUnavailable
     from shared.store.catalog import CatalogError
     from shared.store.db import DatabaseUnavailable
@@ -286,7 +324,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             args.collection = get_settings().bucket
         return int(args.func(args))
     except (ConfigError, CatalogError, StorageError, StorageUnavailable, DatabaseUnavailable, EmbedderError,
-            EmbedderTemporaryError, OcrUnavailable, FileNotFoundError) as exc:
+            EmbedderTemporaryError, OcrUnavailable, FacesUnavailable, FileNotFoundError) as exc:
         print(f"image-browser {args.command}: {exc}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:

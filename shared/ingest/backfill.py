@@ -109,6 +109,7 @@ class PlanSummary:
     skipped: int = 0
     queued: int = 0  # rows queued for embedding
     queued_ocr: int = 0  # rows queued for reading their words
+    queued_faces: int = 0  # rows queued for finding their faces
     messages: int = 0
     purged: int = 0
     listing_done: bool = False  # False: the listing goes on at the next run, from its stored token
@@ -188,18 +189,22 @@ def _record_listed(ingestor: Ingestor, collection: Collection, info: Any, state:
 
 def _queue_page(ingestor: Ingestor, collection: Collection, keys: list[str], sqs: Any, queue_url: str,
                 summary: PlanSummary) -> int:
-    """Queue the page's rows that need a vector (and, with OCR on, those whose words wait); rows queued."""
+    """Queue the page's rows that need a vector (and, with OCR or faces on, those that stage waits for); rows
+    queued for embedding."""
     settings, catalog = ingestor.settings, ingestor.catalog
     if not keys:
         return 0
     todo = plans.needing_vector(catalog, collection, keys, max_attempts=settings.max_attempts)
     summary.messages += work.send(sqs, queue_url, work.chunks("embed", collection.name, todo))
     summary.queued += len(todo)
-    if settings.ocr and settings.ocr_queue_url:
-        waiting = plans.waiting_ocr(catalog, collection, keys)
-        ocr_sqs = ingestor.queues(settings.ocr_queue_url)
-        summary.messages += work.send(ocr_sqs, settings.ocr_queue_url, work.chunks("ocr", collection.name, waiting))
-        summary.queued_ocr += len(waiting)
+    stages: tuple[tuple[work.Job, bool, str | None], ...] = (
+        ("ocr", settings.ocr, settings.ocr_queue_url), ("faces", settings.faces, settings.faces_queue_url))
+    for stage, enabled, stage_queue in stages:
+        if enabled and stage_queue:
+            waiting = plans.waiting_for(catalog, collection, stage, keys)
+            summary.messages += work.send(ingestor.queues(stage_queue), stage_queue,
+                                          work.chunks(stage, collection.name, waiting))
+            setattr(summary, f"queued_{stage}", getattr(summary, f"queued_{stage}") + len(waiting))
     return len(todo)
 
 

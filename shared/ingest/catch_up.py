@@ -1,6 +1,7 @@
-"""The sweep's catch-up for places, embedded tags and stored search counts: rows embedded before ingest
-named places or read tags get them now (their vectors untouched), and saved searches and Discover categories
-are counted again. Called once per sweep from shared/ingest/backfill.py, after the other catch-up fills.
+"""The sweep's catch-up for places, embedded tags, faces and stored search counts: rows embedded before ingest
+named places or read tags get them now (their vectors untouched), faces of pictures removed or replaced leave
+their people, and saved searches and Discover categories are counted again. Called once per sweep from
+shared/ingest/backfill.py, after the other catch-up fills.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ from typing import Any
 from shared.ingest.tags import read_photo_tags
 from shared.jobs import TRANSIENT_ERRORS
 from shared.places.lookup import places_of
-from shared.store import places
+from shared.store import faces, places
 from shared.store.catalog import Catalog, Collection
 
 log = logging.getLogger(__name__)
@@ -67,10 +68,12 @@ def refresh_counts(ingestor: Any, collection: Collection, time_left: Callable[[]
 
 
 def catch_up(ingestor: Any, collection: Collection, errors: list[str], time_left: Callable[[], float]) -> None:
-    """Places, tags, then counts; a transient failure stops that part until the next sweep (in `errors`)."""
+    """Places, tags, faces of pictures gone, then counts; a transient failure stops that part until the next
+    sweep (in `errors`)."""
     done: dict[str, int] = {}
     for name, fill in (("places", lambda: fill_places(ingestor.catalog, collection, time_left)),
                        ("tags", lambda: fill_tags(ingestor, collection, time_left)),
+                       ("faces pruned", lambda: faces.prune(ingestor.catalog, collection)),
                        ("counts", lambda: refresh_counts(ingestor, collection, time_left))):
         try:
             done[name] = fill()

@@ -5,10 +5,11 @@ A message names a job, a collection and a small chunk of its keys:
     {"image_browser": {"job": "embed", "collection": "photos", "keys": ["a.jpg", ...]}}
     {"image_browser": {"job": "reembed", "collection": "photos", "keys": [...], "model": "<model id>"}}
     {"image_browser": {"job": "ocr", "collection": "photos", "keys": [...]}}
+    {"image_browser": {"job": "faces", "collection": "photos", "keys": [...]}}
 
 The embed and re-embed jobs go on the embed queue (the embed function consumes them beside object
-events), OCR on the OCR queue. Consumers claim exactly the keys of their message (a lease per row), so a
-message delivered twice, or a key also sent by an S3 event, is worked on once.
+events), OCR on the OCR queue, faces on the faces queue. Consumers claim exactly the keys of their message
+(a lease per row), so a message delivered twice, or a key also sent by an S3 event, is worked on once.
 """
 
 from __future__ import annotations
@@ -27,8 +28,8 @@ from shared.store.catalog import UnknownCollection
 
 log = logging.getLogger(__name__)
 
-Job = Literal["embed", "reembed", "ocr"]
-JOBS: tuple[str, ...] = ("embed", "reembed", "ocr")
+Job = Literal["embed", "reembed", "ocr", "faces"]
+JOBS: tuple[str, ...] = ("embed", "reembed", "ocr", "faces")
 ENVELOPE = "image_browser"
 KEYS_PER_MESSAGE = 25  # one consumer batch of 10 messages is then 250 images: a few seconds to minutes of work
 MESSAGES_PER_SEND = 10  # SendMessageBatch takes at most 10 entries
@@ -167,15 +168,31 @@ def run(ingestor: Ingestor, messages: Mapping[str, WorkMessage]) -> WorkResult:
 
 
 def send_ocr(settings: Settings, embedded: Mapping[str, Sequence[str]], queues: Callable[[str], Any]) -> int:
-    """The pictures just embedded, as OCR work on IB_OCR_QUEUE_URL (when OCR is on and the queue is set).
-    Never fails the embedding: a lost message is caught up by the next backfill plan."""
-    if not (settings.ocr and settings.ocr_queue_url):
+    """The pictures just embedded, as OCR work on IB_OCR_QUEUE_URL (when OCR is on and the queue is set)."""
+    return _send_stage("ocr", settings.ocr, settings.ocr_queue_url, embedded, queues)
+
+
+def send_faces(settings: Settings, embedded: Mapping[str, Sequence[str]], queues: Callable[[str], Any]) -> int:
+    """The pictures just embedded, as faces work on IB_FACES_QUEUE_URL (when faces are on and the queue is set)."""
+    return _send_stage("faces", settings.faces, settings.faces_queue_url, embedded, queues)
+
+
+def hand_off(settings: Settings, embedded: Mapping[str, Sequence[str]], queues: Callable[[str], Any]) -> int:
+    """What the embed function hands on: the pictures it embedded, to the stages after embedding (OCR,
+    faces); messages sent. Never fails the embedding."""
+    return send_ocr(settings, embedded, queues) + send_faces(settings, embedded, queues)
+
+
+def _send_stage(job: Job, enabled: bool, queue_url: str | None, embedded: Mapping[str, Sequence[str]],
+                queues: Callable[[str], Any]) -> int:
+    """Never fails the embedding: a lost message is caught up by the next backfill plan."""
+    if not (enabled and queue_url):
         return 0
-    messages = [m for collection, keys in embedded.items() if keys for m in chunks("ocr", collection, keys)]
+    messages = [m for collection, keys in embedded.items() if keys for m in chunks(job, collection, keys)]
     if not messages:
         return 0
     try:
-        return send(queues(settings.ocr_queue_url), settings.ocr_queue_url, messages)
-    except Exception as exc:  # the plan queues OCR catch-up for rows still waiting
-        log.warning("sending %d OCR message(s) failed (the next backfill queues them): %s", len(messages), exc)
+        return send(queues(queue_url), queue_url, messages)
+    except Exception as exc:  # the plan queues catch-up for rows still waiting
+        log.warning("sending %d %s message(s) failed (the next backfill queues them): %s", len(messages), job, exc)
         return 0

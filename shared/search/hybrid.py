@@ -27,7 +27,7 @@ import numpy as np
 
 from shared.search.keywords import TermWords, WordQuery, all_of, query_words, word_query
 from shared.search.query_language import QueryError, Term
-from shared.store import queries
+from shared.store import faces, queries
 from shared.store.catalog import Catalog, Collection
 
 Mode = Literal["hybrid", "semantic", "keyword"]
@@ -52,10 +52,16 @@ class Plan:
     exclude: tuple[str, ...]  # the stored images the query searches by: never results
     needs_vector: bool  # a text or image term without a minus, and a mode that compares pictures
     has_minus: bool  # a minus term is in the vector
+    listing: bool = False  # person terms alone: their photos by date (the filters name the people)
 
 
 def plan(terms: list[Term], mode: Mode, *, uploaded: bool = False) -> Plan:
-    """The plan for `terms` in `mode` (plus an uploaded image); QueryError when the mode cannot use them."""
+    """The plan for `terms` in `mode` (plus an uploaded image); QueryError when the mode cannot use them.
+    Person terms are filters (the caller puts their people into SearchFilters.people): alone, they list."""
+    if any(term.kind == "person" for term in terms):
+        terms = [term for term in terms if term.kind != "person"]
+        if not terms and not uploaded:
+            return Plan(mode, None, None, (), False, False, listing=True)
     images = [term for term in terms if term.kind == "image"]
     if mode == "keyword" and (images or uploaded):
         raise QueryError("mode keyword matches words only: drop the image term, or use mode hybrid or semantic")
@@ -73,6 +79,22 @@ def plan(terms: list[Term], mode: Mode, *, uploaded: bool = False) -> Plan:
         raise QueryError("nothing to look for: add a term without a minus that has letters or digits")
     return Plan(mode, words, all_of(quoted), tuple(term.value for term in images), needs_vector,
                 any(term.weight < 0 for term in vector_terms))
+
+
+def with_people(catalog: Catalog, collection: Collection, terms: list[Term],
+                filters: queries.SearchFilters) -> queries.SearchFilters:
+    """The filters with the people the query's person terms name (each the person of that name with the most
+    faces); QueryError naming a name no person of the collection has."""
+    people = list(filters.people)
+    for term in terms:
+        if term.kind != "person":
+            continue
+        found = faces.people_named(catalog, collection, term.value)
+        if not found:
+            raise QueryError(f"no person is named {term.value!r} in collection {collection.name!r}: name one "
+                             "first in the People view (or PATCH /api/people/{id})")
+        people.append(found[0])
+    return replace(filters, people=tuple(dict.fromkeys(people)))
 
 
 @dataclass(frozen=True)
@@ -165,6 +187,8 @@ def search(catalog: Catalog, collection: Collection, plan: Plan, vector: np.ndar
            request: SearchRequest) -> Page:
     """One page of a search: both lists, the cutoff, fusion or a date sort, then the page's rows."""
     filters = replace(request.filters, words=plan.required, exclude=plan.exclude)
+    if plan.listing:
+        return _listing(catalog, collection, filters, request)
     dated = request.sort != "relevance"
     depth = VECTOR_DEPTH if dated else min(MAX_RESULTS, max(VECTOR_DEPTH, request.offset + request.limit + 1))
     pictures = _pictures(catalog, collection, vector, request, filters, depth, plan.has_minus) \
@@ -211,11 +235,24 @@ def search(catalog: Catalog, collection: Collection, plan: Plan, vector: np.ndar
                 more=len(order) > request.offset + request.limit)
 
 
+def _listing(catalog: Catalog, collection: Collection, filters: queries.SearchFilters,
+             request: SearchRequest) -> Page:
+    """A page of the rows the filters keep, by date: newest first (oldest with sort=oldest)."""
+    ids = queries.dated_ids(catalog, collection, filters, newest=request.sort != "oldest",
+                            limit=min(MAX_RESULTS, request.offset + request.limit + 1))
+    page_ids = ids[request.offset:request.offset + request.limit]
+    rows = queries.page_rows(catalog, collection, page_ids)
+    page = [rows[item] for item in page_ids if item in rows]
+    return Page(page, {row.hit.id: [] for row in page}, 0, None, more=len(ids) > request.offset + request.limit)
+
+
 def count(catalog: Catalog, collection: Collection, plan: Plan, vector: np.ndarray | None,
           request: SearchRequest) -> int:
     """How many results a query has: its relevant set (picture matches the cutoff keeps, and every word match),
     at most MAX_RESULTS, as a date sort pages through it. Saved searches and Discover store it."""
     filters = replace(request.filters, words=plan.required, exclude=plan.exclude)
+    if plan.listing:
+        return len(queries.dated_ids(catalog, collection, filters, newest=True, limit=MAX_RESULTS))
     found: set[int] = set()
     if vector is not None and plan.needs_vector:
         pictures = _pictures(catalog, collection, vector, replace(request, sort="newest"), filters, VECTOR_DEPTH,

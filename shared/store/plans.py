@@ -15,12 +15,18 @@ from typing import Any
 
 from shared.store.catalog import NEEDS_VECTOR, Catalog, Collection
 from shared.store.db import quote_ident
-from shared.store.tables import OCR_WAITING
+from shared.store.tables import FACES_WAITING, OCR_WAITING
 
 PLANS = "ib_plans"
 # Claimable now: not under a lease (a worker embedding it) nor waiting for its backoff.
 FREE = "(next_attempt_at IS NULL OR next_attempt_at <= now())"
-OCR_FREE = "(ocr_next_attempt_at IS NULL OR ocr_next_attempt_at <= now() OR ocr_etag IS DISTINCT FROM etag)"
+# The stages after embedding: the rows each waits for, and which of them no worker of it holds now.
+STAGE_WAITING = {
+    "ocr": f"{OCR_WAITING} AND "
+           "(ocr_next_attempt_at IS NULL OR ocr_next_attempt_at <= now() OR ocr_etag IS DISTINCT FROM etag)",
+    "faces": f"{FACES_WAITING} AND "
+             "(faces_next_attempt_at IS NULL OR faces_next_attempt_at <= now() OR faces_etag IS DISTINCT FROM etag)",
+}
 
 
 @dataclass(frozen=True)
@@ -103,11 +109,12 @@ def needing_vector(catalog: Catalog, collection: Collection, keys: Sequence[str]
     return [row[0] for row in rows]
 
 
-def waiting_ocr(catalog: Catalog, collection: Collection, keys: Sequence[str]) -> list[str]:
-    """Those of `keys` whose words are still to be read and that no OCR worker holds now."""
+def waiting_for(catalog: Catalog, collection: Collection, stage: str, keys: Sequence[str]) -> list[str]:
+    """Those of `keys` that a stage after embedding (STAGE_WAITING: ocr, faces) has still to do and that none of
+    its workers holds now."""
     rows = catalog.db.run(
         f"SELECT key FROM {quote_ident(collection.table)} WHERE key = ANY(CAST(:keys AS text[])) "
-        f"AND {OCR_WAITING} AND {OCR_FREE} ORDER BY id",
+        f"AND {STAGE_WAITING[stage]} ORDER BY id",
         keys=list(keys),
     )
     return [row[0] for row in rows]

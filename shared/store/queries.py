@@ -16,6 +16,8 @@ import numpy as np
 
 from shared.store.catalog import Catalog, CatalogError, Collection, Status, model_guard, vectors_of
 from shared.store.db import quote_ident
+from shared.store.faces import count_waiting as count_faces_waiting
+from shared.store.faces import person_filter_sql
 from shared.store.hnsw import hnsw_session
 from shared.store.tables import OCR_WAITING
 from shared.store.vectors import as_array, vector_literal
@@ -66,9 +68,10 @@ class SearchFilters:
     exclude: tuple[str, ...] = ()  # keys left out (the images a query searches by)
     place: tuple[str, ...] = ()  # folded names the photo's place must all have (shared/places/lookup.py)
     up_to_id: int | None = None  # rows up to this id only: a search's later pages see what its first one saw
+    people: tuple[int, ...] = ()  # person ids that must all be in the photo (person= and person: terms)
 
-    def sql(self, params: dict[str, Any]) -> list[str]:
-        """WHERE terms; the values go into `params`, never into the SQL text."""
+    def sql(self, params: dict[str, Any], table: str) -> list[str]:
+        """WHERE terms on the collection's `table`; the values go into `params`, never into the SQL text."""
         # (value, condition, parameter): a filter applies when its value is set.
         filters = [
             (self.prefix or None, "starts_with(key, :prefix)", "prefix"),
@@ -89,6 +92,8 @@ class SearchFilters:
             if value is not None:
                 terms.append(condition)
                 params[name] = value
+        if self.people:
+            terms.append(person_filter_sql(table, params, self.people))
         return terms
 
 
@@ -139,7 +144,7 @@ def _nearest(catalog: Catalog, collection: Collection, vector: np.ndarray | None
     if similar_to is not None:
         # A one-time gate: no stored vector (unknown key) means no rows, not NULL distances.
         where += ["key <> :source", f"{target} IS NOT NULL"]
-    where += (filters or SearchFilters()).sql(params)
+    where += (filters or SearchFilters()).sql(params, collection.table)
     if after is not None:
         where.append(f"(embedding <#> {target}, id) > (:after_distance, :after_id)")
         params["after_distance"], params["after_id"] = float(after[0]), int(after[1])
@@ -291,7 +296,7 @@ def word_matches(catalog: Catalog, collection: Collection, words: str, *, exact_
     if exact_name:
         exact, params["exact"] = "search_tsv @@ to_tsquery('simple', :exact)", exact_name
     where = " AND ".join(["status = 'embedded'", "search_tsv @@ to_tsquery('simple', :words)",
-                          *(filters or SearchFilters()).sql(params)])
+                          *(filters or SearchFilters()).sql(params, collection.table)])
     found = (f"SELECT id, {exact} AS exact, {distance} AS distance, {PHOTO_TIME_SQL} AS taken "
              f"FROM {quote_ident(collection.table)} WHERE {where} LIMIT :limit")
     ranked = f"ORDER BY {WORD_ORDERS[order]}" if order else ""
@@ -361,12 +366,24 @@ def recent(
         else:
             where += " AND (last_modified, id) < (:after_time, :after_id)"
             params["after_time"] = after[0]
-    where = " AND ".join([where, *(filters or SearchFilters()).sql(params)])
+    where = " AND ".join([where, *(filters or SearchFilters()).sql(params, collection.table)])
     rows = catalog.db.run(
         f"SELECT {HIT_SQL} FROM {q} WHERE {where} ORDER BY last_modified DESC, id DESC LIMIT :limit", **params)
     return [hit_of(row) for row in rows]
 
 
+
+
+def dated_ids(catalog: Catalog, collection: Collection, filters: SearchFilters, *, newest: bool,
+              limit: int) -> list[int]:
+    """Ids of the embedded rows the filters keep, by when the photo was taken (else last modified), undated
+    ones last, at most `limit`: a search of person terms alone."""
+    params: dict[str, Any] = {"limit": int(limit)}
+    where = " AND ".join(["status = 'embedded'", *filters.sql(params, collection.table)])
+    way = "DESC" if newest else "ASC"
+    rows = catalog.db.run(f"SELECT id FROM {quote_ident(collection.table)} WHERE {where} "
+                          f"ORDER BY {PHOTO_TIME_SQL} {way} NULLS LAST, id {way} LIMIT :limit", **params)
+    return [int(row[0]) for row in rows]
 
 
 def stats(catalog: Catalog, collection: Collection) -> dict[str, Any]:
@@ -383,6 +400,7 @@ def stats(catalog: Catalog, collection: Collection) -> dict[str, Any]:
         "last_update": last_update.isoformat() if last_update else None,
         "move": move_status(catalog, collection),
         "ocr_waiting": count_ocr_waiting(catalog, collection),
+        "faces_waiting": count_faces_waiting(catalog, collection),
     }
 
 

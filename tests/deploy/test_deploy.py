@@ -34,7 +34,8 @@ SECRETS = {
     f"/image-browser/{STAGE}/database-url": "postgresql://ib:s3cret@db.example:5432/ib",
     f"/image-browser/{STAGE}/api-key": "k-123",
 }
-FUNCTIONS = {"Embed": "embed", "Backfill": "backfill", "Ocr": "ocr", "Api": "api", "R2Pull": "r2_pull"}
+FUNCTIONS = {"Embed": "embed", "Backfill": "backfill", "Ocr": "ocr", "Faces": "faces", "Api": "api",
+             "R2Pull": "r2_pull"}
 
 
 @pytest.fixture(scope="module")
@@ -89,8 +90,9 @@ def trigger_of(template: dict[str, Any], queue: str) -> dict[str, Any]:
 
 
 def test_sqs_trigger_reports_batch_failures_and_caps_concurrency(template: dict[str, Any]) -> None:
-    assert len(resources(template, "AWS::Lambda::EventSourceMapping")) == 2  # the embed and the OCR queues
-    for queue, function in (("IngestQueue", "EmbedLambdaFunction"), ("OcrQueue", "OcrLambdaFunction")):
+    assert len(resources(template, "AWS::Lambda::EventSourceMapping")) == 3  # the embed, OCR and faces queues
+    for queue, function in (("IngestQueue", "EmbedLambdaFunction"), ("OcrQueue", "OcrLambdaFunction"),
+                            ("FacesQueue", "FacesLambdaFunction")):
         props = trigger_of(template, queue)["Properties"]
         assert props["FunctionName"] == {"Fn::GetAtt": [function, "Arn"]}
         assert props["FunctionResponseTypes"] == ["ReportBatchItemFailures"]
@@ -98,7 +100,7 @@ def test_sqs_trigger_reports_batch_failures_and_caps_concurrency(template: dict[
         assert 1 <= props["BatchSize"] <= 10_000
 
 
-@pytest.mark.parametrize(("name", "function"), [("Ingest", "Embed"), ("Ocr", "Ocr")])
+@pytest.mark.parametrize(("name", "function"), [("Ingest", "Embed"), ("Ocr", "Ocr"), ("Faces", "Faces")])
 def test_queue_has_dlq_and_visibility_six_times_the_timeout(template: dict[str, Any], name: str,
                                                             function: str) -> None:
     queue = template["Resources"][f"{name}Queue"]["Properties"]
@@ -207,10 +209,10 @@ def test_schedules(template: dict[str, Any]) -> None:
     assert re.fullmatch(r"rate\(\d+ (minutes?|hours?|days?)\)", backfill["ScheduleExpression"])
     assert backfill["Targets"][0]["Arn"] == {"Fn::GetAtt": ["BackfillLambdaFunction", "Arn"]}
     # Nothing that queries the database runs more often than hourly (a scale-to-zero database can sleep);
-    # OCR has no schedule at all (its queue drives it).
+    # OCR and faces have no schedule at all (their queues drive them).
     every = re.fullmatch(r"rate\((\d+) (minutes?|hours?|days?)\)", backfill["ScheduleExpression"])
     assert every is not None and (every[2].startswith("minute") is False or int(every[1]) >= 60)
-    assert not any(name.startswith("Ocr") for name in rules)
+    assert not any(name.startswith(("Ocr", "Faces")) for name in rules)
     r2 = rules["R2PullEventsRuleSchedule1"]
     assert r2["Condition"] == "IsR2"  # only with storage=r2
     assert template["Resources"]["R2PullLambdaPermissionEventsRuleSchedule1"]["Condition"] == "IsR2"
@@ -257,8 +259,8 @@ def test_iam_is_least_privilege(template: dict[str, Any]) -> None:
     assert len(writes) == 1
     assert writes[0]["Resource"]["Fn::Sub"][0].endswith("/${ThumbnailPrefix}*")
     sqs = [s for s in policy_statements(roles["EmbedRole"]) if any(a.startswith("sqs:") for a in actions(s))]
-    queues = [{"Fn::GetAtt": ["IngestQueue", "Arn"]}, {"Fn::GetAtt": ["OcrQueue", "Arn"]}]
-    assert [s["Resource"] for s in sqs] == [queues, queues]  # consume both; send work messages to both
+    queues = [{"Fn::GetAtt": [queue, "Arn"]} for queue in ("IngestQueue", "OcrQueue", "FacesQueue")]
+    assert [s["Resource"] for s in sqs] == [queues, queues]  # consume all three; send work messages to all three
     assert {a for s in sqs for a in actions(s)} == {"sqs:ReceiveMessage", "sqs:DeleteMessage", "sqs:GetQueueAttributes",
                                                     "sqs:ChangeMessageVisibility", "sqs:SendMessage"}
     api_actions = {a for s in policy_statements(roles["ApiRole"]) for a in actions(s)}
@@ -345,6 +347,7 @@ def test_deploy_params_are_consistent() -> None:
     params = config["params"]["default"]
     assert params["queueVisibilityTimeout"] >= 6 * params["embedTimeout"]
     assert params["ocrQueueVisibilityTimeout"] >= 6 * params["ocrTimeout"]
+    assert params["facesQueueVisibilityTimeout"] >= 6 * params["facesTimeout"]
     dockerfile = (ROOT / "Dockerfile").read_text()
     assert f"IB_MODEL={params['model']}" in dockerfile
     # Old images expire from the ECR repository osls creates; x86_64 only (onnxruntime on arm64 Lambda).

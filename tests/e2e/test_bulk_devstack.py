@@ -35,7 +35,8 @@ def stack(tmp_path_factory: pytest.TempPathFactory, test_model_dir: Path) -> Ite
     data_dir = tmp_path_factory.mktemp("bulk") / "data"
     log_path = ARTIFACTS / "bulk-devstack.log"
     log_path.unlink(missing_ok=True)
-    running = start_stack(data_dir, str(test_model_dir), log_path=log_path, settings={"IB_OCR": "false"})
+    running = start_stack(data_dir, str(test_model_dir), log_path=log_path,
+                          settings={"IB_OCR": "false", "IB_FACES": "false"})
     yield running
     running.stop()
 

@@ -112,7 +112,7 @@ def test_text_search_scores_are_cosine_similarities_best_first(world: World) -> 
     assert len(items) == 12
     assert set(items[0]) == {"key", "score", "url", "thumbnail_url", "width", "height", "size",
                              "last_modified", "content_type", "taken_at", "camera", "location", "collapsed", "text",
-                             "place", "tags", "caption", "matched"}
+                             "place", "tags", "caption", "people", "matched"}
     query = world.embedder.embed_texts(["a red ball"])[0]
     expected = sorted(world.vectors, key=lambda k: -cosine(query, world.vectors[k]))[:12]
     assert [item["key"] for item in items] == expected
@@ -337,7 +337,7 @@ def test_openapi_documents_every_answer(world: World) -> None:
     paths = world.client.get("/openapi.json").json()["paths"]
     operations = [(f"{method.upper()} {path}", operation) for path, methods in paths.items()
                   if path.startswith("/api/") for method, operation in methods.items()]
-    assert len(operations) == 15
+    assert len(operations) == 19
     for name, operation in operations:
         responses = operation["responses"]
         assert operation["description"], name  # the route's docstring

@@ -92,12 +92,13 @@ def answer_search(services: Services, query: SearchParams, options: SearchOption
             if plan.needs_vector else None
         # Later pages rank only the rows the first one could see: images added meanwhile shift nothing.
         up_to = bound if bound is not None else queries.last_id(services.catalog, collection)
+        filters = replace(hybrid.with_people(services.catalog, collection, terms, query.filters), up_to_id=up_to)
         page = hybrid.search(services.catalog, collection, plan, vector, hybrid.SearchRequest(
-            options.sort, options.cutoff, query.limit, offset, query.min_score, replace(query.filters, up_to_id=up_to),
+            options.sort, options.cutoff, query.limit, offset, query.min_score, filters,
             services.settings.search_floor_for(collection.model_id), services.settings.hnsw_ef_search))
         reasons = {row.hit.key: page.matched[row.hit.id] for row in page.rows}
         items = services.search_items(collection, [row.hit for row in page.rows], collapse=query.collapse,
-                                      filters=query.filters, vector=vector)
+                                      filters=replace(filters, up_to_id=None), vector=vector)
         return SearchPage(
             items=[item.model_copy(update={"matched": reasons.get(item.key, [])}) for item in items],
             next_cursor=search_cursor(offset + query.limit, up_to) if page.more else None,
