@@ -264,7 +264,7 @@ def test_every_view_is_one_entry_of_the_views_list() -> None:
     """The sidebar, the URL and the start are built from views.js; main.js only wires the modules."""
     views = (WEB / "js" / "views.js").read_text(encoding="utf-8")
     names = re.findall(r'name: "?([\w]+)"?,', views)
-    assert names == ["PHOTOS_VIEW", "places", "discover", "duplicates"]
+    assert names == ["PHOTOS_VIEW", "places", "people", "discover", "duplicates"]
     html = (WEB / "index.html").read_text(encoding="utf-8")
     sections = re.findall(r"section: els\.(\w+),", views)
     elements = (WEB / "js" / "elements.js").read_text(encoding="utf-8")

@@ -11,7 +11,7 @@ function imageRoute(collection, key) {
   return resolveMediaUrl(`/api/images/${encodeURIComponent(collection)}/${path}`);
 }
 
-function coverImage(cover, collection) {
+export function coverImage(cover, collection) {
   const img = document.createElement("img");
   img.alt = "";
   img.loading = "lazy";

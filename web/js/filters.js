@@ -13,6 +13,7 @@ import {
   currentMode,
   currentQuery,
   historyEntryMadeBy,
+  personLabel,
 } from "./state.js";
 
 const SLIDER_SETTLE_MS = 350;
@@ -23,11 +24,12 @@ const FILTER_DEFAULTS = Object.freeze(Object.fromEntries(
 
 let sliderTimer = 0;
 
-// The API parameters of the current filters, for /api/recent and the searches. The place is shown (and
-// removed) as a chip above the grid (search-ui.js), not in the panel.
+// The API parameters of the current filters, for /api/recent and the searches. The place and the person are
+// shown (and removed) as chips above the grid (search-ui.js), not in the panel.
 export function filterParams() {
   const query = currentQuery();
-  const params = { taken_after: query.takenAfter, taken_before: query.takenBefore, place: query.place };
+  const params = { taken_after: query.takenAfter, taken_before: query.takenBefore, place: query.place,
+    person: query.person || "" };
   if (query.collapse && currentMode().kind !== "recent") params.collapse = "near";
   return params;
 }
@@ -40,11 +42,11 @@ export function activeFilterCount() {
   return dates + others.length;
 }
 
-// " taken 2023-07-01 to 2023-07-31" (or from / until one date) and " at Paris, France", for the status line;
-// "" without dates or place.
+// " taken 2023-07-01 to 2023-07-31" (or from / until one date), " at Paris, France" and " with Grace Hopper",
+// for the status line; "" without dates, place or person.
 export function filterNote() {
-  const { takenAfter, takenBefore, place } = currentQuery();
-  const at = place ? ` at ${place}` : "";
+  const { takenAfter, takenBefore, place, person } = currentQuery();
+  const at = `${place ? ` at ${place}` : ""}${person ? ` with ${personLabel(person)}` : ""}`;
   if (takenAfter && takenBefore) return ` taken ${takenAfter} to ${takenBefore}${at}`;
   if (takenAfter) return ` taken from ${takenAfter}${at}`;
   if (takenBefore) return ` taken until ${takenBefore}${at}`;

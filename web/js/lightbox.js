@@ -2,6 +2,7 @@
 // next page when the end is reached), the thumbnail first and the original once it has loaded.
 
 import { els } from "./elements.js";
+import { clearFaceBoxes, showFaceBoxes } from "./face-boxes.js";
 import { formatBytes, formatDate, formatScore } from "./format.js";
 import { focusTile, itemAt, itemCount, tileAt } from "./grid.js";
 import { formatTakenAt, mapUrl, placeName, placeText } from "./photo.js";
@@ -101,6 +102,7 @@ function renderLightbox() {
     els.lbImage.removeAttribute("width");
     els.lbImage.removeAttribute("height");
   }
+  showFaceBoxes(item);
   if (item.thumbnail_url && item.url && item.thumbnail_url !== item.url) {
     els.lbLoading.hidden = false;
     els.lbLoading.textContent = "Loading original…";
@@ -151,6 +153,7 @@ function closeLightbox() {
 function lightboxClosed() {
   loadToken += 1;
   els.lbImage.removeAttribute("src");
+  clearFaceBoxes();
   const tile = tileAt(shownIndex);
   if (tile) {
     focusTile(shownIndex);

@@ -17,6 +17,7 @@
 
 import { loadCollections, refreshStats, registerCollection } from "./collection.js";
 import { loadConfig } from "./config.js";
+import { registerFaceBoxes } from "./face-boxes.js";
 import { registerFilters } from "./filters.js";
 import { registerKeyForm } from "./key-form.js";
 import { registerLightbox } from "./lightbox.js";
@@ -48,6 +49,7 @@ function registerListeners() {
   registerSearchUi();
   registerCollection();
   registerLightbox();
+  registerFaceBoxes();
   registerUpload();
   registerKeyForm(startAll);
   registerHistory();

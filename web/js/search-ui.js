@@ -4,10 +4,10 @@
 
 import { els } from "./elements.js";
 import { navigate, onQueryChange, refine } from "./router.js";
-import { currentImageQuery, currentMode, currentQuery } from "./state.js";
+import { currentImageQuery, currentMode, currentQuery, personLabel, rememberPersonNames } from "./state.js";
 
 const REASONS = { name: "name", text: "text", visual: "picture" };
-const KINDS = { text: "words and meaning", keyword: "exact words", image: "image" };
+const KINDS = { text: "words and meaning", keyword: "exact words", image: "image", person: "a person in the photo" };
 
 let shownTerms = []; // the terms of the answer on screen, as the API read them
 
@@ -45,6 +45,7 @@ function termText(term) {
   const prefix = weight === 1 ? "" : `${weight}:`;
   if (term.kind === "image") return `${prefix}similar:${term.value}`;
   if (term.kind === "keyword") return `${prefix}"${term.value}"`;
+  if (term.kind === "person") return `${prefix}person:"${term.value}"`;
   return `${prefix}${term.value}`;
 }
 
@@ -61,30 +62,51 @@ function chip(term, index) {
   button.className = `chip chip-${term.kind}${term.weight < 0 ? " chip-minus" : ""}`;
   button.dataset.index = String(index);
   const weight = Math.abs(term.weight) === 1 ? "" : ` ×${Math.abs(term.weight)}`;
-  const value = term.kind === "keyword" ? `“${term.value}”` : term.value;
+  const value = { keyword: `“${term.value}”`, person: `Person: ${term.value}` }[term.kind] || term.value;
   button.textContent = `${term.weight < 0 ? "− " : ""}${value}${weight}`;
   button.title = `${KINDS[term.kind] || term.kind}: click to remove`;
   button.setAttribute("aria-label", `Remove ${term.weight < 0 ? "minus " : ""}term ${value}`);
   return button;
 }
 
-// The place filter as a chip before the terms (a Places entry or the lightbox's place set it): click to remove.
-function placeChip() {
-  const { place } = currentQuery();
-  if (!place) return [];
+function filterChip(className, text, title, label) {
   const button = document.createElement("button");
   button.type = "button";
-  button.className = "chip chip-place";
-  button.textContent = `Place: ${place}`;
-  button.title = "Only photos taken here: click to remove";
-  button.setAttribute("aria-label", `Remove the place filter ${place}`);
-  return [button];
+  button.className = `chip ${className}`;
+  button.textContent = text;
+  button.title = title;
+  button.setAttribute("aria-label", label);
+  return button;
+}
+
+// The place and person filters as chips before the terms (a Places or People entry, the lightbox's place or a
+// face set them): click one to remove it.
+function filterChips() {
+  const { place, person } = currentQuery();
+  const chips = [];
+  if (place) {
+    chips.push(filterChip("chip-place", `Place: ${place}`, "Only photos taken here: click to remove",
+      `Remove the place filter ${place}`));
+  }
+  if (person) {
+    const name = personLabel(person);
+    chips.push(filterChip("chip-person-filter", `Person: ${name}`,
+      "Only photos with this person: click to remove", `Remove the person filter ${name}`));
+  }
+  return chips;
+}
+
+// The names of the people in the answer's photos, so the person chip names its filter.
+function rememberPeopleOf(data) {
+  const items = (data && Array.isArray(data.items)) ? data.items : [];
+  rememberPersonNames(items.flatMap((item) => (Array.isArray(item.people) ? item.people : [])));
 }
 
 // The answer's terms as chips above the grid (after the place filter's), and the cutoff's button beside them.
 export function showSearchAnswer(data) {
   shownTerms = (data && data.query && data.query.terms) || [];
-  const filters = placeChip();
+  rememberPeopleOf(data);
+  const filters = filterChips();
   els.filterChips.replaceChildren(...filters);
   els.queryTerms.replaceChildren(...shownTerms.map(chip));
   const hidden = data && typeof data.hidden === "number" ? data.hidden : 0;
@@ -122,7 +144,8 @@ export function registerSearchUi() {
     refine({ cutoff: currentQuery().cutoff === "auto" ? "none" : "auto" }),
   );
   els.filterChips.addEventListener("click", (event) => {
-    if (event.target.closest(".chip-place")) refine({ place: "" });
+    if (event.target.closest(".chip-person-filter")) refine({ person: null });
+    else if (event.target.closest(".chip-place")) refine({ place: "" });
   });
   els.queryTerms.addEventListener("click", (event) => {
     const chip = event.target.closest(".chip");

@@ -15,17 +15,18 @@ export const PHOTOS_VIEW = "photos";
 // (null = the server's default);
 // mode, sort, cutoff: the search options (search-ui.js). While an uploaded image is the query, q holds the
 // words combined with it. place: the place= filter (a Places entry's filter, "Paris, Île-de-France, France");
+// person: the person= filter (an id of GET /api/people, a People entry or a lightbox face set it), null otherwise;
 // saved: the id of the saved search shown (its live answer), null otherwise.
 export const DEFAULT_QUERY = Object.freeze({
   q: "", collection: "", minScore: 0, takenAfter: "", takenBefore: "", collapse: false,
   view: PHOTOS_VIEW, level: "near", threshold: null, mode: "hybrid", sort: "relevance", cutoff: "auto",
-  place: "", saved: null,
+  place: "", person: null, saved: null,
 });
 let query = { ...DEFAULT_QUERY };
 // What a query starts from when a list entry (a place, a Discover category, a saved search) replaces it: no
 // words, no filters, the default options; the collection and the view are kept.
 const SEARCH_DEFAULTS = Object.freeze(Object.fromEntries(
-  ["q", "minScore", "takenAfter", "takenBefore", "collapse", "mode", "sort", "cutoff", "place", "saved"]
+  ["q", "minScore", "takenAfter", "takenBefore", "collapse", "mode", "sort", "cutoff", "place", "person", "saved"]
     .map((name) => [name, DEFAULT_QUERY[name]]),
 ));
 let imageQuery = null; // {id, file, previewUrl} while searching by an uploaded image
@@ -35,6 +36,7 @@ let resolvedCollection = ""; // the collection the server actually answered for
 let serverDefaultCollection = "";
 let viewNames = [PHOTOS_VIEW]; // the views a URL may name (router.js sets them from views.js)
 const savedNames = new Map(); // saved search id -> its name, for the status line (saved-searches.js sets them)
+const personNames = new Map(); // person id -> name (or null), for the person chip (people.js, the answers set them)
 
 // ---------------------------------------------------------------- getters
 
@@ -89,6 +91,11 @@ function option(params, name) {
   return SEARCH_OPTIONS[name].includes(value) ? value : SEARCH_OPTIONS[name][0];
 }
 
+// An id in the URL (saved=, person=): a positive integer, or null.
+function positiveId(value) {
+  return /^[1-9]\d{0,15}$/.test(value || "") ? Number(value) : null;
+}
+
 function readUrlState() {
   const params = new URLSearchParams(location.search);
   const threshold = Number.parseFloat(params.get("threshold") || "");
@@ -106,7 +113,8 @@ function readUrlState() {
     sort: option(params, "sort"),
     cutoff: option(params, "cutoff"),
     place: (params.get("place") || "").trim(),
-    saved: /^[1-9]\d{0,15}$/.test(params.get("saved") || "") ? Number(params.get("saved")) : null,
+    person: positiveId(params.get("person")),
+    saved: positiveId(params.get("saved")),
   };
 }
 
@@ -119,6 +127,7 @@ function urlFor(state) {
   if (state.takenBefore) params.set("taken_before", state.takenBefore);
   if (state.collapse) params.set("collapse", "near");
   if (state.place) params.set("place", state.place);
+  if (state.person) params.set("person", String(state.person));
   if (state.saved) params.set("saved", String(state.saved));
   if (state.view !== PHOTOS_VIEW) params.set("view", state.view);
   if (state.view === "duplicates") {
@@ -205,4 +214,14 @@ export function setServerDefaultCollection(name) {
 // The names of the saved searches, so the status line can say which one is shown.
 export function rememberSavedNames(entries) {
   for (const entry of entries) savedNames.set(entry.id, entry.name);
+}
+
+// The people's names the gallery has seen (null: not named yet), so the person chip can name its filter.
+export function rememberPersonNames(people) {
+  for (const person of people) personNames.set(person.id, person.name || null);
+}
+
+// "Grace Hopper", or "person 12" while the person has no name (or the gallery has not seen it).
+export function personLabel(id) {
+  return personNames.get(id) || `person ${id}`;
 }

@@ -6,6 +6,7 @@
 import { registerDiscoverView, showDiscover } from "./discover.js";
 import { registerDuplicatesView, showDuplicates } from "./duplicates.js";
 import { els } from "./elements.js";
+import { registerPeopleView, showPeople } from "./people.js";
 import { registerPhotosView, showPhotos } from "./photos.js";
 import { registerPlacesView, showPlaces } from "./places.js";
 import { PHOTOS_VIEW } from "./state.js";
@@ -26,6 +27,14 @@ export const VIEWS = Object.freeze([
     section: els.placesView,
     register: registerPlacesView,
     show: showPlaces,
+  },
+  {
+    name: "people",
+    label: "People",
+    icon: "M9 11a4 4 0 1 0 0-8 4 4 0 0 0 0 8zM2 21v-1a7 7 0 0 1 14 0v1M16 3.1a4 4 0 0 1 0 7.8M22 21v-1a7 7 0 0 0-4-6.3",
+    section: els.peopleView,
+    register: registerPeopleView,
+    show: showPeople,
   },
   {
     name: "discover",
