@@ -96,6 +96,7 @@ class Page:
     hidden: int  # picture matches the cutoff held back, among those looked at
     cutoff_score: float | None  # picture matches scoring lower were held back (auto cutoff or min_score)
     more: bool  # another page follows
+    up_to: int | None = None  # the newest row id this ranking saw: later pages rank only rows up to it
 
 
 def cutoff_score(best: float | None, floor: float, *, has_minus: bool) -> float | None:
@@ -116,20 +117,13 @@ def fuse(pictures: list[int], words: list[int], exact: set[int]) -> list[int]:
     return sorted(score, key=lambda item: (item not in exact, -score[item], item))
 
 
-def by_date(when: dict[int, float | None], *, newest: bool) -> list[int]:
-    """Ids by date (newest or oldest first, the id breaking ties the same way), undated ones last
-    (queries.WORD_ORDERS ranks the same in SQL)."""
-    dated = sorted((item for item, time in when.items() if time is not None),
-                   key=lambda item: (when[item], item), reverse=newest)
-    return dated + sorted((item for item, time in when.items() if time is None), reverse=newest)
-
-
-def _pictures(catalog: Catalog, collection: Collection, vector: np.ndarray, request: SearchRequest,
-              filters: queries.SearchFilters, depth: int, has_minus: bool) -> list[queries.Nearest]:
+def _pictures(catalog: Catalog, collection: Collection, vector: np.ndarray | None, similar_to: str | None,
+              request: SearchRequest, filters: queries.SearchFilters, depth: int,
+              has_minus: bool) -> list[queries.Nearest]:
     """The picture list; for a date sort, deepened to MAX_RESULTS while the cutoff still keeps its last."""
     while True:
         hits = queries.nearest(catalog, collection, vector, limit=depth, min_score=request.min_score,
-                               filters=filters, ef_search=request.ef_search)
+                               filters=filters, ef_search=request.ef_search, similar_to=similar_to)
         if depth >= MAX_RESULTS or request.sort == "relevance" or len(hits) < depth:
             return hits
         threshold = cutoff_score(hits[0].score, request.floor, has_minus=has_minus)
@@ -162,29 +156,33 @@ def _word_order(matches: list[queries.WordMatch], *, by_vector: bool) -> list[in
 
 
 def search(catalog: Catalog, collection: Collection, plan: Plan, vector: np.ndarray | None,
-           request: SearchRequest) -> Page:
-    """One page of a search: both lists, the cutoff, fusion or a date sort, then the page's rows."""
+           request: SearchRequest, *, similar_to: str | None = None) -> Page:
+    """One page of a search: both lists, the cutoff, fusion or a date sort, then the page's rows. The pictures
+    are compared with `vector`, or with the stored image `similar_to` (a lone similar: term, KeyError if it is not
+    embedded). Without request.filters.up_to_id (a first page), it ranks every row and says up to which one."""
     filters = replace(request.filters, words=plan.required, exclude=plan.exclude)
+    if plan.words is None and request.sort == "relevance":
+        return _picture_search(catalog, collection, plan, vector, similar_to, request, filters)
+    if filters.up_to_id is None:
+        filters = replace(filters, up_to_id=queries.last_id(catalog, collection))
     dated = request.sort != "relevance"
     depth = VECTOR_DEPTH if dated else min(MAX_RESULTS, max(VECTOR_DEPTH, request.offset + request.limit + 1))
-    pictures = _pictures(catalog, collection, vector, request, filters, depth, plan.has_minus) \
-        if vector is not None and plan.needs_vector else []
-    threshold = cutoff_score(pictures[0].score if pictures else None, request.floor, has_minus=plan.has_minus) \
-        if request.cutoff == "auto" else None
+    pictures = _pictures(catalog, collection, vector, similar_to, request, filters, depth, plan.has_minus) \
+        if plan.needs_vector else []
+    threshold = _threshold(pictures, request, plan)
     kept = [hit for hit in pictures if threshold is None or hit.score >= threshold]
+    if dated:
+        return _dated_search(catalog, collection, plan, vector, similar_to, request, filters, pictures, kept,
+                             threshold)
     matches: list[queries.WordMatch] = []
     matched_by = plan.words.match if plan.words else None
     if plan.mode == "keyword" and plan.words is not None:  # words alone: ranked in SQL, one page's worth back
         matches, matched_by = _words(catalog, collection, plan.words, filters, None, MAX_RESULTS,
                                      order=request.sort, first=request.offset + request.limit + 1)
     elif plan.words is not None:
-        word_limit = WORD_DEPTH if not dated else MAX_RESULTS
-        matches, matched_by = _words(catalog, collection, plan.words, filters, vector, word_limit)
+        matches, matched_by = _words(catalog, collection, plan.words, filters, vector, WORD_DEPTH)
     if plan.mode == "keyword":
         order = [match.id for match in matches]
-    elif dated:
-        when = {match.id: match.when for match in matches} | {hit.id: hit.when for hit in kept}
-        order = by_date(when, newest=request.sort == "newest")
     elif not kept:
         order = _word_order(matches, by_vector=vector is not None)
     elif not matches:
@@ -197,13 +195,56 @@ def search(catalog: Catalog, collection: Collection, plan: Plan, vector: np.ndar
     rows = queries.page_rows(catalog, collection, page_ids, vector=vector, words=matched_by,
                              in_name=plan.words.in_name if plan.words else "",
                              in_text=plan.words.in_text if plan.words else "")
+    return _page([rows[item] for item in page_ids if item in rows], request, pictures, kept, threshold,
+                 total=len(order), up_to=filters.up_to_id)
+
+
+def _threshold(pictures: list[queries.Nearest], request: SearchRequest, plan: Plan) -> float | None:
+    """The auto cutoff's score for this picture list (None with cutoff=none or no pictures)."""
+    if request.cutoff != "auto":
+        return None
+    return cutoff_score(pictures[0].score if pictures else None, request.floor, has_minus=plan.has_minus)
+
+
+def _picture_search(catalog: Catalog, collection: Collection, plan: Plan, vector: np.ndarray | None,
+                    similar_to: str | None, request: SearchRequest, filters: queries.SearchFilters) -> Page:
+    """Pictures alone, best first: the list and the page's rows in one statement. The kept matches are a prefix
+    of the list (best first), so the page is the statement's window less the rows the cutoff holds back."""
+    depth = min(MAX_RESULTS, max(VECTOR_DEPTH, request.offset + request.limit + 1))
+    found = queries.picture_page(catalog, collection, vector, similar_to=similar_to, depth=depth,
+                                 offset=request.offset, limit=request.limit, min_score=request.min_score,
+                                 filters=filters, ef_search=request.ef_search)
+    threshold = _threshold(found.pictures, request, plan)
+    kept = [hit for hit in found.pictures if threshold is None or hit.score >= threshold]
+    page = [queries.PageRow(found.rows[hit.id], False, False)
+            for hit in kept[request.offset:request.offset + request.limit] if hit.id in found.rows]
+    up_to = filters.up_to_id if filters.up_to_id is not None else found.newest_id
+    return _page(page, request, found.pictures, kept, threshold, total=len(kept), up_to=up_to)
+
+
+def _dated_search(catalog: Catalog, collection: Collection, plan: Plan, vector: np.ndarray | None,
+                  similar_to: str | None, request: SearchRequest, filters: queries.SearchFilters,
+                  pictures: list[queries.Nearest], kept: list[queries.Nearest], threshold: float | None) -> Page:
+    """Sort newest/oldest: the kept pictures and the word matches ranked by date in SQL, one page back."""
+    words = None
+    if plan.words is not None:
+        words = queries.DatedWords(plan.words.match, plan.words.match_prefix, MAX_RESULTS, plan.words.in_name,
+                                   plan.words.in_text)
+    found = queries.dated_page(catalog, collection, [(hit.id, hit.when) for hit in kept], words,
+                               newest=request.sort == "newest", offset=request.offset, limit=request.limit,
+                               most=MAX_RESULTS, filters=filters, vector=vector, similar_to=similar_to)
+    return _page(found.rows, request, pictures, kept, threshold, total=found.total, up_to=filters.up_to_id)
+
+
+def _page(rows: list[queries.PageRow], request: SearchRequest, pictures: list[queries.Nearest],
+          kept: list[queries.Nearest], threshold: float | None, *, total: int, up_to: int | None) -> Page:
+    """The Page of `rows` (in order): why each matched, what the cutoff held back, whether more follow."""
     visual = {hit.id for hit in kept}
-    page = [rows[item] for item in page_ids if item in rows]
     matched: dict[int, list[Reason]] = {
         row.hit.id: [reason for reason, found in (("name", row.in_name), ("text", row.in_text),
                                                   ("visual", row.hit.id in visual)) if found]
-        for row in page
+        for row in rows
     }
     applied = max((score for score in (threshold, request.min_score) if score is not None), default=None)
-    return Page(page, matched, len(pictures) - len(kept), applied,
-                more=len(order) > request.offset + request.limit)
+    return Page(rows, matched, len(pictures) - len(kept), applied,
+                more=min(total, MAX_RESULTS) > request.offset + request.limit, up_to=up_to)
