@@ -133,15 +133,14 @@ def _pictures(catalog: Catalog, collection: Collection, vector: np.ndarray | Non
 
 
 def _words(catalog: Catalog, collection: Collection, words: WordQuery, filters: queries.SearchFilters,
-           vector: np.ndarray | None, limit: int, *, order: str | None = None,
-           first: int | None = None) -> tuple[list[queries.WordMatch], str]:
+           vector: np.ndarray | None, limit: int) -> tuple[list[queries.WordMatch], str]:
     """Word matches (and the tsquery that found them): whole words, then prefixes when those find fewer than
-    `limit` (a prefix of a common word reads much more of the index). `order`/`first`: ranked in SQL."""
+    `limit` (a prefix of a common word reads much more of the index); queries.ranked_page does the same in SQL."""
     found, total = queries.word_matches(catalog, collection, words.match, exact_name=words.exact_name, limit=limit,
-                                        filters=filters, vector=vector, order=order, first=first)
+                                        filters=filters, vector=vector)
     if total < limit and words.match_prefix:
         found, _ = queries.word_matches(catalog, collection, words.match_prefix, exact_name=words.exact_name,
-                                        limit=limit, filters=filters, vector=vector, order=order, first=first)
+                                        limit=limit, filters=filters, vector=vector)
         return found, words.match_prefix
     return found, words.match
 
@@ -163,6 +162,8 @@ def search(catalog: Catalog, collection: Collection, plan: Plan, vector: np.ndar
     filters = replace(request.filters, words=plan.required, exclude=plan.exclude)
     if plan.words is None and request.sort == "relevance":
         return _picture_search(catalog, collection, plan, vector, similar_to, request, filters)
+    if plan.mode == "keyword":  # words alone: ranked in SQL, one page back, in one statement
+        return _ranked_search(catalog, collection, plan, None, None, request, filters, [], [], None)
     if filters.up_to_id is None:
         filters = replace(filters, up_to_id=queries.last_id(catalog, collection))
     dated = request.sort != "relevance"
@@ -172,18 +173,13 @@ def search(catalog: Catalog, collection: Collection, plan: Plan, vector: np.ndar
     threshold = _threshold(pictures, request, plan)
     kept = [hit for hit in pictures if threshold is None or hit.score >= threshold]
     if dated:
-        return _dated_search(catalog, collection, plan, vector, similar_to, request, filters, pictures, kept,
-                             threshold)
+        return _ranked_search(catalog, collection, plan, vector, similar_to, request, filters, pictures, kept,
+                              threshold)
     matches: list[queries.WordMatch] = []
     matched_by = plan.words.match if plan.words else None
-    if plan.mode == "keyword" and plan.words is not None:  # words alone: ranked in SQL, one page's worth back
-        matches, matched_by = _words(catalog, collection, plan.words, filters, None, MAX_RESULTS,
-                                     order=request.sort, first=request.offset + request.limit + 1)
-    elif plan.words is not None:
+    if plan.words is not None:
         matches, matched_by = _words(catalog, collection, plan.words, filters, vector, WORD_DEPTH)
-    if plan.mode == "keyword":
-        order = [match.id for match in matches]
-    elif not kept:
+    if not kept:
         order = _word_order(matches, by_vector=vector is not None)
     elif not matches:
         order = [hit.id for hit in kept]
@@ -222,18 +218,19 @@ def _picture_search(catalog: Catalog, collection: Collection, plan: Plan, vector
     return _page(page, request, found.pictures, kept, threshold, total=len(kept), up_to=up_to)
 
 
-def _dated_search(catalog: Catalog, collection: Collection, plan: Plan, vector: np.ndarray | None,
-                  similar_to: str | None, request: SearchRequest, filters: queries.SearchFilters,
-                  pictures: list[queries.Nearest], kept: list[queries.Nearest], threshold: float | None) -> Page:
-    """Sort newest/oldest: the kept pictures and the word matches ranked by date in SQL, one page back."""
+def _ranked_search(catalog: Catalog, collection: Collection, plan: Plan, vector: np.ndarray | None,
+                   similar_to: str | None, request: SearchRequest, filters: queries.SearchFilters,
+                   pictures: list[queries.Nearest], kept: list[queries.Nearest], threshold: float | None) -> Page:
+    """Words alone, or a date sort: the kept pictures and the word matches ranked in SQL, one page back."""
     words = None
     if plan.words is not None:
-        words = queries.DatedWords(plan.words.match, plan.words.match_prefix, MAX_RESULTS, plan.words.in_name,
-                                   plan.words.in_text)
-    found = queries.dated_page(catalog, collection, [(hit.id, hit.when) for hit in kept], words,
-                               newest=request.sort == "newest", offset=request.offset, limit=request.limit,
-                               most=MAX_RESULTS, filters=filters, vector=vector, similar_to=similar_to)
-    return _page(found.rows, request, pictures, kept, threshold, total=found.total, up_to=filters.up_to_id)
+        words = queries.WordList(plan.words.match, plan.words.match_prefix, plan.words.exact_name, MAX_RESULTS,
+                                 plan.words.in_name, plan.words.in_text)
+    found = queries.ranked_page(catalog, collection, [(hit.id, hit.when) for hit in kept], words,
+                                order=request.sort, offset=request.offset, limit=request.limit, most=MAX_RESULTS,
+                                filters=filters, vector=vector, similar_to=similar_to)
+    up_to = filters.up_to_id if filters.up_to_id is not None else found.newest_id
+    return _page(found.rows, request, pictures, kept, threshold, total=found.total, up_to=up_to)
 
 
 def _page(rows: list[queries.PageRow], request: SearchRequest, pictures: list[queries.Nearest],
