@@ -148,7 +148,7 @@ def _nearest_sql(collection: Collection, vector: np.ndarray | None, similar_to: 
     # A query vector is compared only while the registry still names its model (else no rows).
     ef = int(ef_search) if limit >= MAX_EF_SEARCH else max(int(ef_search), int(limit) + 1)
     session = hnsw_session(params, ef_search=ef, iterative_scan="relaxed_order",
-                           only_if=model_guard() if vector is not None else "")
+                           only_if=model_guard() if vector is not None else "", grow_with=q)
     select = f"""
         SELECT h.* FROM cfg CROSS JOIN LATERAL (
             SELECT {columns}, embedding <#> {target} AS distance
