@@ -119,17 +119,20 @@ def fuse(pictures: list[int], words: list[int], exact: set[int]) -> list[int]:
 
 def _pictures(catalog: Catalog, collection: Collection, vector: np.ndarray | None, similar_to: str | None,
               request: SearchRequest, filters: queries.SearchFilters, depth: int,
-              has_minus: bool) -> list[queries.Nearest]:
-    """The picture list; for a date sort, deepened to MAX_RESULTS while the cutoff still keeps its last."""
-    while True:
-        hits = queries.nearest(catalog, collection, vector, limit=depth, min_score=request.min_score,
-                               filters=filters, ef_search=request.ef_search, similar_to=similar_to)
-        if depth >= MAX_RESULTS or request.sort == "relevance" or len(hits) < depth:
-            return hits
-        threshold = cutoff_score(hits[0].score, request.floor, has_minus=has_minus)
-        if request.cutoff == "auto" and threshold is not None and hits[-1].score < threshold:
-            return hits
-        depth = MAX_RESULTS
+              plan: Plan) -> tuple[list[queries.Nearest], list[queries.Nearest], float | None]:
+    """(the picture list looked at, the matches the cutoff keeps, the cutoff's score). For a date sort that keeps
+    its whole list, the kept matches go on to MAX_RESULTS, read only as far as the cutoff keeps (the list looked
+    at stays the first one: `hidden` counts among it)."""
+    hits = queries.nearest(catalog, collection, vector, limit=depth, min_score=request.min_score,
+                           filters=filters, ef_search=request.ef_search, similar_to=similar_to)
+    threshold = _threshold(hits, request, plan)
+    kept = [hit for hit in hits if threshold is None or hit.score >= threshold]
+    if request.sort == "relevance" or depth >= MAX_RESULTS or len(kept) < depth:
+        return hits, kept, threshold
+    deep = queries.nearest(catalog, collection, vector, limit=MAX_RESULTS, min_score=request.min_score,
+                           filters=filters, ef_search=request.ef_search, similar_to=similar_to, stop_below=threshold)
+    # The index returns rows nearly best first (relaxed order): the check keeps the cutoff exact.
+    return hits, [hit for hit in deep if threshold is None or hit.score >= threshold], threshold
 
 
 def _words(catalog: Catalog, collection: Collection, words: WordQuery, filters: queries.SearchFilters,
@@ -168,10 +171,8 @@ def search(catalog: Catalog, collection: Collection, plan: Plan, vector: np.ndar
         filters = replace(filters, up_to_id=queries.last_id(catalog, collection))
     dated = request.sort != "relevance"
     depth = VECTOR_DEPTH if dated else min(MAX_RESULTS, max(VECTOR_DEPTH, request.offset + request.limit + 1))
-    pictures = _pictures(catalog, collection, vector, similar_to, request, filters, depth, plan.has_minus) \
-        if plan.needs_vector else []
-    threshold = _threshold(pictures, request, plan)
-    kept = [hit for hit in pictures if threshold is None or hit.score >= threshold]
+    pictures, kept, threshold = _pictures(catalog, collection, vector, similar_to, request, filters, depth, plan) \
+        if plan.needs_vector else ([], [], None)
     if dated:
         return _ranked_search(catalog, collection, plan, vector, similar_to, request, filters, pictures, kept,
                               threshold)
@@ -243,5 +244,6 @@ def _page(rows: list[queries.PageRow], request: SearchRequest, pictures: list[qu
         for row in rows
     }
     applied = max((score for score in (threshold, request.min_score) if score is not None), default=None)
-    return Page(rows, matched, len(pictures) - len(kept), applied,
+    hidden = sum(1 for hit in pictures if threshold is not None and hit.score < threshold)
+    return Page(rows, matched, hidden, applied,
                 more=min(total, MAX_RESULTS) > request.offset + request.limit, up_to=up_to)

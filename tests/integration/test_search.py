@@ -356,6 +356,21 @@ def test_the_deepest_picture_list_stays_within_pgvectors_ef_search_bound(world: 
                                                                             limit=hybrid.MAX_RESULTS)]
 
 
+def test_a_deep_list_read_as_far_as_the_cutoff_keeps(world: World) -> None:
+    everything = queries.nearest(world.catalog, world.coll, RED, limit=hybrid.MAX_RESULTS, ef_search=100)
+    kept = queries.nearest(world.catalog, world.coll, RED, limit=hybrid.MAX_RESULTS, ef_search=100, stop_below=0.85)
+    assert [hit.id for hit in kept] == [hit.id for hit in everything if hit.score >= 0.85]
+    assert 0 < len(kept) < len(everything)
+
+
+def test_a_date_sort_keeping_more_than_the_first_list_reads_on(world: World) -> None:
+    coll = world.catalog.ensure_collection(unique_name("deep"), world.embedder.model_id, world.embedder.dim)
+    reds = {f"red/{i:03d}.jpg": unit(1, i / 1000, 0, 0) for i in range(hybrid.VECTOR_DEPTH + 16)}
+    add_rows(world.catalog, coll, reds | {f"blue/{i}.jpg": BLUE for i in range(5)}, model_id=world.embedder.model_id)
+    body = search(world, "red", collection=coll.name, mode="semantic", sort="oldest", limit=100)
+    assert keys(body) == list(reds) and body["hidden"] == 0
+
+
 def test_a_cursor_from_elsewhere_is_refused(world: World) -> None:
     recent = world.client.get("/api/recent", params={"limit": 1}).json()["next_cursor"]
     assert "cursor" in error_of(world.client.get("/api/search", params={"q": "red", "cursor": recent}), 400)
