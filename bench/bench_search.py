@@ -357,9 +357,7 @@ def run(quick: bool = False) -> str:
     from shared.embedders import load
 
     model_id = load(str(model_dir), load_settings()).model_id
-    sizes: tuple[int, ...] = (2_000,) if quick else (10_000, 100_000)
-    if os.environ.get("SCALE", "").lower() == "1m":
-        sizes += (MILLION,)
+    sizes = bench_sizes((2_000,) if quick else (10_000, 100_000))
     results = []
     with bench_catalog("ib-bench-search-") as (catalog, pg_url):
         for n in sizes:
@@ -369,6 +367,11 @@ def run(quick: bool = False) -> str:
             catalog.db.run(f"DROP TABLE {quote_ident(catalog.get_collection(f'bench-{n}').table)}")
             catalog.db.run("DELETE FROM ib_collections WHERE name = :name", name=f"bench-{n}")
     return render(results, quick)
+
+
+def bench_sizes(sizes: tuple[int, ...]) -> tuple[int, ...]:
+    """`sizes`, and the million-row point when `make bench SCALE=1m` asks for it."""
+    return sizes + ((MILLION,) if os.environ.get("SCALE", "").lower() == "1m" else ())
 
 
 @contextmanager

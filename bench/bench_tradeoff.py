@@ -12,7 +12,6 @@ own search statement (`queries.search`).
 
 from __future__ import annotations
 
-import os
 import sys
 import time
 
@@ -24,6 +23,7 @@ from bench.bench_search import (
     MILLION,
     K,
     bench_catalog,
+    bench_sizes,
     clustered_vectors,
     copy_rows,
     percentiles,
@@ -135,44 +135,44 @@ def run(quick: bool = False, sizes: tuple[int, ...] | None = None) -> str:
     from tests.fixtures.model import ensure_test_model
 
     model_id = load(str(ensure_test_model("b32")), load_settings()).model_id
-    if sizes is None:
-        sizes = (5_000,) if quick else (100_000,)
-        if os.environ.get("SCALE", "").lower() == "1m":
-            sizes += (MILLION,)
     results = []
     with bench_catalog("ib-bench-tradeoff-") as (catalog, _url):
-        for n in sizes:
+        for n in sizes or bench_sizes((5_000,) if quick else (100_000,)):
             print(f"   trade-off: {n:,} rows", file=sys.stderr, flush=True)
-            # A million rows: the default graph only, its ef_search curve (a build takes ~13 minutes here).
-            graphs = GRAPHS if n < MILLION else [(HNSW_M, HNSW_EF_CONSTRUCTION)]
-            results.append(measure(catalog, n, model_id, 50 if quick else 200, graphs,
-                                   EFS if n < MILLION else (64, 100, 150), quantised=n < MILLION))
+            if n < MILLION:
+                results.append(measure(catalog, n, model_id, 50 if quick else 200, GRAPHS, EFS))
+            else:  # the default graph only, its ef_search curve (a build takes ~13 minutes here)
+                results.append(measure(catalog, n, model_id, 200, [(HNSW_M, HNSW_EF_CONSTRUCTION)], (64, 100, 150),
+                                       quantised=False))
     return render(results, quick)
 
 
+# What the section says about how it measured, after its command line.
+METHOD = (
+    "bench_search's clustered 512-d halfvecs and held-out queries; each index built alone (maintenance_work_mem "
+    f"{BUILD_MEMORY}, 2 parallel workers), queries through the catalog's search statement (iterative scan "
+    "relaxed_order, as every search runs). ef_search is what the search ran with: the configured value up to "
+    "100,000 rows, grown with the row count above (`hnsw.ef_search_for`); **bold**: the default "
+    "IB_HNSW_EF_SEARCH = 100, grown. Binary quantisation: an HNSW index over the 512 sign bits (Hamming distance), "
+    "its nearest candidates re-ranked on the stored halfvec. Bytes / photo: the index alone (the halfvec in the "
+    "row is 1,032 B more)."
+)
+
+
+def table_row(n: int, row: dict) -> str:
+    ef = f"**{row['ef']}**" if row["grown"] else str(row["ef"])
+    return (f"| {n:,} | {row['index']} | {ef} | {row['p50']:.2f} | {row['p95']:.2f} | {row['recall']:.3f} | "
+            f"{row['build_s']:.1f} | {row['bytes']:,.0f} |")
+
+
 def render(results: list[dict], quick: bool) -> str:
-    lines = [
-        "## HNSW trade-off (`bench/bench_tradeoff.py`)",
-        "",
-        f"Command: `python -m bench.bench_tradeoff{' --quick' if quick else ''}` (part of `make bench`; "
-        "`make bench SCALE=1m` adds the 1,000,000-row point). bench_search's clustered 512-d halfvecs and held-out "
-        "queries; each index built alone (maintenance_work_mem "
-        f"{BUILD_MEMORY}, 2 parallel workers), queries through the catalog's search statement (iterative scan "
-        "relaxed_order, as every search runs). ef_search is what the search ran with: the configured value up to "
-        "100,000 rows, grown with the row count above (`hnsw.ef_search_for`); **bold**: the default "
-        "IB_HNSW_EF_SEARCH = 100, grown. Binary "
-        "quantisation: an HNSW index over the 512 sign bits (Hamming distance), its nearest candidates re-ranked "
-        "on the stored halfvec. Bytes / photo: the index alone (the halfvec in the row is 1,032 B more).",
-        "",
-        "| rows | index | ef_search | p50 ms | p95 ms | recall@30 | build s | index bytes / photo |",
-        "|---:|---|---:|---:|---:|---:|---:|---:|",
-    ]
-    for r in results:
-        for row in r["rows"]:
-            ef = f"**{row['ef']}**" if row["grown"] else str(row["ef"])
-            lines.append(f"| {r['n']:,} | {row['index']} | {ef} | {row['p50']:.2f} | {row['p95']:.2f} | "
-                         f"{row['recall']:.3f} | {row['build_s']:.1f} | {row['bytes']:,.0f} |")
-    return "\n".join(lines)
+    command = f"python -m bench.bench_tradeoff{' --quick' if quick else ''}"
+    head = ["## HNSW trade-off (`bench/bench_tradeoff.py`)", "",
+            f"Command: `{command}` (part of `make bench`; `make bench SCALE=1m` adds the 1,000,000-row point). "
+            + METHOD, "",
+            "| rows | index | ef_search | p50 ms | p95 ms | recall@30 | build s | index bytes / photo |",
+            "|---:|---|---:|---:|---:|---:|---:|---:|"]
+    return "\n".join(head + [table_row(r["n"], row) for r in results for row in r["rows"]])
 
 
 if __name__ == "__main__":
