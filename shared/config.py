@@ -7,6 +7,7 @@ the table and this class agree.
 from __future__ import annotations
 
 import fnmatch
+import json
 import os
 from functools import lru_cache
 from pathlib import Path
@@ -57,6 +58,15 @@ class Settings(BaseSettings):
         ge=1000,
         le=43_200_000,
         description="Lease of pulled messages, ms; longer than processing one batch takes.",
+    )
+    work_queue_url: str | None = Field(
+        None, description="SQS queue the backfill fans bulk work out on (the embed queue); empty: it embeds in process."
+    )
+    ocr_queue_url: str | None = Field(
+        None, description="SQS queue of the OCR stage (the embed function sends it the pictures it embedded)."
+    )
+    faces_queue_url: str | None = Field(
+        None, description="SQS queue of the faces stage (the embed function sends it the pictures it embedded)."
     )
     thumbnail_prefix: str = Field(".thumbnails/", description="Key prefix for thumbnails; never embedded.")
     thumbnail_size: int = Field(384, ge=32, le=4096, description="Longest side of a WebP thumbnail, pixels.")
@@ -113,6 +123,15 @@ class Settings(BaseSettings):
     )
     ocr_parallel: int = Field(
         0, ge=0, le=64, description="Pictures the OCR stage reads at the same time; 0: one per core."
+    )
+
+    # Faces: found, described and grouped into people by a stage of its own after embedding (docs/people.md).
+    # Boxes and face descriptors are biometric data: `false` stops the stage; `image-browser faces --forget`
+    # deletes what it stored.
+    faces: bool = Field(True, description="Find faces and group them into people (the faces stage); false turns "
+                        "it off.")
+    faces_parallel: int = Field(
+        0, ge=0, le=64, description="Pictures the faces stage reads at the same time; 0: one per core."
     )
 
     # Duplicates (GET /api/duplicates, collapse=near): cosine distances, at most shared/search/duplicates.py RADIUS;
@@ -197,6 +216,11 @@ class Settings(BaseSettings):
         """How many pictures the OCR stage reads at once (IB_OCR_PARALLEL, 0 = one per core)."""
         return self.ocr_parallel or os.cpu_count() or 1
 
+    @property
+    def faces_calls(self) -> int:
+        """How many pictures the faces stage reads at once (IB_FACES_PARALLEL, 0 = one per core)."""
+        return self.faces_parallel or os.cpu_count() or 1
+
     def search_floor_for(self, model_id: str) -> float:
         """The cutoff floor of a model: IB_SEARCH_FLOORS by exact id, else its longest matching glob, else
         IB_SEARCH_FLOOR."""
@@ -224,6 +248,25 @@ def load_settings(**overrides: object) -> Settings:
             name = "IB_" + "_".join(str(part) for part in error["loc"]).upper()
             problems.append(f"{name}={error.get('input')!r}: {error['msg']}")
         raise ConfigError("invalid configuration: " + "; ".join(problems)) from None
+
+
+LOCAL_STACK_STATE = "stack.json"  # under IB_DATA_DIR while `make dev` runs: where its services listen
+
+
+def use_local_stack() -> bool:
+    """Point the command line at a running `make dev` stack: the IB_* variables it leaves unset are taken
+    from IB_DATA_DIR/stack.json (database, S3 endpoint and keys, queues). Whether a stack was found."""
+    path = Path(os.environ.get("IB_DATA_DIR") or Settings.model_fields["data_dir"].default) / LOCAL_STACK_STATE
+    try:
+        found = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return False
+    for name, value in found.items():
+        variable = "IB_" + str(name).upper()
+        if isinstance(value, str) and variable in {"IB_" + field.upper() for field in Settings.model_fields}:
+            os.environ.setdefault(variable, value)
+    get_settings.cache_clear()
+    return True
 
 
 @lru_cache(maxsize=1)

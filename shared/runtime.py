@@ -8,7 +8,7 @@ first request needs.
 from __future__ import annotations
 
 from functools import lru_cache
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from shared.config import ConfigError, get_settings
 
@@ -17,6 +17,7 @@ if TYPE_CHECKING:
     from shared.ingest.pipeline import Ingestor
     from shared.ocr.reader import TextReader
     from shared.ocr.stage import OcrStage
+    from shared.people.stage import FacesStage
     from shared.storage import Storage
     from shared.store.catalog import Catalog
 
@@ -54,7 +55,7 @@ def models() -> Models:
 def ingestor() -> Ingestor:
     from shared.ingest.pipeline import Ingestor
 
-    return Ingestor(get_settings(), catalog(), storage(), models())
+    return Ingestor(get_settings(), catalog(), storage(), models(), queues=queue_client)
 
 
 @lru_cache(maxsize=1)
@@ -74,9 +75,27 @@ def ocr_stage() -> OcrStage:
     return OcrStage(get_settings(), catalog(), storage(), text_reader())
 
 
+@lru_cache(maxsize=1)
+def faces_stage() -> FacesStage:
+    """The faces stage with dlib's models (each of its threads loads them on its first picture)."""
+    from shared.people.faces import FaceFinder
+    from shared.people.stage import FacesStage
+
+    return FacesStage(get_settings(), catalog(), storage(), FaceFinder())
+
+
+@lru_cache(maxsize=8)
+def queue_client(queue_url: str) -> Any:
+    """An SQS client for `queue_url`, kept per process (shared/storage.py builds it)."""
+    from shared.storage import queue_client as build
+
+    return build(queue_url, get_settings())
+
+
 def reset() -> None:
     """Forget everything (tests that change settings between cases)."""
-    for cached in (get_settings, catalog, storage, models, ingestor, text_reader, ocr_stage):
+    for cached in (get_settings, catalog, storage, models, ingestor, text_reader, ocr_stage, faces_stage,
+                   queue_client):
         cached.cache_clear()
 
 

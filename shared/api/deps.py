@@ -12,6 +12,7 @@ from fastapi import Depends, Query, Request
 
 from shared.api.errors import ApiError
 from shared.embedders.text import DEFAULT_LANGUAGE
+from shared.places.lookup import filter_names
 from shared.search.hybrid import Cutoff, Mode, Sort
 from shared.search.service import Services
 from shared.store.queries import SearchFilters
@@ -67,6 +68,11 @@ TakenBeforeParam = Annotated[str | None, Query(
     max_length=64, description="Only photos taken before this ISO 8601 time; a date alone includes that whole day.")]
 CameraParam = Annotated[str | None, Query(
     max_length=200, description="Only photos whose camera (EXIF make and model) contains this, any case.")]
+PlaceParam = Annotated[str | None, Query(
+    max_length=400, description="Only photos taken at this place: a city, state or country (any case, accents "
+    "optional), or several of them comma-separated to narrow it: Paris, France.")]
+PersonParam = Annotated[int | None, Query(
+    ge=1, description="Only photos with this person in them (an id of GET /api/people).")]
 CollapseParam = Annotated[Literal["near"] | None, Query(
     description="near: one image per group of near-duplicates, with `collapsed` = how many it stands for.")]
 
@@ -106,14 +112,20 @@ def _taken(name: str, value: str | None, *, whole_day_after: bool) -> datetime |
 
 
 async def photo_filters(
-    taken_after: TakenAfterParam = None, taken_before: TakenBeforeParam = None, camera: CameraParam = None
+    taken_after: TakenAfterParam = None, taken_before: TakenBeforeParam = None, camera: CameraParam = None,
+    place: PlaceParam = None, person: PersonParam = None,
 ) -> SearchFilters:
-    """The EXIF filters (when taken, camera) that search and recent share."""
+    """The photo filters (when taken, camera, place, person) that search and recent share."""
     after = _taken("taken_after", taken_after, whole_day_after=False)
     before = _taken("taken_before", taken_before, whole_day_after=True)
     if after and before and after >= before:
         raise ApiError(400, "bad_parameter", "parameter 'taken_after' must be earlier than 'taken_before'")
-    return SearchFilters(taken_after=after, taken_before=before, camera=(camera or "").strip() or None)
+    try:
+        names = filter_names(place or "")
+    except ValueError as exc:
+        raise ApiError(400, "bad_parameter", f"parameter 'place' {exc}") from None
+    return SearchFilters(taken_after=after, taken_before=before, camera=(camera or "").strip() or None,
+                         place=tuple(names or ()), people=(person,) if person else ())
 
 
 PhotoFiltersParams = Annotated[SearchFilters, Depends(photo_filters)]
@@ -145,7 +157,7 @@ async def search_params(
     collapse: CollapseParam = None,
 ) -> SearchParams:
     filters = replace(_filters(prefix, after, before, type), taken_after=photo.taken_after,
-                      taken_before=photo.taken_before, camera=photo.camera)
+                      taken_before=photo.taken_before, camera=photo.camera, place=photo.place, people=photo.people)
     return SearchParams(collection, limit, min_score, filters, cursor, collapse)
 
 

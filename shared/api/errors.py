@@ -101,7 +101,9 @@ async def validation_error(request: Request, exc: RequestValidationError) -> JSO
     """400 (not FastAPI's 422) naming each wrong parameter."""
     problems = []
     for error in exc.errors():
-        loc = [str(part) for part in error.get("loc", ()) if part not in ("query", "path", "body", "header")]
+        loc = [str(part) for part in error.get("loc", ())]
+        if loc[:1] and loc[0] in ("query", "path", "body", "header"):  # where it was, not its name ("query" may be)
+            loc = loc[1:]
         name = ".".join(loc) or "request"
         problems.append(f"parameter '{name}': {error.get('msg', 'invalid')}")
     return error_response(400, "bad_parameter", "; ".join(problems) + ". Fix the parameter and retry.")

@@ -13,6 +13,20 @@ class Location(BaseModel):
     lon: float = Field(description="Longitude, degrees; west is negative.")
 
 
+class Place(BaseModel):
+    city: str | None = Field(description="Null when only the country is known.")
+    state: str | None
+    country: str
+    country_code: str = Field(description="ISO 3166 alpha-2, e.g. FR.")
+
+
+class ItemPerson(BaseModel):
+    id: int
+    name: str | None = Field(description="Null until someone names the person.")
+    box: list[float] = Field(description="The face: left, top, right, bottom as fractions 0..1 of the picture's width "
+                             "and height (any size of it, thumbnail or original).")
+
+
 class ImageItem(BaseModel):
     key: str
     score: float | None = Field(description="Cosine similarity to the query; null when browsing.")
@@ -31,15 +45,23 @@ class ImageItem(BaseModel):
                                   "for (the gallery's +N).")
     text: str | None = Field(None, description="The words read in the picture (OCR), one line per line of text; "
                              "empty when it has none, null until the OCR stage has read it.")
-    matched: list[Literal["name", "text", "visual"]] | None = Field(
+    place: Place | None = Field(None, description="Where it was taken, named offline from its GPS position "
+                                "(GeoNames); null without a position, or far from any named place.")
+    tags: list[str] | None = Field(None, description="Keywords written into the photo (IPTC, XMP dc:subject, "
+                                   "lr:hierarchicalSubject levels); null until read.")
+    caption: str | None = Field(None, description="The caption written into the photo (XMP dc:description, IPTC).")
+    people: list[ItemPerson] | None = Field(None, description="The people whose faces are in it (the faces stage), "
+                                            "left to right; null where an answer does not list them.")
+    matched: list[Literal["name", "text", "place", "tag", "visual"]] | None = Field(
         None, description="Search answers: why it matched. name: the query's words are in its key (folders, file "
-        "name); text: in the words read in it or its EXIF text; visual: the picture is like the query.")
+        "name); text: in the words read in it or its EXIF text; place: in its place's names; tag: in its own tags "
+        "or caption; visual: the picture is like the query.")
 
 
 class QueryTerm(BaseModel):
-    kind: Literal["text", "image", "keyword"] = Field(
+    kind: Literal["text", "image", "keyword", "person"] = Field(
         description="text: embedded and matched as words; image: a stored (similar:<key>) or uploaded image; "
-        'keyword: a "quoted" term, matched as words only.')
+        'keyword: a "quoted" term, matched as words only; person: person:"Name", a person in the photo.')
     value: str
     weight: float = Field(description="The term's weight; negative for a minus term.")
 
@@ -103,6 +125,13 @@ class ModelMove(BaseModel):
     total: int = Field(description="Embedded images.")
 
 
+class Backlog(BaseModel):
+    queued: int = Field(description="Images the last backfill plan queued for embedding.")
+    done: int = Field(description="Of those, embedded (or given up) since.")
+    per_minute: float = Field(description="Images done per minute since the plan.")
+    eta_seconds: int | None = Field(description="Seconds until the backlog is empty at that rate.")
+
+
 class CollectionStats(BaseModel):
     collection: str
     model: str
@@ -111,6 +140,9 @@ class CollectionStats(BaseModel):
     last_update: str | None = Field(description="ISO 8601 time of the last change.")
     move: ModelMove | None = Field(None, description="The model move under way, if any.")
     ocr_waiting: int | None = Field(None, description="Embedded images whose words the OCR stage has still to read.")
+    faces_waiting: int | None = Field(None, description="Embedded images whose faces the faces stage has still to "
+                                      "find.")
+    backlog: Backlog | None = Field(None, description="Queued bulk work still draining; absent when none is left.")
 
 
 class TowersLoaded(BaseModel):
@@ -155,3 +187,92 @@ class DuplicatesPage(BaseModel):
     took_ms: float
     collection: str
     bucket: str = Field(description="The collection's bucket: where the copies are deleted, with any S3 tool.")
+
+
+class Cover(BaseModel):
+    """The picture that stands for a list entry: like an ImageItem's key and thumbnail."""
+
+    key: str
+    thumbnail_url: str = Field(description="The WebP thumbnail; fall back to /api/images/{collection}/{key}.")
+
+
+class PlaceEntry(BaseModel):
+    city: str | None = Field(description="Null for photos named by their country only.")
+    state: str | None
+    country: str
+    country_code: str
+    count: int = Field(description="Embedded photos taken there.")
+    cover: Cover = Field(description="The newest of them.")
+    filter: str = Field(description="The place= value that lists exactly these photos, e.g. 'Paris, Ile-de-France, "
+                        "France'.")
+
+
+class PlaceList(BaseModel):
+    places: list[PlaceEntry] = Field(description="Most photos first.")
+    collection: str
+
+
+class SavedSearch(BaseModel):
+    id: int
+    name: str
+    query: dict[str, object]
+    count: int | None = Field(description="Results when last counted (at saving, then by the sweep); at most 1,000.")
+    counted_at: str | None = Field(None, description="ISO 8601 time of that count.")
+    cover: Cover | None = Field(None, description="Its best match when counted.")
+
+
+class SavedSearchList(BaseModel):
+    saved_searches: list[SavedSearch] = Field(description="Oldest first.")
+    collection: str
+
+
+class DiscoverCategory(BaseModel):
+    name: str = Field(description="What the gallery shows, e.g. Receipts.")
+    query: str = Field(description="The text query it searches (semantic, cutoff=auto).")
+    count: int = Field(description="Photos that pass the adaptive cutoff, at most 1,000 (refreshed by the sweep).")
+    cover: Cover | None = Field(description="Its best match; null when it has none.")
+    counted_at: str | None = Field(None, description="ISO 8601 time of the count.")
+
+
+class DiscoverList(BaseModel):
+    categories: list[DiscoverCategory] = Field(description="In the built-in order; empty ones included.")
+    collection: str
+    model: str
+
+
+class FaceCover(BaseModel):
+    """The face that stands for a person: its picture and where the face is in it."""
+
+    key: str
+    box: list[float] = Field(description="left, top, right, bottom as fractions 0..1 of the picture.")
+    thumbnail_url: str = Field(description="The WebP thumbnail; fall back to /api/images/{collection}/{key}.")
+
+
+class PersonEntry(BaseModel):
+    id: int
+    name: str | None = Field(description="Null until someone names the person.")
+    faces: int = Field(description="Faces of this person found in the collection.")
+    cover: FaceCover | None = Field(description="Its best-scoring face.")
+
+
+class PeopleList(BaseModel):
+    people: list[PersonEntry] = Field(description="Most faces first.")
+    collection: str
+
+
+class PersonPage(PersonEntry):
+    items: list[ImageItem] = Field(description="The person's photos, newest first.")
+    next_cursor: str | None = Field(description="Pass as `cursor` for the next page; null on the last.")
+    collection: str
+
+
+class PersonName(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    name: str | None = Field(description="The person's name; null or empty to unname.", max_length=200)
+
+
+class PersonMerge(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    into: int = Field(description="The person who keeps the faces (and its name, or takes this one's).", ge=1)

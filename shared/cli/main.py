@@ -5,6 +5,7 @@
     image-browser status [--collection NAME]
     image-browser reembed --collection NAME --model SPEC
     image-browser ocr --collection NAME
+    image-browser faces --collection NAME [--regroup | --forget]
     image-browser smoke --api-url URL [--bucket NAME]     (after a deploy: upload, search, delete, timed)
 
 The collection is the bucket's name. Settings come from IB_* variables (docs/configuration.md).
@@ -23,7 +24,7 @@ from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from shared.config import ConfigError, get_settings
+from shared.config import ConfigError, get_settings, use_local_stack
 
 SYNC_CONCURRENCY = 8
 
@@ -108,20 +109,52 @@ def _cmd_sync(args: argparse.Namespace) -> int:
     return 1 if summary.failed else 0
 
 
-def _run_backfill(collection: str) -> int:
+def _run_backfill(collection: str, *, follow: bool = False) -> int:
     from shared import runtime
-    from shared.ingest.backfill import sweep
+    from shared.ingest.backfill import plan, sweep
 
-    summary = sweep(runtime.ingestor(), collection)
-    print(f"embedded {summary.embedded}, failed {summary.failed}, removed {summary.removed}, "
-          f"added from the listing {summary.added}, remaining {summary.remaining} ({summary.seconds:.1f} s)")
-    for error in summary.errors:
+    queue_url = get_settings().work_queue_url
+    if not queue_url:  # no queue (a database and a bucket only): the work is done in this process
+        summary = sweep(runtime.ingestor(), collection)
+        print(f"embedded {summary.embedded}, failed {summary.failed}, removed {summary.removed}, "
+              f"added from the listing {summary.added}, remaining {summary.remaining} ({summary.seconds:.1f} s)")
+        for error in summary.errors:
+            print(f"  retry later: {error}", file=sys.stderr)
+        return 1 if summary.retry or summary.errors else 0
+    planned = plan(runtime.ingestor(), collection, queue_url=queue_url)
+    print(f"listed {planned.listed}, added {planned.added}, removed {planned.removed}, queued {planned.queued} "
+          f"to embed, {planned.queued_ocr} to read and {planned.queued_faces} for faces ({planned.seconds:.1f} s)"
+          + ("" if planned.listing_done else "; the listing goes on at the next run"))
+    for error in planned.errors:
         print(f"  retry later: {error}", file=sys.stderr)
-    return 1 if summary.retry or summary.errors else 0
+    if follow:
+        follow_backlog(collection)
+    return 1 if planned.errors else 0
+
+
+def follow_backlog(collection: str, *, every: float = 1.0) -> None:
+    """A progress bar of the collection's backlog until it is empty."""
+    from tqdm import tqdm
+
+    from shared import runtime
+    from shared.store import plans
+
+    catalog = runtime.catalog()
+    coll = catalog.get_collection(collection)
+    backlog = plans.backlog(catalog, coll, max_attempts=get_settings().max_attempts)
+    if backlog is None:
+        print("nothing waits to be embedded")
+        return
+    with tqdm(total=backlog["queued"], unit="image", desc=f"embedding {collection}") as bar:
+        while backlog is not None:
+            bar.update(backlog["done"] - bar.n)
+            time.sleep(every)
+            backlog = plans.backlog(catalog, coll, max_attempts=get_settings().max_attempts)
+        bar.update(bar.total - bar.n)
 
 
 def _cmd_backfill(args: argparse.Namespace) -> int:
-    return _run_backfill(args.collection)
+    return _run_backfill(args.collection, follow=args.follow)
 
 
 def _cmd_status(args: argparse.Namespace) -> int:
@@ -174,6 +207,35 @@ def _cmd_ocr(args: argparse.Namespace) -> int:
     return 1 if summary.retry else 0
 
 
+def _cmd_faces(args: argparse.Namespace) -> int:
+    from shared import runtime
+    from shared.store import faces
+
+    catalog = runtime.catalog()
+    collection = catalog.get_collection(args.collection)
+    if args.forget:
+        deleted = faces.forget(catalog, collection)
+        print(f"{collection.name}: deleted {deleted} faces and every person (names included)"
+              + ("; IB_FACES is on, so the faces stage finds them again: set IB_FACES=false to stop it"
+                 if get_settings().faces else ""))
+        return 0
+    if args.regroup:
+        grouped = faces.regroup(catalog, collection)
+        print(f"{collection.name}: {grouped.assigned} faces in {len(grouped.people)} people "
+              f"({grouped.new_people} new), {grouped.waiting} waiting; names kept")
+        return 0
+    summary = runtime.faces_stage().run(collection.name)
+    if summary.disabled:
+        print("Faces are off (IB_FACES=false): set IB_FACES=true to find faces", file=sys.stderr)
+        return 1
+    print(f"{summary.collection}: read {summary.read} ({summary.with_faces} with faces, {summary.faces} faces), "
+          f"{summary.grouped} grouped, {summary.new_people} new people, failed {summary.failed}, "
+          f"still waiting {summary.remaining} ({summary.seconds:.1f} s)")
+    for error in summary.errors:
+        print(f"  {error}", file=sys.stderr)
+    return 1 if summary.retry else 0
+
+
 def _cmd_smoke(args: argparse.Namespace) -> int:
     from shared.cli.smoke import SmokeFailed, SmokeRun, smoke
     from shared.storage import Storage
@@ -208,8 +270,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=_cmd_sync)
 
-    p = sub.add_parser("backfill", help="reconcile with the bucket and embed what is missing")
+    p = sub.add_parser("backfill", help="reconcile with the bucket and embed what is missing (queued, with a queue)")
     p.add_argument("--collection", default=None, help="bucket/collection (default: IB_BUCKET)")
+    p.add_argument("--follow", action="store_true", help="show a progress bar until the queued work is done")
     p.set_defaults(func=_cmd_backfill)
 
     p = sub.add_parser("status", help="counts per status, bytes, last update (JSON)")
@@ -227,6 +290,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--collection", default=None, help="bucket/collection (default: IB_BUCKET)")
     p.set_defaults(func=_cmd_ocr)
 
+    p = sub.add_parser("faces", help="find faces in embedded pictures that have none yet; re-group or forget them")
+    p.add_argument("--collection", default=None, help="bucket/collection (default: IB_BUCKET)")
+    action = p.add_mutually_exclusive_group()
+    action.add_argument("--regroup", action="store_true", help="group every face again (names are kept)")
+    action.add_argument("--forget", action="store_true", help="delete every face and person of the collection")
+    p.set_defaults(func=_cmd_faces)
+
     p = sub.add_parser("smoke", help="after a deploy: upload a test image, wait until searchable, delete it (timed)")
     p.add_argument("--api-url", required=True, help="the API (HttpApiUrl) or the gallery (GalleryUrl)")
     p.add_argument("--bucket", default=None, help="the watched bucket (default: IB_BUCKET)")
@@ -243,16 +313,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     from shared.embedders import EmbedderError, EmbedderTemporaryError
     from shared.ocr.reader import OcrUnavailable
+    from shared.people.faces import FacesUnavailable
     from shared.storage import StorageError, StorageUnavailable
     from shared.store.catalog import CatalogError
     from shared.store.db import DatabaseUnavailable
 
+    use_local_stack()  # a running `make dev` fills in what the environment leaves unset
     try:
         if getattr(args, "collection", None) is None and args.command != "status":
             args.collection = get_settings().bucket
         return int(args.func(args))
     except (ConfigError, CatalogError, StorageError, StorageUnavailable, DatabaseUnavailable, EmbedderError,
-            EmbedderTemporaryError, OcrUnavailable, FileNotFoundError) as exc:
+            EmbedderTemporaryError, OcrUnavailable, FacesUnavailable, FileNotFoundError) as exc:
         print(f"image-browser {args.command}: {exc}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:

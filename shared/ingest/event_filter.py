@@ -28,6 +28,8 @@ Pattern = dict[str, Any]
 
 # EventBridge's detail-types for S3 object events (S3 "Using EventBridge").
 OBJECT_EVENT_TYPES = ["Object Created", "Object Deleted"]
+# The backfill's and the model move's own work messages on the same queue (shared/ingest/work.py).
+WORK_MESSAGES: Pattern = {"body": {"image_browser": {"job": ["embed", "reembed"]}}}
 
 
 def not_thumbnail(thumbnail_prefix: str) -> list[Pattern]:
@@ -49,17 +51,18 @@ def trigger_filter() -> list[Pattern]:
     return [
         {"body": {"Records": {"eventSource": ["aws:s3"]}}},  # S3 -> SQS
         {"body": {"source": ["aws.s3"], "detail-type": list(OBJECT_EVENT_TYPES)}},  # S3 -> EventBridge -> SQS
+        WORK_MESSAGES,
     ]
 
 
 def thumbnail_filter(thumbnail_prefix: str) -> list[Pattern]:
     """What the deployment lets through, for the local poller: the trigger's patterns AND the rule's key
     condition, on the key field of each body shape."""
-    s3_shape, eventbridge_shape = trigger_filter()
+    s3_shape, eventbridge_shape, work = trigger_filter()
     key = not_thumbnail(thumbnail_prefix)
     s3_shape["body"]["Records"]["s3"] = {"object": {"key": key}}
     eventbridge_shape["body"]["detail"] = {"object": {"key": key}}
-    return [s3_shape, eventbridge_shape]
+    return [s3_shape, eventbridge_shape, work]
 
 
 def passes(patterns: list[Pattern], body: str) -> bool:

@@ -20,8 +20,8 @@ from dataclasses import dataclass
 from shared.embedders import Embedder
 from shared.ingest.pipeline import Ingestor, IngestReport, ModelTargets, WorkItem
 from shared.jobs import Deadline
-from shared.store.catalog import Collection
-from shared.store.moves import begin, build_next_index, claim, switch
+from shared.store.catalog import CatalogError, Collection
+from shared.store.moves import begin, build_next_index, claim, release, switch
 from shared.store.queries import move_progress
 
 log = logging.getLogger(__name__)
@@ -91,3 +91,44 @@ def _embed_claimed(ingestor: Ingestor, collection: Collection, writes: ModelTarg
     summary.failed += counts["failed"]
     if report.errors and len(report.errors) == len(claimed):
         raise next(iter(report.errors.values()))  # all transient (database or storage down): stop here
+
+
+def reembed_keys(ingestor: Ingestor, collection_name: str, keys: list[str], model_id: str) -> IngestReport:
+    """A re-embedding work message: the next model's vector for those of `keys` this call claims (a key queued
+    twice is embedded once); the move switches once the last row has it. Keys of a move that is over (or
+    replaced by a move to another model) are skipped: the message is moot."""
+    catalog = ingestor.catalog
+    collection = catalog.get_collection(collection_name)
+    report = IngestReport()
+    if collection.next_model_id != model_id:
+        for key in keys:
+            report.add(collection.bucket, key, "reembed", "skipped", f"the collection is not moving to {model_id}")
+        return report
+    writes = ModelTargets(live=None, next=ingestor.models.get(model_id, collection.name), thumbnails=False)
+    claimed = claim(catalog, collection, len(keys), keys=keys)
+    ingestor.embed_items([WorkItem(collection, key, etag, 0, "reembed") for key, etag in claimed], writes,
+                         report, missing="skip")
+    failed = [key for _, key in report.errors]
+    if failed:  # given back at once: the message's retry claims them again
+        release(catalog, collection, failed)
+    elif claimed:
+        finish_if_done(ingestor, collection.name)
+    return report
+
+
+def finish_if_done(ingestor: Ingestor, collection_name: str) -> bool:
+    """Build the next model's index and switch once every embedded row has its vector; rows embedded by
+    the old model meanwhile are queued (or, with no queue, left for `reembed`)."""
+    catalog = ingestor.catalog
+    collection = catalog.get_collection(collection_name)
+    if not collection.next_model_id:
+        return True
+    done, total = move_progress(catalog, collection)
+    if done < total:
+        return False
+    build_next_index(catalog, collection)
+    try:
+        return switch(catalog, collection)
+    except CatalogError:  # another worker switched a moment ago
+        return True
+

@@ -18,14 +18,16 @@ Failures are sorted three ways:
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import threading
 import time
 from collections import deque
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from functools import lru_cache
 from typing import Any, Literal
 
 import numpy as np
@@ -36,15 +38,18 @@ from shared.embedders import Embedder, Models
 from shared.events import ObjectEvent, key_problem
 from shared.images import content_type_for, decode, is_image_key, thumbnail
 from shared.ingest.exif import PhotoMetadata, read_metadata
+from shared.ingest.tags import read_photo_tags
 from shared.jobs import PERMANENT_ERRORS, TRANSIENT_ERRORS, failure_reason, retry_delay
+from shared.places.lookup import place_of
 from shared.search.duplicates import content_hash
-from shared.storage import ObjectInfo, ObjectMissing, Storage
+from shared.storage import ObjectInfo, ObjectMissing, Storage, queue_client
 from shared.store import queries
 from shared.store.catalog import Catalog, CatalogError, Collection
 from shared.store.neighbours import StoredCopy, index_neighbours, stored_copy
 
 log = logging.getLogger(__name__)
 THUMBNAIL_SKIP = "thumbnail (our own write)"
+CLAIMED_ELSEWHERE = "already embedded, or being embedded by another worker (its lease holds the row)"
 
 DEFAULT_WORKERS = 4
 
@@ -164,14 +169,17 @@ class Prepared:
     sha256: str | None = None
     photo: PhotoMetadata | None = None
     copy: StoredCopy | None = None  # the same bytes already embedded under another key: no model call
+    described: dict[str, Any] = field(default_factory=dict)  # place and embedded tags (their columns)
 
 
 class Ingestor:
     """Embeds objects into the catalog; thread-safe to share, one per process is enough."""
 
     def __init__(self, settings: Settings, catalog: Catalog, storage: Storage, models: Models | Embedder,
-                 *, workers: int | None = None):
+                 *, workers: int | None = None, queues: Callable[[str], Any] | None = None):
         self.settings = settings
+        # SQS clients by queue URL (the backfill's plan and the OCR hand-off send work messages)
+        self.queues = queues or lru_cache(maxsize=8)(lambda url: queue_client(url, settings))
         self.catalog = catalog
         self.storage = storage
         self.models = models if isinstance(models, Models) else Models([models], settings)
@@ -224,7 +232,31 @@ class Ingestor:
             # Catalog updates run in the worker threads, so the model starts on the first images at once.
             jobs = [KeyEvents(collection, key, tuple(key_events)) for key, key_events in by_key.items()]
             self.embed_items(jobs, writes, report, missing="skip")
+            self.release_failed(collection, report)
         return report
+
+    def process_work(self, collection_name: str, keys: Sequence[str]) -> IngestReport:
+        """Embed the keys of a work message (shared/ingest/work.py) that still need a vector: exactly those
+        this call claims, so a key queued twice or also sent by an event is embedded once. Never raises for
+        one object's transient failure: see `report.errors` (their claims are given back)."""
+        report = IngestReport()
+        collection = self.catalog.get_collection(collection_name)
+        writes = self.writes_for(collection)
+        claimed = self.catalog.claim_keys(collection, keys, max_attempts=self.settings.max_attempts)
+        for key in set(keys) - {key for key, _, _ in claimed}:
+            report.add(collection.bucket, key, "queued", "skipped", CLAIMED_ELSEWHERE)
+        items = [WorkItem(collection, key, etag, attempts, "queued") for key, etag, attempts in claimed]
+        self.embed_items(items, writes, report, missing="remove")
+        self.release_failed(collection, report)
+        return report
+
+    def release_failed(self, collection: Collection, report: IngestReport) -> None:
+        """Give back the claims of objects that hit a transient failure, so their message's retry (which is
+        the backoff) claims them again at once."""
+        for bucket, key in list(report.errors):
+            if bucket == collection.bucket:
+                with contextlib.suppress(*TRANSIENT_ERRORS):  # else the lease runs out by itself
+                    self.catalog.release_claim(collection, key)
 
     def _record(self, job: KeyEvents, report: IngestReport) -> WorkItem | None:
         """Apply one object's events; the row to embed, or None (the outcome is reported)."""
@@ -253,7 +285,14 @@ class Ingestor:
             # Same content failed before; the sweep retries it with backoff up to IB_MAX_ATTEMPTS.
             report.add(bucket, key, action, "skipped", f"failed before ({row.attempts} attempts): {row.error}")
             return None
-        return WorkItem(collection, key, row.etag, row.attempts, action)
+        # The row's lease decides who embeds it: an event racing a work message (or a second delivery) for
+        # the same key embeds it once.
+        claimed = self.catalog.claim_keys(collection, [key], max_attempts=self.settings.max_attempts)
+        if not claimed:
+            report.add(bucket, key, action, "skipped", CLAIMED_ELSEWHERE)
+            return None
+        _, etag, attempts = claimed[0]
+        return WorkItem(collection, key, etag, attempts, action)
 
     # ---- the pipeline ---------------------------------------------------------------------------
 
@@ -347,6 +386,7 @@ class Ingestor:
         # The header's size and EXIF (the decoder may have used JPEG draft mode, so the decoded image can
         # be smaller than the original); broken EXIF only leaves fields empty.
         photo = read_metadata(obj.data)
+        described = {**read_photo_tags(obj.data).columns(), **place_of(photo.latitude, photo.longitude)}
         width, height = (photo.width, photo.height) if photo.width and photo.height else image.size
         if writes.thumbnails:
             thumb = thumbnail(image, self.settings.thumbnail_size)
@@ -355,7 +395,7 @@ class Ingestor:
         copy = (stored_copy(self.catalog, item.collection, sha256, item.key, with_next=writes.next is not None)
                 if writes.live else None)  # a model move's own pass embeds every row
         inputs = [] if copy else [embedder.prepare_image(image) for embedder in writes.embedders]
-        return Prepared(item, obj.info, width, height, inputs, started, sha256, photo, copy)
+        return Prepared(item, obj.info, width, height, inputs, started, sha256, photo, copy, described)
 
     @staticmethod
     def _collect(job: WorkItem | KeyEvents, future: Future[Prepared | None], report: IngestReport) -> Prepared | None:
@@ -422,7 +462,8 @@ class Ingestor:
             next_model_id=writes.next.model_id if writes.next else None,
             width=p.width, height=p.height, size=p.info.size,
             content_type=p.info.content_type or content_type_for(item.key),
-            last_modified=p.info.last_modified, sha256=p.sha256, photo=p.photo.columns() if p.photo else None,
+            last_modified=p.info.last_modified, sha256=p.sha256,
+            photo={**p.photo.columns(), **p.described} if p.photo else None,
         )
 
     @staticmethod

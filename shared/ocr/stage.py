@@ -12,8 +12,9 @@ A failure is recorded on the row (attempts, the reason) and retried with the emb
 IB_MAX_ATTEMPTS, then given up (`ocr_state = 'failed'`); database and storage outages give the row back
 without counting an attempt.
 
-It runs as the scheduled `functions/ocr.py` in Lambda, as a worker of `make dev`, and as
-`image-browser ocr --collection NAME`, which is also how images embedded before OCR existed get read.
+It runs as `functions/ocr.py` in Lambda, a consumer of the OCR queue the embed function (and the backfill's
+catch-up) sends work messages to (`read_keys`); `make dev` polls that queue the same way; and
+`image-browser ocr --collection NAME` reads whatever waits (`run`).
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ import logging
 import os
 import threading
 import time
+from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Literal
@@ -114,6 +116,23 @@ class OcrStage:
         summary.remaining = queries.count_ocr_waiting(self.catalog, collection)
         summary.seconds = round(time.monotonic() - started, 3)
         log.info("ocr %s: %s", collection.name, summary.as_dict())
+        return summary
+
+    def read_keys(self, collection_name: str, keys: Sequence[str]) -> OcrSummary:
+        """Read the pictures of an OCR work message: those of `keys` still waiting that this call claims.
+        UnknownCollection if the collection does not exist; OcrUnavailable if the models cannot load."""
+        started = time.monotonic()
+        summary = OcrSummary(collection_name, disabled=not self.settings.ocr)
+        if summary.disabled or not keys:
+            return summary
+        collection = self.catalog.get_collection(collection_name)
+        claimed = claim_waiting(self.catalog, collection, len(keys), keys=keys)
+        summary.skipped += len(set(keys)) - len(claimed)  # read already, replaced, or read by another worker
+        with ThreadPoolExecutor(self.settings.ocr_calls, thread_name_prefix="ocr",
+                                initializer=_yield_to_embedding) as pool:
+            for outcome in pool.map(lambda row: self.read_row(collection, *row, errors=summary.errors), claimed):
+                summary.add(outcome)
+        summary.seconds = round(time.monotonic() - started, 3)
         return summary
 
     def read_row(self, collection: Collection, key: str, etag: str | None, attempts: int, *,

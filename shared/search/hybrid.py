@@ -27,13 +27,13 @@ import numpy as np
 
 from shared.search.keywords import TermWords, WordQuery, all_of, query_words, word_query
 from shared.search.query_language import QueryError, Term
-from shared.store import queries
+from shared.store import faces, queries
 from shared.store.catalog import Catalog, Collection
 
 Mode = Literal["hybrid", "semantic", "keyword"]
 Sort = Literal["relevance", "newest", "oldest"]
 Cutoff = Literal["auto", "none"]
-Reason = Literal["name", "text", "visual"]
+Reason = Literal["name", "text", "place", "tag", "visual"]
 
 RRF_K = 60
 MAX_RESULTS = 1000  # the relevant set a query ranks, sorts and pages through
@@ -52,10 +52,16 @@ class Plan:
     exclude: tuple[str, ...]  # the stored images the query searches by: never results
     needs_vector: bool  # a text or image term without a minus, and a mode that compares pictures
     has_minus: bool  # a minus term is in the vector
+    listing: bool = False  # person terms alone: their photos by date (the filters name the people)
 
 
 def plan(terms: list[Term], mode: Mode, *, uploaded: bool = False) -> Plan:
-    """The plan for `terms` in `mode` (plus an uploaded image); QueryError when the mode cannot use them."""
+    """The plan for `terms` in `mode` (plus an uploaded image); QueryError when the mode cannot use them.
+    Person terms are filters (the caller puts their people into SearchFilters.people): alone, they list."""
+    if any(term.kind == "person" for term in terms):
+        terms = [term for term in terms if term.kind != "person"]
+        if not terms and not uploaded:
+            return Plan(mode, None, None, (), False, False, listing=True)
     images = [term for term in terms if term.kind == "image"]
     if mode == "keyword" and (images or uploaded):
         raise QueryError("mode keyword matches words only: drop the image term, or use mode hybrid or semantic")
@@ -73,6 +79,22 @@ def plan(terms: list[Term], mode: Mode, *, uploaded: bool = False) -> Plan:
         raise QueryError("nothing to look for: add a term without a minus that has letters or digits")
     return Plan(mode, words, all_of(quoted), tuple(term.value for term in images), needs_vector,
                 any(term.weight < 0 for term in vector_terms))
+
+
+def with_people(catalog: Catalog, collection: Collection, terms: list[Term],
+                filters: queries.SearchFilters) -> queries.SearchFilters:
+    """The filters with the people the query's person terms name (each the person of that name with the most
+    faces); QueryError naming a name no person of the collection has."""
+    people = list(filters.people)
+    for term in terms:
+        if term.kind != "person":
+            continue
+        found = faces.people_named(catalog, collection, term.value)
+        if not found:
+            raise QueryError(f"no person is named {term.value!r} in collection {collection.name!r}: name one "
+                             "first in the People view (or PATCH /api/people/{id})")
+        people.append(found[0])
+    return replace(filters, people=tuple(dict.fromkeys(people)))
 
 
 @dataclass(frozen=True)
@@ -163,6 +185,8 @@ def search(catalog: Catalog, collection: Collection, plan: Plan, vector: np.ndar
     are compared with `vector`, or with the stored image `similar_to` (a lone similar: term, KeyError if it is not
     embedded). Without request.filters.up_to_id (a first page), it ranks every row and says up to which one."""
     filters = replace(request.filters, words=plan.required, exclude=plan.exclude)
+    if plan.listing:
+        return _listing(catalog, collection, filters, request)
     if plan.words is None and request.sort == "relevance":
         return _picture_search(catalog, collection, plan, vector, similar_to, request, filters)
     if plan.mode == "keyword":  # words alone: ranked in SQL, one page back, in one statement
@@ -191,7 +215,9 @@ def search(catalog: Catalog, collection: Collection, plan: Plan, vector: np.ndar
     page_ids = order[request.offset:request.offset + request.limit]
     rows = queries.page_rows(catalog, collection, page_ids, vector=vector, words=matched_by,
                              in_name=plan.words.in_name if plan.words else "",
-                             in_text=plan.words.in_text if plan.words else "")
+                             in_text=plan.words.in_text if plan.words else "",
+                             in_place=plan.words.in_place if plan.words else "",
+                             in_tag=plan.words.in_tag if plan.words else "")
     return _page([rows[item] for item in page_ids if item in rows], request, pictures, kept, threshold,
                  total=len(order), up_to=filters.up_to_id)
 
@@ -226,7 +252,7 @@ def _ranked_search(catalog: Catalog, collection: Collection, plan: Plan, vector:
     words = None
     if plan.words is not None:
         words = queries.WordList(plan.words.match, plan.words.match_prefix, plan.words.exact_name, MAX_RESULTS,
-                                 plan.words.in_name, plan.words.in_text)
+                                 plan.words.in_name, plan.words.in_text, plan.words.in_place, plan.words.in_tag)
     found = queries.ranked_page(catalog, collection, [(hit.id, hit.when) for hit in kept], words,
                                 order=request.sort, offset=request.offset, limit=request.limit, most=MAX_RESULTS,
                                 filters=filters, vector=vector, similar_to=similar_to)
@@ -239,11 +265,43 @@ def _page(rows: list[queries.PageRow], request: SearchRequest, pictures: list[qu
     """The Page of `rows` (in order): why each matched, what the cutoff held back, whether more follow."""
     visual = {hit.id for hit in kept}
     matched: dict[int, list[Reason]] = {
-        row.hit.id: [reason for reason, found in (("name", row.in_name), ("text", row.in_text),
-                                                  ("visual", row.hit.id in visual)) if found]
+        row.hit.id: [reason for reason, found in (("name", row.in_name), ("text", row.in_text), ("place", row.in_place),
+                                                  ("tag", row.in_tag), ("visual", row.hit.id in visual)) if found]
         for row in rows
     }
     applied = max((score for score in (threshold, request.min_score) if score is not None), default=None)
     hidden = sum(1 for hit in pictures if threshold is not None and hit.score < threshold)
     return Page(rows, matched, hidden, applied,
                 more=min(total, MAX_RESULTS) > request.offset + request.limit, up_to=up_to)
+
+
+def _listing(catalog: Catalog, collection: Collection, filters: queries.SearchFilters,
+             request: SearchRequest) -> Page:
+    """A page of the rows the filters keep, by date: newest first (oldest with sort=oldest)."""
+    if filters.up_to_id is None:  # a first page: it lists up to the newest row, and so do its later pages
+        filters = replace(filters, up_to_id=queries.last_id(catalog, collection))
+    ids = queries.dated_ids(catalog, collection, filters, newest=request.sort != "oldest",
+                            limit=min(MAX_RESULTS, request.offset + request.limit + 1))
+    page_ids = ids[request.offset:request.offset + request.limit]
+    rows = queries.page_rows(catalog, collection, page_ids)
+    page = [rows[item] for item in page_ids if item in rows]
+    return Page(page, {row.hit.id: [] for row in page}, 0, None, more=len(ids) > request.offset + request.limit,
+                up_to=filters.up_to_id)
+
+
+def count(catalog: Catalog, collection: Collection, plan: Plan, vector: np.ndarray | None,
+          request: SearchRequest) -> int:
+    """How many results a query has: its relevant set (picture matches the cutoff keeps, and every word match),
+    at most MAX_RESULTS, as a date sort pages through it. Saved searches and Discover store it."""
+    filters = replace(request.filters, words=plan.required, exclude=plan.exclude)
+    if plan.listing:
+        return len(queries.dated_ids(catalog, collection, filters, newest=True, limit=MAX_RESULTS))
+    found: set[int] = set()
+    if vector is not None and plan.needs_vector:
+        _, kept, _ = _pictures(catalog, collection, vector, None, replace(request, sort="newest"), filters,
+                               VECTOR_DEPTH, plan)
+        found |= {hit.id for hit in kept}
+    if plan.words is not None:
+        matches, _ = _words(catalog, collection, plan.words, filters, None, MAX_RESULTS)
+        found |= {match.id for match in matches}
+    return min(len(found), MAX_RESULTS)

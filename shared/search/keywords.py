@@ -95,6 +95,8 @@ class WordQuery:
     exact_name: str | None  # the one name the query spells (IMG_2041 -> img2041): such a match ranks first
     in_name: str  # any plus word, found in a name (weight A)
     in_text: str  # any plus word, found in the picture's text (weight B)
+    in_place: str = ""  # any plus word, found in its place's names (weight C)
+    in_tag: str = ""  # any plus word, found in its own tags or caption (weight D)
 
 
 def _lexeme(word: str, *, prefix: bool = False, weight: str = "") -> str:
@@ -131,4 +133,6 @@ def word_query(terms: list[TermWords]) -> WordQuery | None:
         exact_name=_lexeme("".join(plus[0].words), weight="A") if len(plus) == 1 else None,
         in_name=" | ".join(_lexeme(word, prefix=True, weight="A") for word in words),
         in_text=" | ".join(_lexeme(word, prefix=True, weight="B") for word in words),
+        in_place=" | ".join(_lexeme(word, prefix=True, weight="C") for word in words),
+        in_tag=" | ".join(_lexeme(word, prefix=True, weight="D") for word in words),
     )

@@ -5,6 +5,8 @@ weight.
     2:red car + beach - night    weights: the query vector is 2·red car + beach − night, re-normalised
     similar:holiday/IMG_2041.jpg a stored image of the collection (left out of the results)
     "tax return"                 a keyword-only term: the words must be in the name or text (minus: must not)
+    person:"Grace Hopper"        a named person must be in the photo (several: all of them); alone, that
+                                 person's photos newest first; with other terms, it narrows their search
 
 A text term is embedded by the model's text tower and, in hybrid and keyword modes, also matched as words.
 `parse` turns `q` into terms; `combine` adds the unit vectors of the vector terms. Every refusal is a
@@ -20,8 +22,9 @@ from typing import Literal
 
 import numpy as np
 
-TermKind = Literal["text", "image", "keyword"]
+TermKind = Literal["text", "image", "keyword", "person"]
 SIMILAR_PREFIX = "similar:"
+PERSON_PREFIX = "person:"
 MAX_WEIGHT = 100.0
 # rclip's multiplier: digits with an optional decimal point, then a colon. Anything that starts like a
 # number but is not one (2x:, 1.2.3:, 1e5:) is a malformed weight, not text.
@@ -81,12 +84,26 @@ def _term(sign: int, text: str) -> Term:
         if not key:
             raise QueryError(f"the term {text!r} is similar: without a key: write similar:<key of a stored image>")
         return Term("image", key, sign * weight)
+    if body.lower().startswith(PERSON_PREFIX):
+        return _person(text, body[len(PERSON_PREFIX):].strip(), sign, weight)
     if len(body) >= 2 and body.startswith('"') and body.endswith('"'):
         words = body[1:-1].strip()
         if not words:
             raise QueryError('a quoted term is empty: put the words to find between the quotes, e.g. "tax return"')
         return Term("keyword", words, sign * weight)
     return Term("text", body, sign * weight)
+
+
+def _person(text: str, name: str, sign: int, weight: float) -> Term:
+    """person:Name or person:"Full Name": a filter, so it takes neither a minus nor a weight."""
+    if len(name) >= 2 and name.startswith('"') and name.endswith('"'):
+        name = name[1:-1].strip()
+    if not name or '"' in name:
+        raise QueryError(f'the term {text!r} names no person: write person:Grace or person:"Grace Hopper" '
+                         "(join other terms with +)")
+    if sign < 0 or weight != 1.0:
+        raise QueryError(f"the term {text!r} is a person: it takes no minus sign or weight")
+    return Term("person", name, 1.0)
 
 
 def parse(q: str) -> list[Term]:

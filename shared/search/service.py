@@ -14,12 +14,13 @@ from typing import TypeVar
 
 import numpy as np
 
-from shared.api.schemas import ImageItem, Location
+from shared.api.schemas import Cover, ImageItem, ItemPerson, Location, Place
 from shared.config import Settings
 from shared.embedders import Embedder, Models
 from shared.embedders.text import DEFAULT_LANGUAGE
 from shared.search import duplicates
 from shared.storage import Storage
+from shared.store import faces
 from shared.store.catalog import Catalog, Collection, ModelChanged
 from shared.store.queries import Hit, SearchFilters
 
@@ -103,10 +104,18 @@ class Services:
         """A search page's items, the last step of every search: with `collapse=near`, one item per group of
         near-duplicates (the copy closest to the query), `collapsed` counting the others."""
         if collapse != "near":
-            return [self.item(collection, hit) for hit in hits]
+            return self.items(collection, hits)
         shown = duplicates.collapse_near(self.catalog, collection, hits, self.settings.duplicates_near_distance,
                                          vector=vector, similar_to=similar_to, filters=filters)
-        return [self.item(collection, hit).model_copy(update={"collapsed": others}) for hit, others in shown]
+        items = self.items(collection, [hit for hit, _ in shown])
+        return [item.model_copy(update={"collapsed": others}) for item, (_, others) in zip(items, shown, strict=True)]
+
+    def items(self, collection: Collection, hits: list[Hit]) -> list[ImageItem]:
+        """A list's items with the people in each (one query for the page)."""
+        found = faces.people_in_images(self.catalog, collection, [hit.id for hit in hits])
+        return [self.item(collection, hit).model_copy(update={"people": [
+            ItemPerson(id=face.person, name=face.name, box=list(face.box)) for face in found.get(hit.id, [])]})
+            for hit in hits]
 
     def item(self, collection: Collection, hit: Hit) -> ImageItem:
         return ImageItem(
@@ -125,4 +134,12 @@ class Services:
             location=Location(lat=hit.latitude, lon=hit.longitude)
             if hit.latitude is not None and hit.longitude is not None else None,
             text=hit.ocr_text,
+            place=Place(city=hit.city, state=hit.state, country=hit.country, country_code=hit.country_code or "")
+            if hit.country else None,
+            tags=list(hit.tags) if hit.tags is not None else None,
+            caption=hit.caption,
         )
+
+    def cover(self, collection: Collection, key: str) -> Cover:
+        """The picture that stands for a list entry (a place, a saved search, a Discover category)."""
+        return Cover(key=key, thumbnail_url=self.storage.url(collection.bucket, self.storage.thumbnail_key(key)))

@@ -10,7 +10,7 @@ from __future__ import annotations
 import hashlib
 import re
 import unicodedata
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
@@ -25,7 +25,14 @@ from shared.search.keywords import name_words
 from shared.store import leases
 from shared.store.db import Database, quote_ident
 from shared.store.errors import CatalogError, ModelChanged, ModelMismatch, UnknownCollection
-from shared.store.tables import add_missing_columns_sql, create_table_sql, neighbours_table, neighbours_table_sql
+from shared.store.tables import (
+    add_missing_columns_sql,
+    create_table_sql,
+    faces_table,
+    faces_table_sql,
+    neighbours_table,
+    neighbours_table_sql,
+)
 from shared.store.vectors import vector_literal
 
 Status = Literal["pending", "embedded", "failed", "deleted"]
@@ -160,13 +167,17 @@ class Catalog:
                               "WHERE table_name = ANY(:tables)", tables=tables)
         for statement in add_missing_columns_sql(tables, {(table, column) for table, column in present}):
             self.db.run(statement)
-        # Tables made before duplicate groups get their neighbours table (new tables are made with one).
-        near = [neighbours_table(table) for table in tables]
+        # Tables made before duplicate groups (or people) get their neighbours (faces and people) tables; new
+        # tables are made with them.
+        companions = [neighbours_table(table) for table in tables] + [faces_table(table) for table in tables]
         found = {row[0] for row in self.db.run(
-            "SELECT table_name FROM information_schema.tables WHERE table_name = ANY(:near)", near=near)}
+            "SELECT table_name FROM information_schema.tables WHERE table_name = ANY(:names)", names=companions)}
         for table in tables:
             if neighbours_table(table) not in found:
                 self.db.run(neighbours_table_sql(table))
+            if faces_table(table) not in found:
+                for statement in faces_table_sql(table):
+                    self.db.run(statement)
 
     def open_collection(self, name: str, model_id: str, dim: int, *, bucket: str | None = None) -> Collection:
         """The collection as the registry has it now; created with this model (and its table) if missing."""
@@ -414,6 +425,20 @@ class Catalog:
         rows = leases.claim(self.db, collection.table, waiting=NEEDS_VECTOR, lease_column="next_attempt_at",
                             returning="key, etag, attempts", limit=limit, lease_seconds=lease_seconds,
                             max_attempts=int(max_attempts))
+        return [(key, etag, int(attempts)) for key, etag, attempts in rows]
+
+    def claim_keys(
+        self, collection: Collection, keys: Sequence[str], *, max_attempts: int,
+        lease_seconds: float = leases.LEASE_SECONDS,
+    ) -> list[tuple[str, str | None, int]]:
+        """Claim exactly these keys where they need a vector and no lease holds them: (key, etag, attempts).
+
+        `claim_todo`'s claim for a queue message (or an event) that names its keys: a key queued twice, or
+        queued and also sent by an S3 event, is claimed (so embedded) once.
+        """
+        rows = leases.claim(self.db, collection.table, waiting=f"key = ANY(CAST(:keys AS text[])) AND {NEEDS_VECTOR}",
+                            lease_column="next_attempt_at", returning="key, etag, attempts", limit=len(keys),
+                            lease_seconds=lease_seconds, max_attempts=int(max_attempts), keys=list(keys))
         return [(key, etag, int(attempts)) for key, etag, attempts in rows]
 
     def release_claim(self, collection: Collection, key: str, *, retry_after_seconds: float = 0) -> None:

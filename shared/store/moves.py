@@ -6,6 +6,8 @@ registry and to the collection's table.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import pg8000.native
 
 from shared.store import leases
@@ -41,12 +43,21 @@ def begin(catalog: Catalog, collection: Collection, model_id: str, dim: int) -> 
     return catalog.db.transaction(start)
 
 
-def claim(catalog: Catalog, collection: Collection, limit: int, *,
-          lease_seconds: float = leases.LEASE_SECONDS) -> list[tuple[str, str | None]]:
-    """Claim embedded rows that have no vector of the next model yet: (key, etag)."""
-    rows = leases.claim(catalog.db, collection.table, waiting=WITHOUT_NEXT, lease_column="next_attempt_at",
-                        returning="key, etag", limit=limit, lease_seconds=lease_seconds)
+def claim(catalog: Catalog, collection: Collection, limit: int, *, lease_seconds: float = leases.LEASE_SECONDS,
+          keys: Sequence[str] | None = None) -> list[tuple[str, str | None]]:
+    """Claim embedded rows that have no vector of the next model yet: (key, etag). `keys`: only these (a
+    re-embedding work message's), so a message delivered twice is embedded once."""
+    waiting = WITHOUT_NEXT + (" AND key = ANY(CAST(:keys AS text[]))" if keys is not None else "")
+    rows = leases.claim(catalog.db, collection.table, waiting=waiting, lease_column="next_attempt_at",
+                        returning="key, etag", limit=limit, lease_seconds=lease_seconds,
+                        **({"keys": list(keys)} if keys is not None else {}))
     return [(key, etag) for key, etag in rows]
+
+
+def release(catalog: Catalog, collection: Collection, keys: Sequence[str]) -> None:
+    """Give claimed rows back at once (a transient failure): the message's retry claims them again."""
+    catalog.db.run(f"UPDATE {quote_ident(collection.table)} SET next_attempt_at = NULL "
+                   f"WHERE key = ANY(CAST(:keys AS text[])) AND {WITHOUT_NEXT}", keys=list(keys))
 
 
 def build_next_index(catalog: Catalog, collection: Collection) -> None:

@@ -168,7 +168,8 @@ def near_hits(catalog: Catalog, collection: Collection, ids: Sequence[int], thre
     has_target = vector is not None or similar_to is not None
     # The same query vector (or stored image) the search compared against.
     target = search_target(collection, vector, similar_to, params) if has_target else "NULL"
-    where = (filters or SearchFilters()).sql(params) + (["key <> :source"] if similar_to is not None else [])
+    where = (filters or SearchFilters()).sql(params, collection.table)
+    where += ["key <> :source"] if similar_to is not None else []
     session = hnsw_session(params, ef_search=max(EF_SEARCH, NEIGHBOURS), iterative_scan="off")
     with vectors_of(collection, collection.model_id):
         return catalog.db.run(

@@ -4,6 +4,8 @@ giving a row back. The stage itself (reading pictures, retries, rounds) is share
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from shared.search.keywords import fold
 from shared.store import leases
 from shared.store.catalog import Catalog, Collection
@@ -17,19 +19,23 @@ CLAIMED_ROW = "key = :key AND etag IS NOT DISTINCT FROM :etag AND ocr_etag IS NO
 
 
 def claim_waiting(catalog: Catalog, collection: Collection, limit: int, *,
-                  lease_seconds: float = leases.LEASE_SECONDS) -> list[tuple[str, str | None, int]]:
+                  lease_seconds: float = leases.LEASE_SECONDS,
+                  keys: Sequence[str] | None = None) -> list[tuple[str, str | None, int]]:
     """Claim up to `limit` rows whose words are still to be read: (key, etag, attempts so far).
 
     The claim ties the row's OCR state to its current etag: a picture replaced since its last reading
     starts again at 0 attempts (claimable at once, whatever its lease), and its old text is cleared.
+    `keys`: only these (an OCR work message's), so a message delivered twice is read once.
     """
+    only_keys = " AND key = ANY(CAST(:keys AS text[]))" if keys is not None else ""
     rows = leases.claim(
-        catalog.db, collection.table, waiting=OCR_WAITING, lease_column="ocr_next_attempt_at",
+        catalog.db, collection.table, waiting=OCR_WAITING + only_keys, lease_column="ocr_next_attempt_at",
         returning="key, etag, ocr_attempts", limit=limit, lease_seconds=lease_seconds,
         also_claimable=f"NOT ({SAME_CONTENT})",
         also_set=f"""ocr_attempts = CASE WHEN {SAME_CONTENT} THEN ocr_attempts ELSE 0 END,
                 ocr_error = CASE WHEN {SAME_CONTENT} THEN ocr_error END,
                 ocr_state = NULL, ocr_text = NULL, ocr_words = NULL, ocr_etag = etag""",
+        **({"keys": list(keys)} if keys is not None else {}),
     )
     return [(key, etag, int(attempts)) for key, etag, attempts in rows]
 

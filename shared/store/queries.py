@@ -16,6 +16,8 @@ import numpy as np
 
 from shared.store.catalog import Catalog, CatalogError, Collection, Status, model_guard, vectors_of
 from shared.store.db import quote_ident
+from shared.store.faces import count_waiting as count_faces_waiting
+from shared.store.faces import person_filter_sql
 from shared.store.hnsw import MAX_EF_SEARCH, hnsw_session
 from shared.store.tables import OCR_WAITING
 from shared.store.vectors import as_array, vector_literal
@@ -40,6 +42,13 @@ class Hit:
     latitude: float | None = None
     longitude: float | None = None
     ocr_text: str | None = None  # the words read in the picture (the OCR stage); null until read
+    # Where it was taken (shared/places): city and state null when only the country is known.
+    city: str | None = None
+    state: str | None = None
+    country: str | None = None
+    country_code: str | None = None
+    tags: tuple[str, ...] | None = None  # keywords written into the photo (IPTC, XMP); null until read
+    caption: str | None = None
 
 
 @dataclass(frozen=True)
@@ -57,10 +66,12 @@ class SearchFilters:
     camera: str | None = None
     words: str | None = None  # `to_tsquery('simple', …)` text every row must match (quoted query terms)
     exclude: tuple[str, ...] = ()  # keys left out (the images a query searches by)
+    place: tuple[str, ...] = ()  # folded names the photo's place must all have (shared/places/lookup.py)
     up_to_id: int | None = None  # rows up to this id only: a search's later pages see what its first one saw
+    people: tuple[int, ...] = ()  # person ids that must all be in the photo (person= and person: terms)
 
-    def sql(self, params: dict[str, Any]) -> list[str]:
-        """WHERE terms; the values go into `params`, never into the SQL text."""
+    def sql(self, params: dict[str, Any], table: str) -> list[str]:
+        """WHERE terms on the collection's `table`; the values go into `params`, never into the SQL text."""
         # (value, condition, parameter): a filter applies when its value is set.
         filters = [
             (self.prefix or None, "starts_with(key, :prefix)", "prefix"),
@@ -73,6 +84,7 @@ class SearchFilters:
             (self.camera or None, "strpos(lower(camera), lower(:camera)) > 0", "camera"),
             (self.words or None, "search_tsv @@ to_tsquery('simple', :filter_words)", "filter_words"),
             (list(self.exclude) or None, "key <> ALL(CAST(:exclude_keys AS text[]))", "exclude_keys"),
+            (list(self.place) or None, "place_names @> CAST(:place_names AS text[])", "place_names"),
             (self.up_to_id, "id <= :up_to_id", "up_to_id"),
         ]
         terms = []
@@ -80,6 +92,8 @@ class SearchFilters:
             if value is not None:
                 terms.append(condition)
                 params[name] = value
+        if self.people:
+            terms.append(person_filter_sql(table, params, self.people))
         return terms
 
 
@@ -132,7 +146,7 @@ def _nearest_sql(collection: Collection, vector: np.ndarray | None, similar_to: 
     if similar_to is not None:
         # A one-time gate: no stored vector (unknown key) means no rows, not NULL distances.
         where += ["key <> :source", f"{target} IS NOT NULL"]
-    where += (filters or SearchFilters()).sql(params)
+    where += (filters or SearchFilters()).sql(params, collection.table)
     if after is not None:
         where.append(f"(embedding <#> {target}, id) > (:after_distance, :after_id)")
         params["after_distance"], params["after_id"] = float(after[0]), int(after[1])
@@ -219,7 +233,7 @@ def search(
     """
     rows = _nearest(catalog, collection, vector, similar_to, columns=HIT_SQL, limit=limit, min_score=min_score,
                     filters=filters, after=after, ef_search=ef_search)
-    return [hit_of(row, row[13]) for row in rows]
+    return [hit_of(row, row[HIT_WIDTH]) for row in rows]
 
 
 @dataclass(frozen=True)
@@ -283,7 +297,8 @@ def picture_page(catalog: Catalog, collection: Collection, vector: np.ndarray | 
 
 # A Hit's columns, in the order `hit_of` reads them.
 HIT_SQL = ("id, key, size, content_type, width, height, extract(epoch FROM last_modified)::float8, "
-           f"{PHOTO_SQL.format(p='')}, ocr_text")
+           f"{PHOTO_SQL.format(p='')}, ocr_text, city, state, country, country_code, tags, caption")
+HIT_WIDTH = 19  # columns of HIT_SQL: what a statement selects after them starts at this index
 # The date the date sorts use: when the photo was taken, else when the object was last modified.
 PHOTO_TIME_SQL = "extract(epoch FROM COALESCE(taken_at, last_modified))::float8"
 
@@ -292,7 +307,8 @@ def hit_of(row: Sequence[Any], distance: float | None = None) -> Hit:
     """A Hit from the HIT_SQL columns; `distance` (to the query vector) gives it its score."""
     return Hit(row[0], row[1], None if distance is None else -float(distance), row[2], row[3], row[4], row[5],
                _from_epoch(row[6]), None if distance is None else float(distance), **photo_fields(row[7:12]),
-               ocr_text=row[12])
+               ocr_text=row[12], city=row[13], state=row[14], country=row[15], country_code=row[16],
+               tags=None if row[17] is None else tuple(row[17]), caption=row[18])
 
 
 def last_id(catalog: Catalog, collection: Collection) -> int:
@@ -357,7 +373,7 @@ def word_matches(catalog: Catalog, collection: Collection, words: str, *, exact_
     if exact_name:
         exact, params["exact"] = "search_tsv @@ to_tsquery('simple', :exact)", exact_name
     where = " AND ".join(["status = 'embedded'", "search_tsv @@ to_tsquery('simple', :words)",
-                          *(filters or SearchFilters()).sql(params)])
+                          *(filters or SearchFilters()).sql(params, collection.table)])
     found = (f"SELECT id, {exact} AS exact, {distance} AS distance, {PHOTO_TIME_SQL} AS taken "
              f"FROM {quote_ident(collection.table)} WHERE {where} LIMIT :limit")
     sql = f"SELECT *, count(*) OVER () FROM ({found}) AS m"
@@ -371,34 +387,53 @@ class PageRow:
     hit: Hit
     in_name: bool  # matches the query's words, some of them in its name (folders, file name)
     in_text: bool  # matches the query's words, some of them in its text (OCR, EXIF)
+    in_place: bool = False  # … some of them in its place's names
+    in_tag: bool = False  # … some of them in its own tags or caption (IPTC, XMP)
+
+
+PAGE_FLAGS = ("in_name", "in_text", "in_place", "in_tag")  # PageRow's flags, in order
+
+
+def _flags_sql(sources: dict[str, str], matched_by: str, params: dict[str, Any]) -> str:
+    """SQL of PageRow's flags: a row matches the query's words (`matched_by`, the SQL of its tsquery) and some of
+    them in that source (`sources`: flag -> tsquery text, into `params`); false for a source not asked about."""
+    flags = []
+    for name in PAGE_FLAGS:
+        if sources.get(name):
+            params[name] = sources[name]
+            flags.append(f"search_tsv @@ to_tsquery('simple', {matched_by}) "
+                         f"AND search_tsv @@ to_tsquery('simple', :{name})")
+        else:
+            flags.append("false")
+    return ", ".join(flags)
 
 
 def page_rows(catalog: Catalog, collection: Collection, ids: Sequence[int], *, vector: np.ndarray | None = None,
-              words: str | None = None, in_name: str = "", in_text: str = "") -> dict[int, PageRow]:
+              words: str | None = None, in_name: str = "", in_text: str = "", in_place: str = "",
+              in_tag: str = "") -> dict[int, PageRow]:
     """The rows a page shows, by id: with the score against `vector` and where the query's `words` matched
-    (`in_name`/`in_text`: tsquery text of any query word, weight A or B)."""
+    (`in_name`/`in_text`/`in_place`/`in_tag`: tsquery text of any query word, weight A, B, C or D)."""
     if not ids:
         return {}
     params: dict[str, Any] = {"ids": list(ids)}
     distance = _distance_sql(vector, params)
-    flags = "false, false"
+    sources = {"in_name": in_name, "in_text": in_text, "in_place": in_place, "in_tag": in_tag}
     if words:
-        params.update(words=words, in_name=in_name, in_text=in_text)
-        matches = "search_tsv @@ to_tsquery('simple', :words)"
-        flags = (f"{matches} AND search_tsv @@ to_tsquery('simple', :in_name), "
-                 f"{matches} AND search_tsv @@ to_tsquery('simple', :in_text)")
+        params["words"] = words
+    flags = _flags_sql(sources if words else {}, ":words", params)
     with vectors_of(collection, collection.model_id):
         rows = catalog.db.run(
             f"SELECT {HIT_SQL}, {distance}, {flags} FROM {quote_ident(collection.table)} "
             "WHERE id = ANY(CAST(:ids AS bigint[])) AND status = 'embedded'", **params)
-    return {row[0]: PageRow(hit_of(row, row[13]), bool(row[14]), bool(row[15])) for row in rows}
+    return {row[0]: PageRow(hit_of(row, row[HIT_WIDTH]), *(bool(flag) for flag in row[HIT_WIDTH + 1:]))
+            for row in rows}
 
 
 @dataclass(frozen=True)
 class WordList:
     """The word list of a search ranked in SQL: `match` (tsquery text), or `match_prefix` when `match` finds fewer
-    than `limit` rows; a row matching `exact_name` (the name the query spells) is `exact`; `in_name`/`in_text`
-    say where a row's words matched (PageRow)."""
+    than `limit` rows; a row matching `exact_name` (the name the query spells) is `exact`; `in_name`/`in_text`/
+    `in_place`/`in_tag` say where a row's words matched (PageRow)."""
 
     match: str
     match_prefix: str | None
@@ -406,6 +441,12 @@ class WordList:
     limit: int
     in_name: str
     in_text: str
+    in_place: str = ""
+    in_tag: str = ""
+
+    def sources(self) -> dict[str, str]:
+        """PageRow's flags, by name: the tsquery text of each (empty: that source is not asked about)."""
+        return {"in_name": self.in_name, "in_text": self.in_text, "in_place": self.in_place, "in_tag": self.in_tag}
 
 
 @dataclass(frozen=True)
@@ -432,9 +473,9 @@ def _word_list_sql(collection: Collection, words: WordList | None, filters: Sear
         return ("pick AS (SELECT false AS prefix), found AS (SELECT NULL::bigint AS id, NULL::float8 AS taken, "
                 "false AS exact WHERE false)"), ""
     q = quote_ident(collection.table)
-    where = " AND ".join(["status = 'embedded'", *filters.sql(params)])
+    where = " AND ".join(["status = 'embedded'", *filters.sql(params, collection.table)])
     params.update(words=words.match, words_prefix=words.match_prefix or words.match, word_limit=int(words.limit),
-                  has_prefix=words.match_prefix is not None, in_name=words.in_name, in_text=words.in_text)
+                  has_prefix=words.match_prefix is not None)
     exact = "false"
     if words.exact_name:
         exact, params["exact"] = "search_tsv @@ to_tsquery('simple', :exact)", words.exact_name
@@ -469,10 +510,7 @@ def ranked_page(catalog: Catalog, collection: Collection, pictures: Sequence[tup
     distance = "NULL::float8"
     if vector is not None or similar_to is not None:
         distance = f"(embedding <#> {search_target(collection, vector, similar_to, params)})::float8"
-    flags = "false, false"
-    if matched_by:
-        flags = (f"search_tsv @@ to_tsquery('simple', {matched_by}) AND search_tsv @@ to_tsquery('simple', :in_name), "
-                 f"search_tsv @@ to_tsquery('simple', {matched_by}) AND search_tsv @@ to_tsquery('simple', :in_text)")
+    flags = _flags_sql(words.sources() if words is not None else {}, matched_by, params)
     sql = f"""
         WITH {words_sql},
         relevant AS (SELECT id, max(taken) AS taken, bool_or(exact) AS exact FROM (
@@ -491,8 +529,9 @@ def ranked_page(catalog: Catalog, collection: Collection, pictures: Sequence[tup
         rows = catalog.db.run(sql, **params)
     else:
         rows = _through_word_index(catalog, collection, sql, params, bound=bound)
-    return RankedPage([PageRow(hit_of(row[1:], row[14]), bool(row[15]), bool(row[16])) for row in rows
-                       if row[1] is not None], int(rows[0][0]) if rows else 0, params["up_to_id"] if bound else None)
+    page = [PageRow(hit_of(row[1:], row[1 + HIT_WIDTH]), *(bool(flag) for flag in row[2 + HIT_WIDTH:]))
+            for row in rows if row[1] is not None]
+    return RankedPage(page, int(rows[0][0]) if rows else 0, params["up_to_id"] if bound else None)
 
 
 def recent(
@@ -514,17 +553,24 @@ def recent(
         else:
             where += " AND (last_modified, id) < (:after_time, :after_id)"
             params["after_time"] = after[0]
-    where = " AND ".join([where, *(filters or SearchFilters()).sql(params)])
+    where = " AND ".join([where, *(filters or SearchFilters()).sql(params, collection.table)])
     rows = catalog.db.run(
-        f"""SELECT id, key, size, content_type, width, height, extract(epoch FROM last_modified)::float8,
-                   {PHOTO_SQL.format(p="")}, ocr_text
-            FROM {q} WHERE {where} ORDER BY last_modified DESC, id DESC LIMIT :limit""",
-        **params,
-    )
-    return [Hit(row[0], row[1], None, row[2], row[3], row[4], row[5], _from_epoch(row[6]), **photo_fields(row[7:12]),
-                ocr_text=row[12]) for row in rows]
+        f"SELECT {HIT_SQL} FROM {q} WHERE {where} ORDER BY last_modified DESC, id DESC LIMIT :limit", **params)
+    return [hit_of(row) for row in rows]
 
 
+
+
+def dated_ids(catalog: Catalog, collection: Collection, filters: SearchFilters, *, newest: bool,
+              limit: int) -> list[int]:
+    """Ids of the embedded rows the filters keep, by when the photo was taken (else last modified), undated
+    ones last, at most `limit`: a search of person terms alone."""
+    params: dict[str, Any] = {"limit": int(limit)}
+    where = " AND ".join(["status = 'embedded'", *filters.sql(params, collection.table)])
+    way = "DESC" if newest else "ASC"
+    rows = catalog.db.run(f"SELECT id FROM {quote_ident(collection.table)} WHERE {where} "
+                          f"ORDER BY {PHOTO_TIME_SQL} {way} NULLS LAST, id {way} LIMIT :limit", **params)
+    return [int(row[0]) for row in rows]
 
 
 def stats(catalog: Catalog, collection: Collection) -> dict[str, Any]:
@@ -541,6 +587,7 @@ def stats(catalog: Catalog, collection: Collection) -> dict[str, Any]:
         "last_update": last_update.isoformat() if last_update else None,
         "move": move_status(catalog, collection),
         "ocr_waiting": count_ocr_waiting(catalog, collection),
+        "faces_waiting": count_faces_waiting(catalog, collection),
     }
 
 
@@ -576,13 +623,10 @@ def get_row(catalog: Catalog, collection: Collection, key: str) -> ImageRow | No
 def hits_by_id(catalog: Catalog, collection: Collection, ids: Sequence[int]) -> dict[int, Hit]:
     """Embedded rows by id, as Hits without a score (duplicate groups)."""
     rows = catalog.db.run(
-        f"""SELECT id, key, size, content_type, width, height, extract(epoch FROM last_modified)::float8,
-                   {PHOTO_SQL.format(p="")}, ocr_text
-            FROM {quote_ident(collection.table)} WHERE id = ANY(:ids) AND status = 'embedded'""",
+        f"SELECT {HIT_SQL} FROM {quote_ident(collection.table)} WHERE id = ANY(:ids) AND status = 'embedded'",
         ids=list(ids),
     )
-    return {row[0]: Hit(row[0], row[1], None, row[2], row[3], row[4], row[5], _from_epoch(row[6]),
-                        **photo_fields(row[7:12]), ocr_text=row[12]) for row in rows}
+    return {row[0]: hit_of(row) for row in rows}
 
 
 def rows_without_hash(catalog: Catalog, collection: Collection, *, after_id: int, limit: int,

@@ -34,7 +34,8 @@ SECRETS = {
     f"/image-browser/{STAGE}/database-url": "postgresql://ib:s3cret@db.example:5432/ib",
     f"/image-browser/{STAGE}/api-key": "k-123",
 }
-FUNCTIONS = {"Embed": "embed", "Backfill": "backfill", "Ocr": "ocr", "Api": "api", "R2Pull": "r2_pull"}
+FUNCTIONS = {"Embed": "embed", "Backfill": "backfill", "Ocr": "ocr", "Faces": "faces", "Api": "api",
+             "R2Pull": "r2_pull"}
 
 
 @pytest.fixture(scope="module")
@@ -81,25 +82,35 @@ def test_cfn_lint_passes(template: dict[str, Any]) -> None:
     assert result.returncode == 0, result.stdout + result.stderr
 
 
+def trigger_of(template: dict[str, Any], queue: str) -> dict[str, Any]:
+    """The SQS event source mapping that consumes `queue` (a logical id)."""
+    (mapping,) = [m for m in resources(template, "AWS::Lambda::EventSourceMapping").values()
+                  if m["Properties"]["EventSourceArn"] == {"Fn::GetAtt": [queue, "Arn"]}]
+    return mapping
+
+
 def test_sqs_trigger_reports_batch_failures_and_caps_concurrency(template: dict[str, Any]) -> None:
-    (mapping,) = resources(template, "AWS::Lambda::EventSourceMapping").values()
-    props = mapping["Properties"]
-    assert props["EventSourceArn"] == {"Fn::GetAtt": ["IngestQueue", "Arn"]}
-    assert props["FunctionName"] == {"Fn::GetAtt": ["EmbedLambdaFunction", "Arn"]}
-    assert props["FunctionResponseTypes"] == ["ReportBatchItemFailures"]
-    assert 2 <= props["ScalingConfig"]["MaximumConcurrency"] <= 1000
-    assert 1 <= props["BatchSize"] <= 10_000
+    assert len(resources(template, "AWS::Lambda::EventSourceMapping")) == 3  # the embed, OCR and faces queues
+    for queue, function in (("IngestQueue", "EmbedLambdaFunction"), ("OcrQueue", "OcrLambdaFunction"),
+                            ("FacesQueue", "FacesLambdaFunction")):
+        props = trigger_of(template, queue)["Properties"]
+        assert props["FunctionName"] == {"Fn::GetAtt": [function, "Arn"]}
+        assert props["FunctionResponseTypes"] == ["ReportBatchItemFailures"]
+        assert 2 <= props["ScalingConfig"]["MaximumConcurrency"] <= 1000
+        assert 1 <= props["BatchSize"] <= 10_000
 
 
-def test_queue_has_dlq_and_visibility_six_times_the_timeout(template: dict[str, Any]) -> None:
-    queue = template["Resources"]["IngestQueue"]["Properties"]
+@pytest.mark.parametrize(("name", "function"), [("Ingest", "Embed"), ("Ocr", "Ocr"), ("Faces", "Faces")])
+def test_queue_has_dlq_and_visibility_six_times_the_timeout(template: dict[str, Any], name: str,
+                                                            function: str) -> None:
+    queue = template["Resources"][f"{name}Queue"]["Properties"]
     redrive = queue["RedrivePolicy"]
-    assert redrive["deadLetterTargetArn"] == {"Fn::GetAtt": ["IngestDeadLetterQueue", "Arn"]}
+    assert redrive["deadLetterTargetArn"] == {"Fn::GetAtt": [f"{name}DeadLetterQueue", "Arn"]}
     assert 1 <= redrive["maxReceiveCount"] <= 20
-    timeout = template["Resources"]["EmbedLambdaFunction"]["Properties"]["Timeout"]
+    timeout = template["Resources"][f"{function}LambdaFunction"]["Properties"]["Timeout"]
     assert queue["VisibilityTimeout"] >= 6 * timeout
     # A redriven message keeps its first enqueue time: the DLQ must keep it longer than the source did.
-    dead_letter = template["Resources"]["IngestDeadLetterQueue"]["Properties"]
+    dead_letter = template["Resources"][f"{name}DeadLetterQueue"]["Properties"]
     assert dead_letter["MessageRetentionPeriod"] > queue["MessageRetentionPeriod"]
     assert dead_letter["MessageRetentionPeriod"] <= 1_209_600  # SQS's maximum
 
@@ -107,7 +118,7 @@ def test_queue_has_dlq_and_visibility_six_times_the_timeout(template: dict[str, 
 def test_embed_trigger_drops_thumbnail_events_as_the_local_poller_does(template: dict[str, Any]) -> None:
     """The event source mapping's filter and the bucket rule's key condition are shared/ingest/event_filter.py's;
     the local poller applies the two together, so `make dev` and `make bench` see what Lambda sees."""
-    (mapping,) = resources(template, "AWS::Lambda::EventSourceMapping").values()
+    mapping = trigger_of(template, "IngestQueue")
     deployed = [json.loads(f["Pattern"]) for f in mapping["Properties"]["FilterCriteria"]["Filters"]]
     prefix = template["Parameters"]["ThumbnailPrefix"]["Default"]
     assert deployed == trigger_filter()
@@ -131,6 +142,7 @@ def test_embed_trigger_drops_thumbnail_events_as_the_local_poller_does(template:
         assert not passes(patterns, body(f"{prefix}holiday/IMG_1.jpg.webp"))
     assert not passes(patterns, json.dumps({"Service": "Amazon S3", "Event": "s3:TestEvent"}))
     assert not passes(patterns, "not json")
+    assert passes(patterns, json.dumps({"image_browser": {"job": "embed", "collection": "c", "keys": ["a.jpg"]}}))
 
 
 def test_upload_limit_fits_a_lambda_request_and_answers_our_413(template: dict[str, Any], pg_url: str) -> None:
@@ -196,6 +208,11 @@ def test_schedules(template: dict[str, Any]) -> None:
     backfill = rules["BackfillEventsRuleSchedule1"]["Properties"]
     assert re.fullmatch(r"rate\(\d+ (minutes?|hours?|days?)\)", backfill["ScheduleExpression"])
     assert backfill["Targets"][0]["Arn"] == {"Fn::GetAtt": ["BackfillLambdaFunction", "Arn"]}
+    # Nothing that queries the database runs more often than hourly (a scale-to-zero database can sleep);
+    # OCR and faces have no schedule at all (their queues drive them).
+    every = re.fullmatch(r"rate\((\d+) (minutes?|hours?|days?)\)", backfill["ScheduleExpression"])
+    assert every is not None and (every[2].startswith("minute") is False or int(every[1]) >= 60)
+    assert not any(name.startswith(("Ocr", "Faces")) for name in rules)
     r2 = rules["R2PullEventsRuleSchedule1"]
     assert r2["Condition"] == "IsR2"  # only with storage=r2
     assert template["Resources"]["R2PullLambdaPermissionEventsRuleSchedule1"]["Condition"] == "IsR2"
@@ -242,7 +259,10 @@ def test_iam_is_least_privilege(template: dict[str, Any]) -> None:
     assert len(writes) == 1
     assert writes[0]["Resource"]["Fn::Sub"][0].endswith("/${ThumbnailPrefix}*")
     sqs = [s for s in policy_statements(roles["EmbedRole"]) if any(a.startswith("sqs:") for a in actions(s))]
-    assert [s["Resource"] for s in sqs] == [{"Fn::GetAtt": ["IngestQueue", "Arn"]}]
+    queues = [{"Fn::GetAtt": [queue, "Arn"]} for queue in ("IngestQueue", "OcrQueue", "FacesQueue")]
+    assert [s["Resource"] for s in sqs] == [queues, queues]  # consume all three; send work messages to all three
+    assert {a for s in sqs for a in actions(s)} == {"sqs:ReceiveMessage", "sqs:DeleteMessage", "sqs:GetQueueAttributes",
+                                                    "sqs:ChangeMessageVisibility", "sqs:SendMessage"}
     api_actions = {a for s in policy_statements(roles["ApiRole"]) for a in actions(s)}
     assert api_actions <= {"s3:GetObject", "s3:ListBucket", "logs:CreateLogStream", "logs:PutLogEvents",
                            "ssm:GetParameter"}
@@ -326,6 +346,8 @@ def test_deploy_params_are_consistent() -> None:
     config = yaml.load((ROOT / "serverless.yml").read_text(), Loader=_CfnLoader)
     params = config["params"]["default"]
     assert params["queueVisibilityTimeout"] >= 6 * params["embedTimeout"]
+    assert params["ocrQueueVisibilityTimeout"] >= 6 * params["ocrTimeout"]
+    assert params["facesQueueVisibilityTimeout"] >= 6 * params["facesTimeout"]
     dockerfile = (ROOT / "Dockerfile").read_text()
     assert f"IB_MODEL={params['model']}" in dockerfile
     # Old images expire from the ECR repository osls creates; x86_64 only (onnxruntime on arm64 Lambda).

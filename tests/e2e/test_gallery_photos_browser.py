@@ -46,7 +46,8 @@ expect.set_options(timeout=20_000)
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory: pytest.TempPathFactory, test_model_dir: Path) -> Iterator[Stack]:
     settings = {"IB_DUPLICATES_NEAR_DISTANCE": str(TEST_MODEL_NEAR),
-                "IB_DUPLICATES_SIMILAR_DISTANCE": str(TEST_MODEL_SIMILAR), "IB_OCR": "false"}
+                "IB_DUPLICATES_SIMILAR_DISTANCE": str(TEST_MODEL_SIMILAR), "IB_OCR": "false",
+                "IB_FACES": "false"}
     objects = {key: (body, None) for key, body in PHOTOS.items()}
     with running_stack(tmp_path_factory, str(test_model_dir), "gallery-photos", settings=settings,
                        objects=objects) as running:
@@ -183,7 +184,7 @@ def nav_item(page: Page, view: str) -> Locator:
 def test_the_sidebar_moves_between_views_and_the_url_records_them(stack: Stack, page: Page) -> None:
     page.goto(f"{stack.api_url}/?q=a+photo")
     expect(page.locator("#status")).to_have_attribute("data-state", "ok")
-    expect(page.locator("#sidebar .nav-item")).to_have_text(["Photos", "Duplicates"])
+    expect(page.locator("#sidebar .nav-item")).to_have_text(["Photos", "Places", "Discover", "Duplicates"])
     expect(nav_item(page, "photos")).to_have_attribute("aria-current", "page")
     expect(page.locator("#menu-button")).to_be_hidden()  # a wide screen shows the sidebar itself
     # Each entry is a real link to its view with the current query: it opens in a new tab and can be shared.

@@ -60,3 +60,21 @@ def test_cutoff_rule_uses_floor_zero_when_a_minus_term_shrinks_the_scores() -> N
     assert hybrid.cutoff_score(0.3, 0.2, has_minus=True) == pytest.approx(0.15)
     assert hybrid.cutoff_score(0.1, 0.2, has_minus=False) == 0.2  # the best below the floor: nothing kept
     assert hybrid.cutoff_score(None, 0.2, has_minus=False) is None
+
+
+def test_person_terms_are_filters_alone_they_list() -> None:
+    terms = parse('person:"Grace Hopper" + person:Eileen + beach')
+    assert terms[:2] == [Term("person", "Grace Hopper", 1.0), Term("person", "Eileen", 1.0)]
+    plan = hybrid.plan(terms, "hybrid")
+    assert not plan.listing and plan.needs_vector and plan.words is not None
+    alone = hybrid.plan(parse('person:"Grace Hopper" + person:Eileen'), "semantic")
+    assert alone.listing and not alone.needs_vector and alone.words is None
+
+
+@pytest.mark.parametrize(("q", "problem"), [
+    ("person:", "names no person"), ('person:""', "names no person"), ('person:"Grace" beach', "names no person"),
+    ("beach - person:Grace", "no minus sign or weight"), ("2:person:Grace", "no minus sign or weight"),
+])
+def test_person_terms_refuse_what_cannot_name_a_person(q: str, problem: str) -> None:
+    with pytest.raises(QueryError, match=problem):
+        parse(q)

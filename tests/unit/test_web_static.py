@@ -179,15 +179,33 @@ def test_stats_bar_shows_a_model_move(tmp_path: Path) -> None:
     assert json.loads(result.stdout) == ["Moving to clip-l14: 12/40", "", ""]
     # The stats bar has a place for it, filled from the stats answer.
     assert 'id="stats-move"' in (WEB / "index.html").read_text(encoding="utf-8")
-    assert "showMove(data.move)" in (WEB / "js" / "collection.js").read_text(encoding="utf-8")
+    assert "showMove(data.move, data.backlog)" in (WEB / "js" / "collection.js").read_text(encoding="utf-8")
+
+
+def test_stats_bar_shows_the_backlog(tmp_path: Path) -> None:
+    """The `backlog` block of /api/stats reads "Backlog: done/queued" with the time left; none hides it."""
+    module = _as_mjs(tmp_path, "js/format.js").as_uri()
+    script = f"""
+        import {{ backlogText }} from {json.dumps(module)};
+        console.log(JSON.stringify([
+            backlogText({{ queued: 300, done: 120, per_minute: 60, eta_seconds: 180 }}),
+            backlogText({{ queued: 300, done: 0, per_minute: 0, eta_seconds: null }}),
+            backlogText(undefined),
+        ]));
+    """
+    result = subprocess.run(
+        [_node(), "--input-type=module", "-e", script], capture_output=True, text=True, timeout=60, check=False
+    )
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout) == ["Backlog: 120/300, about 3 min left", "Backlog: 0/300", ""]
 
 
 def test_photo_facts_and_delete_commands_as_text(tmp_path: Path) -> None:
-    """The lightbox shows the photo's own clock time and offset, the place with its OpenStreetMap link;
+    """The lightbox shows the photo's own clock time and offset, the place's name and its OpenStreetMap link;
     the Duplicates view's commands quote keys for the shell."""
     module = _as_mjs(tmp_path, "js/photo.js").as_uri()
     script = f"""
-        import {{ deleteCommands, formatTakenAt, mapUrl, placeText }} from {json.dumps(module)};
+        import {{ deleteCommands, formatTakenAt, mapUrl, placeName, placeText }} from {json.dumps(module)};
         console.log(JSON.stringify([
             formatTakenAt("2023-07-14T15:30:00+02:00", "en-GB"),
             formatTakenAt("2023-07-01T10:00:00", "en-GB"),
@@ -196,6 +214,9 @@ def test_photo_facts_and_delete_commands_as_text(tmp_path: Path) -> None:
             mapUrl({{ lat: 48.85837, lon: 2.294481 }}),
             placeText(null) + mapUrl(undefined),
             deleteCommands("photos", ["copies/a.jpg", "it's $HOME.jpg"]),
+            placeName({{ city: "Paris", state: "Île-de-France", country: "France", country_code: "FR" }}),
+            placeName({{ city: "Tokyo", state: "Tokyo", country: "Japan" }}),
+            placeName({{ city: null, state: null, country: "Iceland" }}) + placeName(null),
         ]));
     """
     result = subprocess.run(
@@ -210,6 +231,9 @@ def test_photo_facts_and_delete_commands_as_text(tmp_path: Path) -> None:
         "https://www.openstreetmap.org/?mlat=48.85837&mlon=2.29448#map=16/48.85837/2.29448",
         "",
         "aws s3 rm 's3://photos/copies/a.jpg'\naws s3 rm 's3://photos/it'\\''s $HOME.jpg'",
+        "Paris, Île-de-France, France",
+        "Tokyo, Japan",  # a name repeated reads once
+        "Iceland",
     ]
 
 
@@ -240,7 +264,13 @@ def test_every_view_is_one_entry_of_the_views_list() -> None:
     """The sidebar, the URL and the start are built from views.js; main.js only wires the modules."""
     views = (WEB / "js" / "views.js").read_text(encoding="utf-8")
     names = re.findall(r'name: "?([\w]+)"?,', views)
-    assert names == ["PHOTOS_VIEW", "duplicates"]
+    assert names == ["PHOTOS_VIEW", "places", "discover", "duplicates"]
+    html = (WEB / "index.html").read_text(encoding="utf-8")
+    sections = re.findall(r"section: els\.(\w+),", views)
+    elements = (WEB / "js" / "elements.js").read_text(encoding="utf-8")
+    for section in sections:  # each view's section is in the page
+        element_id = re.search(rf'{section}: \$\("#([\w-]+)"\)', elements)
+        assert element_id and f'<section id="{element_id.group(1)}"' in html, section
     main = (WEB / "js" / "main.js").read_text(encoding="utf-8")
     assert "addEventListener" not in main  # every module registers its own listeners
     assert "registerSidebar(VIEWS)" in main and "view.register()" in main

@@ -1,6 +1,7 @@
 // The search API client (see docs/api.md): /api/recent, /api/search, /api/similar, /api/search/image,
-// /api/collections, /api/stats, /api/health. Every call goes through api(), which sends the stored
-// API key and turns every failure into an ApiError whose message says what to do.
+// /api/collections, /api/stats, /api/health, /api/places, /api/discover, /api/saved-searches. Every call goes
+// through api(), which sends the stored API key and turns every failure into an ApiError whose message says
+// what to do.
 
 import { config } from "./config.js";
 
@@ -60,6 +61,7 @@ export async function api(path, params = {}, init = {}) {
       "network",
     );
   }
+  if (res.status === 204) return null; // No Content: a DELETE done
   const text = await res.text();
   let body = null;
   try {
@@ -79,6 +81,15 @@ export async function api(path, params = {}, init = {}) {
     throw new ApiError(`The API answered ${url.pathname} with something that is not JSON.`, res.status, "bad_json");
   }
   return body;
+}
+
+// A write with a JSON body (POST a saved search); the answer as api() gives it.
+export function apiSend(method, path, params, body) {
+  return api(path, params, {
+    method,
+    headers: { "content-type": "application/json" },
+    body: JSON.stringify(body),
+  });
 }
 
 // Item URLs are normally absolute (presigned or CDN); a relative one (e.g. the API's own redirect

@@ -3,7 +3,7 @@
 
 import { api } from "./api.js";
 import { els } from "./elements.js";
-import { formatBytes, formatCount, formatDate, moveText } from "./format.js";
+import { backlogText, formatBytes, formatCount, formatDate, moveText } from "./format.js";
 import { runQuery, shownQueryGeneration } from "./query.js";
 import { onQueryChange, refine } from "./router.js";
 import {
@@ -98,12 +98,13 @@ function setStat(name, text) {
   if (el) el.textContent = text;
 }
 
-// "Moving to <model>: done/total" while /api/stats carries a `move` block; hidden otherwise.
-function showMove(move) {
-  const text = moveText(move);
+// "Moving to <model>: done/total" while /api/stats carries a `move` block, and "Backlog: done/queued"
+// while queued bulk work drains; hidden when there is neither.
+function showMove(move, backlog) {
+  const text = [moveText(move), backlogText(backlog)].filter(Boolean).join(" · ");
   els.statsMove.textContent = text;
   els.statsMove.hidden = !text;
-  els.statsMove.title = text && move.from ? `Moving from ${move.from} to ${move.to}` : "";
+  els.statsMove.title = moveText(move) && move.from ? `Moving from ${move.from} to ${move.to}` : "";
 }
 
 export async function refreshStats() {
@@ -120,7 +121,7 @@ export async function refreshStats() {
     setStat("failed", formatCount(counts.failed));
     setStat("bytes", formatBytes(data.bytes));
     setStat("last_update", data.last_update ? formatDate(data.last_update) : "never");
-    showMove(data.move);
+    showMove(data.move, data.backlog);
     els.stats.dataset.state = "ok";
     els.stats.title = `${data.collection || collectionLabel()} · ${data.model || ""}`;
     noticeNewImages(counts.embedded);

@@ -8,7 +8,7 @@ import { formatBytes } from "./format.js";
 import { deleteCommands, formatTakenAt } from "./photo.js";
 import { navigate } from "./router.js";
 import { collectionLabel, collectionParam, currentQuery } from "./state.js";
-import { errorText } from "./status.js";
+import { errorText, setListStatus } from "./status.js";
 
 const GROUPS_PER_PAGE = 20;
 const LEVEL_NAMES = { exact: "exact copies", near: "near-duplicates", similar: "similar shots" };
@@ -49,8 +49,7 @@ function thresholdInput() {
 }
 
 function setDupStatus(state, text) {
-  els.dupStatus.dataset.state = state;
-  els.dupStatus.textContent = text;
+  setListStatus(els.dupStatus, state, text);
 }
 
 async function loadGroups(more) {

@@ -23,10 +23,11 @@ const FILTER_DEFAULTS = Object.freeze(Object.fromEntries(
 
 let sliderTimer = 0;
 
-// The API parameters of the current filters, for /api/recent and the searches.
+// The API parameters of the current filters, for /api/recent and the searches. The place is shown (and
+// removed) as a chip above the grid (search-ui.js), not in the panel.
 export function filterParams() {
   const query = currentQuery();
-  const params = { taken_after: query.takenAfter, taken_before: query.takenBefore };
+  const params = { taken_after: query.takenAfter, taken_before: query.takenBefore, place: query.place };
   if (query.collapse && currentMode().kind !== "recent") params.collapse = "near";
   return params;
 }
@@ -39,13 +40,15 @@ export function activeFilterCount() {
   return dates + others.length;
 }
 
-// " taken 2023-07-01 to 2023-07-31" (or from / until one date), for the status line; "" without dates.
+// " taken 2023-07-01 to 2023-07-31" (or from / until one date) and " at Paris, France", for the status line;
+// "" without dates or place.
 export function filterNote() {
-  const { takenAfter, takenBefore } = currentQuery();
-  if (takenAfter && takenBefore) return ` taken ${takenAfter} to ${takenBefore}`;
-  if (takenAfter) return ` taken from ${takenAfter}`;
-  if (takenBefore) return ` taken until ${takenBefore}`;
-  return "";
+  const { takenAfter, takenBefore, place } = currentQuery();
+  const at = place ? ` at ${place}` : "";
+  if (takenAfter && takenBefore) return ` taken ${takenAfter} to ${takenBefore}${at}`;
+  if (takenAfter) return ` taken from ${takenAfter}${at}`;
+  if (takenBefore) return ` taken until ${takenBefore}${at}`;
+  return at;
 }
 
 // The controls show the query: after navigation, back/forward and at start.

@@ -42,3 +42,13 @@ export function moveText(move) {
   if (!move || typeof move !== "object" || !move.to) return "";
   return `Moving to ${move.to}: ${formatCount(move.done)}/${formatCount(move.total)}`;
 }
+
+// The `backlog` block of /api/stats ({queued, done, per_minute, eta_seconds}) while queued bulk work
+// drains (a backfill of an existing bucket); "" when there is none.
+export function backlogText(backlog) {
+  if (!backlog || typeof backlog !== "object" || !backlog.queued) return "";
+  const eta = Number.isFinite(backlog.eta_seconds) && backlog.eta_seconds > 0
+    ? `, about ${backlog.eta_seconds < 90 ? `${Math.round(backlog.eta_seconds)} s` : `${Math.round(backlog.eta_seconds / 60)} min`} left`
+    : "";
+  return `Backlog: ${formatCount(backlog.done)}/${formatCount(backlog.queued)}${eta}`;
+}

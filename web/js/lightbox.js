@@ -4,11 +4,11 @@
 import { els } from "./elements.js";
 import { formatBytes, formatDate, formatScore } from "./format.js";
 import { focusTile, itemAt, itemCount, tileAt } from "./grid.js";
-import { formatTakenAt, mapUrl, placeText } from "./photo.js";
+import { formatTakenAt, mapUrl, placeName, placeText } from "./photo.js";
 import { hasMorePages, loadMore } from "./query.js";
 import { navigate, onQueryChange } from "./router.js";
 import { reasonText } from "./search-ui.js";
-import { PHOTOS_VIEW, SIMILAR_PREFIX, collectionLabel } from "./state.js";
+import { PHOTOS_VIEW, SIMILAR_PREFIX, collectionLabel, freshQuery } from "./state.js";
 
 let shownIndex = -1;
 let loadToken = 0; // bumps per image shown, so a slow original cannot replace a later image
@@ -21,21 +21,52 @@ function addDetail(name, value) {
   els.lbDetails.append(dt, dd);
 }
 
-// When and where the photo was taken, and with what (EXIF); the place links to OpenStreetMap.
-function addPhotoDetails(item) {
-  if (item.taken_at) addDetail("Taken", formatTakenAt(item.taken_at));
-  if (item.camera) addDetail("Camera", item.camera);
-  const place = placeText(item.location);
-  if (place) {
+// A button in the details that searches: a tag, or the photo's place (the click is handled in registerLightbox).
+function searchButton(className, text, title, data) {
+  const button = document.createElement("button");
+  button.type = "button";
+  button.className = className;
+  button.textContent = text;
+  button.title = title;
+  Object.assign(button.dataset, data);
+  return button;
+}
+
+// Where: the place's name (a click lists the photos taken there) and the GPS position linking to OpenStreetMap.
+function placeDetail(item) {
+  const where = document.createDocumentFragment();
+  const name = placeName(item.place);
+  if (name) {
+    const filter = [item.place.city, item.place.state, item.place.country].filter(Boolean).join(", ");
+    where.append(searchButton("lb-place-name", name, "Show the photos taken here", { place: filter }));
+  }
+  const position = placeText(item.location);
+  if (position) {
     const link = document.createElement("a");
     link.className = "lb-place";
     link.href = mapUrl(item.location);
     link.target = "_blank";
     link.rel = "noopener";
-    link.textContent = place;
+    link.textContent = position;
     link.title = "Open the place on OpenStreetMap";
-    addDetail("Place", link);
+    where.append(link);
   }
+  return where.childNodes.length ? where : null;
+}
+
+// When and where the photo was taken, and with what (EXIF); the keywords and caption written into it.
+function addPhotoDetails(item) {
+  if (item.taken_at) addDetail("Taken", formatTakenAt(item.taken_at));
+  if (item.camera) addDetail("Camera", item.camera);
+  const where = placeDetail(item);
+  if (where) addDetail("Place", where);
+  if (Array.isArray(item.tags) && item.tags.length) {
+    const chips = document.createElement("span");
+    chips.className = "lb-tags";
+    chips.append(...item.tags.map((tag) => searchButton("chip chip-tag", tag, `Search “${tag}”`, { tag })));
+    addDetail("Tags", chips);
+  }
+  if (item.caption) addDetail("Caption", item.caption);
   if (item.collapsed > 0) addDetail("Near-duplicates", `${item.collapsed} more not shown`);
 }
 
@@ -136,7 +167,20 @@ function moreLikeThis() {
   window.scrollTo({ top: 0 });
 }
 
+// A tag or the place in the details: a new query of its photos in the Photos view (a tag as exact words,
+// "quoted"; the other filters dropped).
+function searchFromDetails(event) {
+  const button = event.target.closest("button[data-tag], button[data-place]");
+  if (!button) return;
+  closeLightbox();
+  const tag = button.dataset.tag;
+  if (tag) navigate(freshQuery({ q: `"${tag.replaceAll('"', "")}"`, view: PHOTOS_VIEW }));
+  else navigate(freshQuery({ place: button.dataset.place, view: PHOTOS_VIEW }));
+  window.scrollTo({ top: 0 });
+}
+
 export function registerLightbox() {
+  els.lbDetails.addEventListener("click", searchFromDetails);
   els.lightbox.addEventListener("keydown", (event) => {
     const step = { ArrowRight: 1, ArrowLeft: -1 }[event.key];
     if (!step) return;

@@ -5,6 +5,8 @@
 //   state.js      URL <-> query state      router.js     navigate, back/forward, the current view
 //   views.js      the views, in order      sidebar.js    the navigation between them
 //   photos.js     the Photos view          duplicates.js the Duplicates view
+//   places.js     the Places view          discover.js   the Discover view
+//   cards.js      the list views' cards    saved-searches.js saving a search, the sidebar's saved searches
 //   query.js      first page, next pages   grid.js       tiles and masonry
 //   lightbox.js   one image large          upload.js     search by an image
 //   search-form.js the search box          filters.js    the Filters panel: dates, score, one per near-duplicate
@@ -20,6 +22,7 @@ import { registerKeyForm } from "./key-form.js";
 import { registerLightbox } from "./lightbox.js";
 import { registerHistory, runView, setViews, syncControls } from "./router.js";
 import { registerSearchForm } from "./search-form.js";
+import { loadSavedSearches, registerSavedSearches } from "./saved-searches.js";
 import { registerSearchUi } from "./search-ui.js";
 import { registerSidebar } from "./sidebar.js";
 import { startFromUrl } from "./state.js";
@@ -31,6 +34,7 @@ function startAll() {
   checkHealth();
   loadCollections();
   refreshStats();
+  loadSavedSearches();
   runView();
 }
 
@@ -38,6 +42,7 @@ function registerListeners() {
   setViews(VIEWS);
   for (const view of VIEWS) view.register();
   registerSidebar(VIEWS);
+  registerSavedSearches();
   registerSearchForm();
   registerFilters();
   registerSearchUi();

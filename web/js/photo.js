@@ -1,4 +1,4 @@
-// Photo metadata and duplicates as text: when a photo was taken, where (with a map link), and the
+// Photo metadata and duplicates as text: when a photo was taken, where (its place's name, a map link), and the
 // command that deletes the copies a duplicate group does not keep. No DOM here, so node can import this
 // file (tests/unit/test_web_static.py does).
 
@@ -22,6 +22,14 @@ export function formatTakenAt(iso, locale = undefined) {
 export function placeText(location) {
   if (!location || !Number.isFinite(location.lat) || !Number.isFinite(location.lon)) return "";
   return `${location.lat.toFixed(5)}, ${location.lon.toFixed(5)}`;
+}
+
+// An item's or a Places entry's {city, state, country} -> "Paris, Île-de-France, France"; a name repeated
+// (Tokyo, Tokyo, Japan) reads once; "" without a place.
+export function placeName(place) {
+  if (!place || typeof place !== "object") return "";
+  const parts = [place.city, place.state, place.country].filter((part) => typeof part === "string" && part);
+  return parts.filter((part, i) => part !== parts[i - 1]).join(", ");
 }
 
 // The OpenStreetMap page with a marker on the place; "" without a place.

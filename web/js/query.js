@@ -66,6 +66,10 @@ function fetchPage(cursor, signal) {
       return api("/api/search/image", { ...params, q: currentQuery().q }, { method: "POST", body, signal });
     });
   }
+  if (mode.kind === "saved") {
+    // Answered live with the parameters it was saved with (the Filters panel shows them).
+    return api(`/api/saved-searches/${mode.id}`, { collection, limit, cursor }, { signal });
+  }
   if (mode.kind === "similar") {
     const params = {
       key: mode.key, collection, limit, min_score: minScore, cursor, ...filterParams(), ...searchParams(),

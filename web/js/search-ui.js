@@ -68,9 +68,24 @@ function chip(term, index) {
   return button;
 }
 
-// The answer's terms as chips above the grid, and the cutoff's button beside them.
+// The place filter as a chip before the terms (a Places entry or the lightbox's place set it): click to remove.
+function placeChip() {
+  const { place } = currentQuery();
+  if (!place) return [];
+  const button = document.createElement("button");
+  button.type = "button";
+  button.className = "chip chip-place";
+  button.textContent = `Place: ${place}`;
+  button.title = "Only photos taken here: click to remove";
+  button.setAttribute("aria-label", `Remove the place filter ${place}`);
+  return [button];
+}
+
+// The answer's terms as chips above the grid (after the place filter's), and the cutoff's button beside them.
 export function showSearchAnswer(data) {
   shownTerms = (data && data.query && data.query.terms) || [];
+  const filters = placeChip();
+  els.filterChips.replaceChildren(...filters);
   els.queryTerms.replaceChildren(...shownTerms.map(chip));
   const hidden = data && typeof data.hidden === "number" ? data.hidden : 0;
   const auto = currentQuery().cutoff === "auto";
@@ -79,7 +94,7 @@ export function showSearchAnswer(data) {
   els.cutoffButton.title = auto
     ? "Weak picture matches the cutoff held back: show them too"
     : "Keep only picture matches scoring at least halfway from the model's floor to the best match";
-  els.searchBar.hidden = !shownTerms.length && els.cutoffButton.hidden;
+  els.searchBar.hidden = !shownTerms.length && !filters.length && els.cutoffButton.hidden;
 }
 
 export function clearSearchAnswer() {
@@ -106,6 +121,9 @@ export function registerSearchUi() {
   els.cutoffButton.addEventListener("click", () =>
     refine({ cutoff: currentQuery().cutoff === "auto" ? "none" : "auto" }),
   );
+  els.filterChips.addEventListener("click", (event) => {
+    if (event.target.closest(".chip-place")) refine({ place: "" });
+  });
   els.queryTerms.addEventListener("click", (event) => {
     const chip = event.target.closest(".chip");
     if (!chip) return;

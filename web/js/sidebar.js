@@ -1,5 +1,6 @@
 // The sidebar: one entry per view (views.js), the current one marked, each a real link to its URL so it
-// can be opened in a new tab or shared. On narrow screens it is a drawer behind the menu button.
+// can be opened in a new tab or shared; below them the saved searches (saved-searches.js). On narrow screens
+// it is a drawer behind the menu button.
 
 import { els } from "./elements.js";
 import { currentView, isPlainClick, navigate, onQueryChange } from "./router.js";
@@ -7,7 +8,8 @@ import { urlWith } from "./state.js";
 
 const SVG = "http://www.w3.org/2000/svg";
 
-function icon(pathData) {
+// A 24 × 24 line drawing (the views' icons, the saved searches' bookmark).
+export function icon(pathData) {
   const svg = document.createElementNS(SVG, "svg");
   svg.setAttribute("viewBox", "0 0 24 24");
   svg.setAttribute("width", "20");
@@ -55,6 +57,11 @@ function setDrawer(open) {
   els.navBackdrop.hidden = !open;
   els.menuButton.setAttribute("aria-expanded", String(open));
   if (open) els.navList.querySelector("[aria-current]")?.focus();
+}
+
+// On a phone: a choice made in the drawer (a view, a saved search) closes it.
+export function closeDrawer() {
+  if (drawerOpen()) setDrawer(false);
 }
 
 export function registerSidebar(views) {

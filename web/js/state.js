@@ -14,18 +14,27 @@ export const PHOTOS_VIEW = "photos";
 // group; view: one of the views' names (views.js), e.g. "duplicates" with its level and threshold
 // (null = the server's default);
 // mode, sort, cutoff: the search options (search-ui.js). While an uploaded image is the query, q holds the
-// words combined with it.
+// words combined with it. place: the place= filter (a Places entry's filter, "Paris, Île-de-France, France");
+// saved: the id of the saved search shown (its live answer), null otherwise.
 export const DEFAULT_QUERY = Object.freeze({
   q: "", collection: "", minScore: 0, takenAfter: "", takenBefore: "", collapse: false,
   view: PHOTOS_VIEW, level: "near", threshold: null, mode: "hybrid", sort: "relevance", cutoff: "auto",
+  place: "", saved: null,
 });
 let query = { ...DEFAULT_QUERY };
+// What a query starts from when a list entry (a place, a Discover category, a saved search) replaces it: no
+// words, no filters, the default options; the collection and the view are kept.
+const SEARCH_DEFAULTS = Object.freeze(Object.fromEntries(
+  ["q", "minScore", "takenAfter", "takenBefore", "collapse", "mode", "sort", "cutoff", "place", "saved"]
+    .map((name) => [name, DEFAULT_QUERY[name]]),
+));
 let imageQuery = null; // {id, file, previewUrl} while searching by an uploaded image
 const uploads = new Map(); // every image searched by on this page: id -> {id, file, previewUrl}
 let nextUploadId = 1;
 let resolvedCollection = ""; // the collection the server actually answered for
 let serverDefaultCollection = "";
 let viewNames = [PHOTOS_VIEW]; // the views a URL may name (router.js sets them from views.js)
+const savedNames = new Map(); // saved search id -> its name, for the status line (saved-searches.js sets them)
 
 // ---------------------------------------------------------------- getters
 
@@ -50,9 +59,13 @@ export function defaultCollectionOfServer() {
   return serverDefaultCollection;
 }
 
-// Which kind of listing the query asks for: an uploaded image, "similar:<key>", words, or the newest.
+// Which kind of listing the query asks for: an uploaded image, a saved search, "similar:<key>", words, or
+// the newest.
 export function currentMode() {
   if (imageQuery) return { kind: "image", name: imageQuery.file.name || "uploaded image" };
+  if (query.saved) {
+    return { kind: "saved", id: query.saved, name: savedNames.get(query.saved) || `#${query.saved}` };
+  }
   const q = query.q;
   if (q.toLowerCase().startsWith(SIMILAR_PREFIX)) return { kind: "similar", key: q.slice(SIMILAR_PREFIX.length).trim() };
   if (q) return { kind: "search", q };
@@ -92,6 +105,8 @@ function readUrlState() {
     mode: option(params, "mode"),
     sort: option(params, "sort"),
     cutoff: option(params, "cutoff"),
+    place: (params.get("place") || "").trim(),
+    saved: /^[1-9]\d{0,15}$/.test(params.get("saved") || "") ? Number(params.get("saved")) : null,
   };
 }
 
@@ -103,6 +118,8 @@ function urlFor(state) {
   if (state.takenAfter) params.set("taken_after", state.takenAfter);
   if (state.takenBefore) params.set("taken_before", state.takenBefore);
   if (state.collapse) params.set("collapse", "near");
+  if (state.place) params.set("place", state.place);
+  if (state.saved) params.set("saved", String(state.saved));
   if (state.view !== PHOTOS_VIEW) params.set("view", state.view);
   if (state.view === "duplicates") {
     params.set("level", state.level);
@@ -113,6 +130,11 @@ function urlFor(state) {
   }
   const search = params.toString();
   return `${location.pathname}${search ? `?${search}` : ""}`;
+}
+
+// The changes for navigate() that make a new query of `changes` alone (see SEARCH_DEFAULTS).
+export function freshQuery(changes) {
+  return { ...SEARCH_DEFAULTS, ...changes };
 }
 
 // The address of the current query with `changes` (e.g. another view), for links that can be shared.
@@ -136,9 +158,11 @@ export function startFromUrl() {
 
 // Changes the query and records it in history: push makes a new back-button step, replace does not.
 // `via` marks the entry (the slider replaces its own entries). Returns whether the collection changed.
+// A saved search stays shown only while the changes name it: any other change (words, a filter, the
+// collection) makes the query an ordinary one, starting from the saved search's parameters.
 export function changeQuery(changes, { image = null, replace = false, via = "" } = {}) {
   const previousCollection = collectionParam();
-  query = { ...query, ...changes };
+  query = { ...query, saved: null, ...changes };
   imageQuery = image;
   const entry = { imageId: image ? image.id : null, via };
   if (replace) history.replaceState(entry, "", urlFor(query));
@@ -176,4 +200,9 @@ export function setResolvedCollection(name) {
 
 export function setServerDefaultCollection(name) {
   serverDefaultCollection = name;
+}
+
+// The names of the saved searches, so the status line can say which one is shown.
+export function rememberSavedNames(entries) {
+  for (const entry of entries) savedNames.set(entry.id, entry.name);
 }

@@ -20,6 +20,12 @@ export function setStatus(state, text, action = null) {
   }
 }
 
+// The status line of a list view (Places, Discover, Duplicates): the same states as the Photos view's.
+export function setListStatus(element, state, text) {
+  element.dataset.state = state;
+  element.textContent = text;
+}
+
 export function statusState() {
   return els.status.dataset.state;
 }
@@ -28,6 +34,7 @@ export function describeQuery() {
   const mode = currentMode();
   if (mode.kind === "image") return `images similar to ${mode.name}`;
   if (mode.kind === "similar") return `images like ${mode.key}`;
+  if (mode.kind === "saved") return `the saved search “${mode.name}”`;
   if (mode.kind === "search") return `“${mode.q}”`;
   return "the newest images";
 }
@@ -51,7 +58,7 @@ export function emptyText() {
   const minScore = currentQuery().minScore;
   if (filterNote()) {
     const what = mode.kind === "recent" ? "images" : `matches for ${describeQuery()}`;
-    return `No ${what}${filterNote()} in ${collectionLabel()}. Widen or clear the dates.`;
+    return `No ${what}${filterNote()} in ${collectionLabel()}. Widen or clear the filters.`;
   }
   if (mode.kind === "recent") {
     return (

@@ -35,7 +35,7 @@ def recent(
     coll = services.collection(collection)
     hits = queries.recent(services.catalog, coll, limit=limit, after=recent_after(cursor), filters=photo)
     return RecentPage(
-        items=[services.item(coll, hit) for hit in hits],
+        items=services.items(coll, hits),
         next_cursor=recent_cursor(hits, limit),
         collection=coll.name,
     )

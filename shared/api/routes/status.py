@@ -9,7 +9,7 @@ from fastapi import APIRouter, Depends
 from shared.api.deps import CollectionParam, ServicesDep, require_api_key
 from shared.api.errors import error_responses
 from shared.api.schemas import CollectionInfo, CollectionList, CollectionStats, Health
-from shared.store import queries
+from shared.store import plans, queries
 
 log = logging.getLogger(__name__)
 
@@ -34,8 +34,14 @@ def collections(services: ServicesDep) -> CollectionList:
     response_model_exclude_unset=True,  # the answer has the fields the catalog gives, no more
 )
 def stats(services: ServicesDep, collection: CollectionParam = None) -> CollectionStats:
-    """Counts by status (embedded, pending, failed), bytes of originals, last update."""
-    return CollectionStats.model_validate(queries.stats(services.catalog, services.collection(collection)))
+    """Counts by status (embedded, pending, failed), bytes of originals, last update, and the backlog of
+    queued bulk work while it drains."""
+    coll = services.collection(collection)
+    answer = queries.stats(services.catalog, coll)
+    backlog = plans.backlog(services.catalog, coll, max_attempts=services.settings.max_attempts)
+    if backlog is not None:
+        answer["backlog"] = backlog
+    return CollectionStats.model_validate(answer)
 
 
 @router.get("/health")

@@ -1,0 +1,1 @@
+"""People: faces found, described and grouped into people (issue 22)."""
