@@ -2,7 +2,8 @@
 
 Sections come from bench/bench_embed.py (model throughput), bench/bench_ingest.py (end to end),
 bench/bench_bulk.py (catch-up of an existing bucket through the queue, the AWS table),
-bench/bench_search.py (vector search and HTTP), bench/bench_ocr.py (the OCR stage),
+bench/bench_search.py (vector search and HTTP), bench/bench_tradeoff.py (the HNSW settings),
+bench/bench_ocr.py (the OCR stage),
 bench/bench_duplicates.py (duplicate groups), bench/bench_reliability.py (input checks, pool recovery,
 the local bucket copy), bench/bench_vectors.py (vector values to and from PostgreSQL)
 and bench/bench_places.py (place lookups, /api/places and /api/discover).
@@ -21,9 +22,9 @@ import time
 from datetime import UTC, datetime
 from pathlib import Path
 
-SECTIONS = ["bench.bench_embed", "bench.bench_ingest", "bench.bench_bulk", "bench.bench_search", "bench.bench_ocr",
-            "bench.bench_text", "bench.bench_duplicates", "bench.bench_reliability", "bench.bench_vectors",
-            "bench.bench_places", "bench.bench_faces"]
+SECTIONS = ["bench.bench_embed", "bench.bench_ingest", "bench.bench_bulk", "bench.bench_search", "bench.bench_tradeoff",
+            "bench.bench_ocr", "bench.bench_text", "bench.bench_duplicates", "bench.bench_reliability",
+            "bench.bench_vectors", "bench.bench_places", "bench.bench_faces"]
 OUTPUT = Path(__file__).resolve().parents[1] / "BENCHMARKS.md"
 
 

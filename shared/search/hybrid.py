@@ -118,6 +118,7 @@ class Page:
     hidden: int  # picture matches the cutoff held back, among those looked at
     cutoff_score: float | None  # picture matches scoring lower were held back (auto cutoff or min_score)
     more: bool  # another page follows
+    up_to: int | None = None  # the newest row id this ranking saw: later pages rank only rows up to it
 
 
 def cutoff_score(best: float | None, floor: float, *, has_minus: bool) -> float | None:
@@ -138,38 +139,33 @@ def fuse(pictures: list[int], words: list[int], exact: set[int]) -> list[int]:
     return sorted(score, key=lambda item: (item not in exact, -score[item], item))
 
 
-def by_date(when: dict[int, float | None], *, newest: bool) -> list[int]:
-    """Ids by date (newest or oldest first, the id breaking ties the same way), undated ones last
-    (queries.WORD_ORDERS ranks the same in SQL)."""
-    dated = sorted((item for item, time in when.items() if time is not None),
-                   key=lambda item: (when[item], item), reverse=newest)
-    return dated + sorted((item for item, time in when.items() if time is None), reverse=newest)
-
-
-def _pictures(catalog: Catalog, collection: Collection, vector: np.ndarray, request: SearchRequest,
-              filters: queries.SearchFilters, depth: int, has_minus: bool) -> list[queries.Nearest]:
-    """The picture list; for a date sort, deepened to MAX_RESULTS while the cutoff still keeps its last."""
-    while True:
-        hits = queries.nearest(catalog, collection, vector, limit=depth, min_score=request.min_score,
-                               filters=filters, ef_search=request.ef_search)
-        if depth >= MAX_RESULTS or request.sort == "relevance" or len(hits) < depth:
-            return hits
-        threshold = cutoff_score(hits[0].score, request.floor, has_minus=has_minus)
-        if request.cutoff == "auto" and threshold is not None and hits[-1].score < threshold:
-            return hits
-        depth = MAX_RESULTS
+def _pictures(catalog: Catalog, collection: Collection, vector: np.ndarray | None, similar_to: str | None,
+              request: SearchRequest, filters: queries.SearchFilters, depth: int,
+              plan: Plan) -> tuple[list[queries.Nearest], list[queries.Nearest], float | None]:
+    """(the picture list looked at, the matches the cutoff keeps, the cutoff's score). For a date sort that keeps
+    its whole list, the kept matches go on to MAX_RESULTS, read only as far as the cutoff keeps (the list looked
+    at stays the first one: `hidden` counts among it)."""
+    hits = queries.nearest(catalog, collection, vector, limit=depth, min_score=request.min_score,
+                           filters=filters, ef_search=request.ef_search, similar_to=similar_to)
+    threshold = _threshold(hits, request, plan)
+    kept = [hit for hit in hits if threshold is None or hit.score >= threshold]
+    if request.sort == "relevance" or depth >= MAX_RESULTS or len(kept) < depth:
+        return hits, kept, threshold
+    deep = queries.nearest(catalog, collection, vector, limit=MAX_RESULTS, min_score=request.min_score,
+                           filters=filters, ef_search=request.ef_search, similar_to=similar_to, stop_below=threshold)
+    # The index returns rows nearly best first (relaxed order): the check keeps the cutoff exact.
+    return hits, [hit for hit in deep if threshold is None or hit.score >= threshold], threshold
 
 
 def _words(catalog: Catalog, collection: Collection, words: WordQuery, filters: queries.SearchFilters,
-           vector: np.ndarray | None, limit: int, *, order: str | None = None,
-           first: int | None = None) -> tuple[list[queries.WordMatch], str]:
+           vector: np.ndarray | None, limit: int) -> tuple[list[queries.WordMatch], str]:
     """Word matches (and the tsquery that found them): whole words, then prefixes when those find fewer than
-    `limit` (a prefix of a common word reads much more of the index). `order`/`first`: ranked in SQL."""
+    `limit` (a prefix of a common word reads much more of the index); queries.ranked_page does the same in SQL."""
     found, total = queries.word_matches(catalog, collection, words.match, exact_name=words.exact_name, limit=limit,
-                                        filters=filters, vector=vector, order=order, first=first)
+                                        filters=filters, vector=vector)
     if total < limit and words.match_prefix:
         found, _ = queries.word_matches(catalog, collection, words.match_prefix, exact_name=words.exact_name,
-                                        limit=limit, filters=filters, vector=vector, order=order, first=first)
+                                        limit=limit, filters=filters, vector=vector)
         return found, words.match_prefix
     return found, words.match
 
@@ -184,32 +180,31 @@ def _word_order(matches: list[queries.WordMatch], *, by_vector: bool) -> list[in
 
 
 def search(catalog: Catalog, collection: Collection, plan: Plan, vector: np.ndarray | None,
-           request: SearchRequest) -> Page:
-    """One page of a search: both lists, the cutoff, fusion or a date sort, then the page's rows."""
+           request: SearchRequest, *, similar_to: str | None = None) -> Page:
+    """One page of a search: both lists, the cutoff, fusion or a date sort, then the page's rows. The pictures
+    are compared with `vector`, or with the stored image `similar_to` (a lone similar: term, KeyError if it is not
+    embedded). Without request.filters.up_to_id (a first page), it ranks every row and says up to which one."""
     filters = replace(request.filters, words=plan.required, exclude=plan.exclude)
     if plan.listing:
         return _listing(catalog, collection, filters, request)
+    if plan.words is None and request.sort == "relevance":
+        return _picture_search(catalog, collection, plan, vector, similar_to, request, filters)
+    if plan.mode == "keyword":  # words alone: ranked in SQL, one page back, in one statement
+        return _ranked_search(catalog, collection, plan, None, None, request, filters, [], [], None)
+    if filters.up_to_id is None:
+        filters = replace(filters, up_to_id=queries.last_id(catalog, collection))
     dated = request.sort != "relevance"
     depth = VECTOR_DEPTH if dated else min(MAX_RESULTS, max(VECTOR_DEPTH, request.offset + request.limit + 1))
-    pictures = _pictures(catalog, collection, vector, request, filters, depth, plan.has_minus) \
-        if vector is not None and plan.needs_vector else []
-    threshold = cutoff_score(pictures[0].score if pictures else None, request.floor, has_minus=plan.has_minus) \
-        if request.cutoff == "auto" else None
-    kept = [hit for hit in pictures if threshold is None or hit.score >= threshold]
+    pictures, kept, threshold = _pictures(catalog, collection, vector, similar_to, request, filters, depth, plan) \
+        if plan.needs_vector else ([], [], None)
+    if dated:
+        return _ranked_search(catalog, collection, plan, vector, similar_to, request, filters, pictures, kept,
+                              threshold)
     matches: list[queries.WordMatch] = []
     matched_by = plan.words.match if plan.words else None
-    if plan.mode == "keyword" and plan.words is not None:  # words alone: ranked in SQL, one page's worth back
-        matches, matched_by = _words(catalog, collection, plan.words, filters, None, MAX_RESULTS,
-                                     order=request.sort, first=request.offset + request.limit + 1)
-    elif plan.words is not None:
-        word_limit = WORD_DEPTH if not dated else MAX_RESULTS
-        matches, matched_by = _words(catalog, collection, plan.words, filters, vector, word_limit)
-    if plan.mode == "keyword":
-        order = [match.id for match in matches]
-    elif dated:
-        when = {match.id: match.when for match in matches} | {hit.id: hit.when for hit in kept}
-        order = by_date(when, newest=request.sort == "newest")
-    elif not kept:
+    if plan.words is not None:
+        matches, matched_by = _words(catalog, collection, plan.words, filters, vector, WORD_DEPTH)
+    if not kept:
         order = _word_order(matches, by_vector=vector is not None)
     elif not matches:
         order = [hit.id for hit in kept]
@@ -223,27 +218,75 @@ def search(catalog: Catalog, collection: Collection, plan: Plan, vector: np.ndar
                              in_text=plan.words.in_text if plan.words else "",
                              in_place=plan.words.in_place if plan.words else "",
                              in_tag=plan.words.in_tag if plan.words else "")
+    return _page([rows[item] for item in page_ids if item in rows], request, pictures, kept, threshold,
+                 total=len(order), up_to=filters.up_to_id)
+
+
+def _threshold(pictures: list[queries.Nearest], request: SearchRequest, plan: Plan) -> float | None:
+    """The auto cutoff's score for this picture list (None with cutoff=none or no pictures)."""
+    if request.cutoff != "auto":
+        return None
+    return cutoff_score(pictures[0].score if pictures else None, request.floor, has_minus=plan.has_minus)
+
+
+def _picture_search(catalog: Catalog, collection: Collection, plan: Plan, vector: np.ndarray | None,
+                    similar_to: str | None, request: SearchRequest, filters: queries.SearchFilters) -> Page:
+    """Pictures alone, best first: the list and the page's rows in one statement. The kept matches are a prefix
+    of the list (best first), so the page is the statement's window less the rows the cutoff holds back."""
+    depth = min(MAX_RESULTS, max(VECTOR_DEPTH, request.offset + request.limit + 1))
+    found = queries.picture_page(catalog, collection, vector, similar_to=similar_to, depth=depth,
+                                 offset=request.offset, limit=request.limit, min_score=request.min_score,
+                                 filters=filters, ef_search=request.ef_search)
+    threshold = _threshold(found.pictures, request, plan)
+    kept = [hit for hit in found.pictures if threshold is None or hit.score >= threshold]
+    page = [queries.PageRow(found.rows[hit.id], False, False)
+            for hit in kept[request.offset:request.offset + request.limit] if hit.id in found.rows]
+    up_to = filters.up_to_id if filters.up_to_id is not None else found.newest_id
+    return _page(page, request, found.pictures, kept, threshold, total=len(kept), up_to=up_to)
+
+
+def _ranked_search(catalog: Catalog, collection: Collection, plan: Plan, vector: np.ndarray | None,
+                   similar_to: str | None, request: SearchRequest, filters: queries.SearchFilters,
+                   pictures: list[queries.Nearest], kept: list[queries.Nearest], threshold: float | None) -> Page:
+    """Words alone, or a date sort: the kept pictures and the word matches ranked in SQL, one page back."""
+    words = None
+    if plan.words is not None:
+        words = queries.WordList(plan.words.match, plan.words.match_prefix, plan.words.exact_name, MAX_RESULTS,
+                                 plan.words.in_name, plan.words.in_text, plan.words.in_place, plan.words.in_tag)
+    found = queries.ranked_page(catalog, collection, [(hit.id, hit.when) for hit in kept], words,
+                                order=request.sort, offset=request.offset, limit=request.limit, most=MAX_RESULTS,
+                                filters=filters, vector=vector, similar_to=similar_to)
+    up_to = filters.up_to_id if filters.up_to_id is not None else found.newest_id
+    return _page(found.rows, request, pictures, kept, threshold, total=found.total, up_to=up_to)
+
+
+def _page(rows: list[queries.PageRow], request: SearchRequest, pictures: list[queries.Nearest],
+          kept: list[queries.Nearest], threshold: float | None, *, total: int, up_to: int | None) -> Page:
+    """The Page of `rows` (in order): why each matched, what the cutoff held back, whether more follow."""
     visual = {hit.id for hit in kept}
-    page = [rows[item] for item in page_ids if item in rows]
     matched: dict[int, list[Reason]] = {
         row.hit.id: [reason for reason, found in (("name", row.in_name), ("text", row.in_text), ("place", row.in_place),
                                                   ("tag", row.in_tag), ("visual", row.hit.id in visual)) if found]
-        for row in page
+        for row in rows
     }
     applied = max((score for score in (threshold, request.min_score) if score is not None), default=None)
-    return Page(page, matched, len(pictures) - len(kept), applied,
-                more=len(order) > request.offset + request.limit)
+    hidden = sum(1 for hit in pictures if threshold is not None and hit.score < threshold)
+    return Page(rows, matched, hidden, applied,
+                more=min(total, MAX_RESULTS) > request.offset + request.limit, up_to=up_to)
 
 
 def _listing(catalog: Catalog, collection: Collection, filters: queries.SearchFilters,
              request: SearchRequest) -> Page:
     """A page of the rows the filters keep, by date: newest first (oldest with sort=oldest)."""
+    if filters.up_to_id is None:  # a first page: it lists up to the newest row, and so do its later pages
+        filters = replace(filters, up_to_id=queries.last_id(catalog, collection))
     ids = queries.dated_ids(catalog, collection, filters, newest=request.sort != "oldest",
                             limit=min(MAX_RESULTS, request.offset + request.limit + 1))
     page_ids = ids[request.offset:request.offset + request.limit]
     rows = queries.page_rows(catalog, collection, page_ids)
     page = [rows[item] for item in page_ids if item in rows]
-    return Page(page, {row.hit.id: [] for row in page}, 0, None, more=len(ids) > request.offset + request.limit)
+    return Page(page, {row.hit.id: [] for row in page}, 0, None, more=len(ids) > request.offset + request.limit,
+                up_to=filters.up_to_id)
 
 
 def count(catalog: Catalog, collection: Collection, plan: Plan, vector: np.ndarray | None,
@@ -255,11 +298,9 @@ def count(catalog: Catalog, collection: Collection, plan: Plan, vector: np.ndarr
         return len(queries.dated_ids(catalog, collection, filters, newest=True, limit=MAX_RESULTS))
     found: set[int] = set()
     if vector is not None and plan.needs_vector:
-        pictures = _pictures(catalog, collection, vector, replace(request, sort="newest"), filters, VECTOR_DEPTH,
-                             plan.has_minus)
-        threshold = cutoff_score(pictures[0].score if pictures else None, request.floor, has_minus=plan.has_minus) \
-            if request.cutoff == "auto" else None
-        found |= {hit.id for hit in pictures if threshold is None or hit.score >= threshold}
+        _, kept, _ = _pictures(catalog, collection, vector, None, replace(request, sort="newest"), filters,
+                               VECTOR_DEPTH, plan)
+        found |= {hit.id for hit in kept}
     if plan.words is not None:
         matches, _ = _words(catalog, collection, plan.words, filters, None, MAX_RESULTS)
         found |= {match.id for match in matches}

@@ -8,7 +8,7 @@ the same statement, that the collection still records the model the query vector
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta, timezone
 from typing import Any
 
@@ -18,7 +18,7 @@ from shared.store.catalog import Catalog, CatalogError, Collection, Status, mode
 from shared.store.db import quote_ident
 from shared.store.faces import count_waiting as count_faces_waiting
 from shared.store.faces import person_filter_sql
-from shared.store.hnsw import hnsw_session
+from shared.store.hnsw import MAX_EF_SEARCH, hnsw_session
 from shared.store.tables import OCR_WAITING
 from shared.store.vectors import as_array, vector_literal
 
@@ -133,12 +133,14 @@ def search_target(collection: Collection, vector: np.ndarray | None, similar_to:
     return "CAST(:vec AS halfvec)"
 
 
-def _nearest(catalog: Catalog, collection: Collection, vector: np.ndarray | None, similar_to: str | None, *,
-             columns: str, limit: int, min_score: float | None, filters: SearchFilters | None,
-             after: tuple[float, int] | None, ef_search: int) -> list[list[Any]]:
-    """Rows of the nearest-neighbour statement, best first: `columns` of each row, then its distance."""
+def _nearest_sql(collection: Collection, vector: np.ndarray | None, similar_to: str | None, params: dict[str, Any],
+                 *, columns: str, limit: int, min_score: float | None, filters: SearchFilters | None,
+                 after: tuple[float, int] | None, ef_search: int, stop_below: float | None = None) -> tuple[str, str]:
+    """(the `cfg` CTE, the SELECT) of the nearest-neighbour statement, best first: `columns` of each row (the first
+    is `id`), then its distance; the values go into `params`. With `stop_below` (a score), the list ends before
+    the first row scoring less, and the index scan stops there."""
     q = quote_ident(collection.table)
-    params: dict[str, Any] = {"limit": int(limit)}
+    params["limit"] = int(limit)
     target = search_target(collection, vector, similar_to, params)
     where = ["embedding IS NOT NULL", "status = 'embedded'"]
     if similar_to is not None:
@@ -155,27 +157,58 @@ def _nearest(catalog: Catalog, collection: Collection, vector: np.ndarray | None
         cutoff = "WHERE h.distance <= :max_distance"
         params["max_distance"] = -float(min_score)
     # The scan reads one row past the limit (ties are ordered by id within a distance), so ef_search must
-    # exceed it: else pgvector's iterative scan starts a second, costly pass for that one row.
-    # One statement, one round trip; a query vector is compared only while the registry still names its
-    # model (else no rows).
-    session = hnsw_session(params, ef_search=max(int(ef_search), int(limit) + 1), iterative_scan="relaxed_order",
-                           only_if=model_guard() if vector is not None else "")
-    sql = f"""
-        WITH {session}
-        SELECT h.* FROM cfg CROSS JOIN LATERAL (
+    # exceed it: else pgvector's iterative scan starts a second, costly pass for that one row. A list deeper
+    # than ef_search's bound (a date sort's) is read by the iterative scan anyway: from the caller's ef_search,
+    # which is faster than from the bound (1000 rows at 100k: 94 against 109 ms, beside other work).
+    # A query vector is compared only while the registry still names its model (else no rows).
+    ef = int(ef_search) if limit >= MAX_EF_SEARCH else max(int(ef_search), int(limit) + 1)
+    session = hnsw_session(params, ef_search=ef, iterative_scan="relaxed_order",
+                           only_if=model_guard() if vector is not None else "", grow_with=q)
+    scan = f"""
             SELECT {columns}, embedding <#> {target} AS distance
             FROM {q}
             WHERE {" AND ".join(where)} AND cfg.scan IS NOT NULL
             ORDER BY embedding <#> {target}, id  -- ties (identical vectors: copies) by id, as the cursor pages
-            LIMIT :limit
+            LIMIT :limit"""
+    if stop_below is not None:
+        # Rows come best first, so a running count of the weaker ones is 0 up to the first of them: PostgreSQL
+        # stops the window there (its run condition), and with it the index scan. A deep list kept by a cutoff
+        # reads as far as it keeps (242 of 1,000 rows, a tenth of the index pages, for a cluster of 242).
+        params["stop_distance"] = -float(stop_below)
+        scan = f"""
+            SELECT * FROM (
+                SELECT s.*, count(*) FILTER (WHERE s.distance > :stop_distance)
+                    OVER (ORDER BY s.distance, s.id ROWS UNBOUNDED PRECEDING) AS weaker
+                FROM ({scan}) AS s
+            ) AS w WHERE w.weaker = 0"""
+    select = f"""
+        SELECT h.* FROM cfg CROSS JOIN LATERAL ({scan}
         ) AS h
         {cutoff} ORDER BY h.distance + 0, h.id"""
-    with vectors_of(collection, collection.model_id):
-        rows = catalog.db.run(sql, **params)
-    if not rows and similar_to is not None and not is_embedded(catalog, collection, similar_to):
+    return session, select
+
+
+def _check_empty(catalog: Catalog, collection: Collection, vector: np.ndarray | None, similar_to: str | None) -> None:
+    """After an empty answer: KeyError for a `similar_to` that is not an embedded row, ModelChanged for a query
+    vector of a model the collection has left."""
+    if similar_to is not None and not is_embedded(catalog, collection, similar_to):
         raise KeyError(similar_to)
-    if not rows and vector is not None:
+    if vector is not None:
         catalog.raise_if_moved(collection, collection.model_id, None)
+
+
+def _nearest(catalog: Catalog, collection: Collection, vector: np.ndarray | None, similar_to: str | None, *,
+             columns: str, limit: int, min_score: float | None, filters: SearchFilters | None,
+             after: tuple[float, int] | None, ef_search: int, stop_below: float | None = None) -> list[list[Any]]:
+    """Rows of the nearest-neighbour statement (one statement, one round trip), best first."""
+    params: dict[str, Any] = {}
+    session, select = _nearest_sql(collection, vector, similar_to, params, columns=columns, limit=limit,
+                                   min_score=min_score, filters=filters, after=after, ef_search=ef_search,
+                                   stop_below=stop_below)
+    with vectors_of(collection, collection.model_id):
+        rows = catalog.db.run(f"WITH {session} {select}", **params)
+    if not rows:
+        _check_empty(catalog, collection, vector, similar_to)
     return rows
 
 
@@ -214,13 +247,50 @@ class Nearest:
         return -self.distance
 
 
-def nearest(catalog: Catalog, collection: Collection, vector: np.ndarray, *, limit: int,
-            min_score: float | None = None, filters: SearchFilters | None = None, ef_search: int = 64) -> list[Nearest]:
+def nearest(catalog: Catalog, collection: Collection, vector: np.ndarray | None, *, limit: int,
+            min_score: float | None = None, filters: SearchFilters | None = None, ef_search: int = 64,
+            similar_to: str | None = None, stop_below: float | None = None) -> list[Nearest]:
     """`search` without the rows' fields: ids, distances and dates of a deep list (hybrid search hydrates
-    only the page it shows)."""
-    rows = _nearest(catalog, collection, vector, None, columns=f"id, {PHOTO_TIME_SQL}", limit=limit,
-                    min_score=min_score, filters=filters, after=None, ef_search=ef_search)
+    only the page it shows); with `stop_below`, it ends before the first row scoring less."""
+    rows = _nearest(catalog, collection, vector, similar_to, columns=f"id, {PHOTO_TIME_SQL}", limit=limit,
+                    min_score=min_score, filters=filters, after=None, ef_search=ef_search, stop_below=stop_below)
     return [Nearest(row[0], float(row[2]), row[1]) for row in rows]
+
+
+@dataclass(frozen=True)
+class PicturePage:
+    pictures: list[Nearest]  # every picture match looked at, best first
+    rows: dict[int, Hit]  # id -> row, with its score, of the matches ranked offset+1 .. offset+limit
+    newest_id: int | None  # the newest row id as the statement saw it (None when filters.up_to_id was given)
+
+
+def picture_page(catalog: Catalog, collection: Collection, vector: np.ndarray | None, *, similar_to: str | None,
+                 depth: int, offset: int, limit: int, min_score: float | None, filters: SearchFilters,
+                 ef_search: int) -> PicturePage:
+    """A pictures-only search in one statement (one round trip): the ids, distances and dates of the `depth`
+    nearest rows, the rows of those ranked offset+1 .. offset+limit, and, for a first page (no
+    filters.up_to_id), the newest row id, the bound of its later pages. Raises KeyError as `search` does."""
+    q = quote_ident(collection.table)
+    params: dict[str, Any] = {"offset": int(offset), "page_end": int(offset) + int(limit)}
+    session, select = _nearest_sql(collection, vector, similar_to, params, columns=f"id, {PHOTO_TIME_SQL} AS taken",
+                                   limit=depth, min_score=min_score, filters=filters, after=None, ef_search=ef_search)
+    # The same snapshot as the scan: no row the page could show is newer.
+    newest = "NULL::bigint" if filters.up_to_id is not None else f"(SELECT COALESCE(max(id), 0) FROM {q})"
+    sql = f"""
+        WITH {session}, pictures AS MATERIALIZED ({select}),
+        ranked AS (SELECT id, taken, distance, row_number() OVER (ORDER BY distance, id) AS rank FROM pictures)
+        SELECT r.id, r.taken, r.distance, {newest}, p.*
+        FROM ranked AS r LEFT JOIN LATERAL (
+            SELECT {HIT_SQL} FROM {q} WHERE id = r.id AND r.rank > :offset AND r.rank <= :page_end
+        ) AS p ON true
+        ORDER BY r.rank"""
+    with vectors_of(collection, collection.model_id):
+        rows = catalog.db.run(sql, **params)
+    if not rows:
+        _check_empty(catalog, collection, vector, similar_to)
+    return PicturePage([Nearest(row[0], float(row[2]), row[1]) for row in rows],
+                       {row[0]: hit_of(row[4:], row[2]) for row in rows if row[4] is not None},
+                       None if not rows or rows[0][3] is None else int(rows[0][3]))
 
 
 # ---- hybrid search: stored vectors of query images, word matches, the rows of a page -----------------
@@ -256,6 +326,26 @@ def stored_vectors(catalog: Catalog, collection: Collection, keys: Sequence[str]
     return {key: as_array(vector) for key, vector in rows}
 
 
+def _through_word_index(catalog: Catalog, collection: Collection, sql: str, params: dict[str, Any], *,
+                        bound: bool = False) -> list[list[Any]]:
+    """Rows of a statement that finds words: through the keyword index, never a scan of the table (or of its ids)
+    stopped by a LIMIT. The planner expects a common word ("2019") evenly spread, but photos are stored in time
+    order, so such a scan reads most of the table before it finds the year (300 ms at a million rows, against a
+    few ms via the index). With `bound`, the settings' statement also reads the newest row id into
+    params["up_to_id"] (planned before the settings apply, so through the primary key: 72 ms at 100k after)."""
+    newest = f", (SELECT COALESCE(max(id), 0) FROM {quote_ident(collection.table)})" if bound else ""
+
+    def run(conn: Any) -> list[list[Any]]:
+        ((*_, last),) = conn.run("SELECT set_config('enable_seqscan', 'off', true), "
+                                 f"set_config('enable_indexscan', 'off', true){newest}")
+        if bound:
+            params["up_to_id"] = int(last)
+        return conn.run(sql, **params)
+
+    with vectors_of(collection, collection.model_id):
+        return catalog.db.transaction(run)
+
+
 @dataclass(frozen=True)
 class WordMatch:
     id: int
@@ -272,25 +362,12 @@ def _distance_sql(vector: np.ndarray | None, params: dict[str, Any]) -> str:
     return "(embedding <#> CAST(:vec AS halfvec))::float8"
 
 
-# Orders `word_matches` can rank in SQL (so only a page's worth of rows leaves the server): a name the
-# query spells first, then the newest; or by date, undated ones last. Ties: the id, the same way.
-WORD_ORDERS = {
-    "relevance": "exact DESC, taken DESC NULLS LAST, id DESC",
-    "newest": "taken DESC NULLS LAST, id DESC",
-    "oldest": "taken ASC NULLS LAST, id ASC",
-}
-
-
 def word_matches(catalog: Catalog, collection: Collection, words: str, *, exact_name: str | None, limit: int,
-                 filters: SearchFilters | None = None, vector: np.ndarray | None = None,
-                 order: str | None = None, first: int | None = None) -> tuple[list[WordMatch], int]:
+                 filters: SearchFilters | None = None, vector: np.ndarray | None = None) -> tuple[list[WordMatch], int]:
     """Embedded rows whose words match `words` (`to_tsquery('simple', …)` text), at most `limit`, and how
-    many that is.
-
-    Rows come in the order the GIN index finds them (no sort of every match: a word in every name costs a
-    LIMIT), or, with `order` (WORD_ORDERS), ranked in SQL and cut to the `first` of them.
-    """
-    params: dict[str, Any] = {"words": words, "limit": int(limit), "first": int(first or limit)}
+    many that is, in the order the GIN index finds them (no sort of every match: a word in every name costs a
+    LIMIT)."""
+    params: dict[str, Any] = {"words": words, "limit": int(limit)}
     distance = _distance_sql(vector, params)
     exact = "false"
     if exact_name:
@@ -299,18 +376,9 @@ def word_matches(catalog: Catalog, collection: Collection, words: str, *, exact_
                           *(filters or SearchFilters()).sql(params, collection.table)])
     found = (f"SELECT id, {exact} AS exact, {distance} AS distance, {PHOTO_TIME_SQL} AS taken "
              f"FROM {quote_ident(collection.table)} WHERE {where} LIMIT :limit")
-    ranked = f"ORDER BY {WORD_ORDERS[order]}" if order else ""
-    sql = f"SELECT *, count(*) OVER () FROM ({found}) AS m {ranked} LIMIT :first"
+    sql = f"SELECT *, count(*) OVER () FROM ({found}) AS m"
 
-    def run(conn: Any) -> list[list[Any]]:
-        # Through the keyword index, never a scan of the table (or of its ids) stopped by the LIMIT: the planner
-        # expects a common word ("2019") evenly spread, but photos are stored in time order, so such a scan reads
-        # most of the table before it finds the year (300 ms at a million rows, against a few ms via the index).
-        conn.run("SELECT set_config('enable_seqscan', 'off', true), set_config('enable_indexscan', 'off', true)")
-        return conn.run(sql, **params)
-
-    with vectors_of(collection, collection.model_id):
-        rows = catalog.db.transaction(run)
+    rows = _through_word_index(catalog, collection, sql, params)
     return [WordMatch(row[0], bool(row[1]), row[2], row[3]) for row in rows], (int(rows[0][4]) if rows else 0)
 
 
@@ -323,6 +391,23 @@ class PageRow:
     in_tag: bool = False  # … some of them in its own tags or caption (IPTC, XMP)
 
 
+PAGE_FLAGS = ("in_name", "in_text", "in_place", "in_tag")  # PageRow's flags, in order
+
+
+def _flags_sql(sources: dict[str, str], matched_by: str, params: dict[str, Any]) -> str:
+    """SQL of PageRow's flags: a row matches the query's words (`matched_by`, the SQL of its tsquery) and some of
+    them in that source (`sources`: flag -> tsquery text, into `params`); false for a source not asked about."""
+    flags = []
+    for name in PAGE_FLAGS:
+        if sources.get(name):
+            params[name] = sources[name]
+            flags.append(f"search_tsv @@ to_tsquery('simple', {matched_by}) "
+                         f"AND search_tsv @@ to_tsquery('simple', :{name})")
+        else:
+            flags.append("false")
+    return ", ".join(flags)
+
+
 def page_rows(catalog: Catalog, collection: Collection, ids: Sequence[int], *, vector: np.ndarray | None = None,
               words: str | None = None, in_name: str = "", in_text: str = "", in_place: str = "",
               in_tag: str = "") -> dict[int, PageRow]:
@@ -333,18 +418,120 @@ def page_rows(catalog: Catalog, collection: Collection, ids: Sequence[int], *, v
     params: dict[str, Any] = {"ids": list(ids)}
     distance = _distance_sql(vector, params)
     sources = {"in_name": in_name, "in_text": in_text, "in_place": in_place, "in_tag": in_tag}
-    flags = ", ".join("false" for _ in sources)
     if words:
-        params.update(words=words, **sources)
-        matches = "search_tsv @@ to_tsquery('simple', :words)"
-        flags = ", ".join(f"{matches} AND search_tsv @@ to_tsquery('simple', :{name})" if value else "false"
-                          for name, value in sources.items())
+        params["words"] = words
+    flags = _flags_sql(sources if words else {}, ":words", params)
     with vectors_of(collection, collection.model_id):
         rows = catalog.db.run(
             f"SELECT {HIT_SQL}, {distance}, {flags} FROM {quote_ident(collection.table)} "
             "WHERE id = ANY(CAST(:ids AS bigint[])) AND status = 'embedded'", **params)
     return {row[0]: PageRow(hit_of(row, row[HIT_WIDTH]), *(bool(flag) for flag in row[HIT_WIDTH + 1:]))
             for row in rows}
+
+
+@dataclass(frozen=True)
+class WordList:
+    """The word list of a search ranked in SQL: `match` (tsquery text), or `match_prefix` when `match` finds fewer
+    than `limit` rows; a row matching `exact_name` (the name the query spells) is `exact`; `in_name`/`in_text`/
+    `in_place`/`in_tag` say where a row's words matched (PageRow)."""
+
+    match: str
+    match_prefix: str | None
+    exact_name: str | None
+    limit: int
+    in_name: str
+    in_text: str
+    in_place: str = ""
+    in_tag: str = ""
+
+    def sources(self) -> dict[str, str]:
+        """PageRow's flags, by name: the tsquery text of each (empty: that source is not asked about)."""
+        return {"in_name": self.in_name, "in_text": self.in_text, "in_place": self.in_place, "in_tag": self.in_tag}
+
+
+@dataclass(frozen=True)
+class RankedPage:
+    rows: list[PageRow]  # the page, in order
+    total: int  # rows in the ranking (the relevant set), 0 when the page is past its end
+    newest_id: int | None  # the newest row id as the statement saw it (None when filters.up_to_id was given)
+
+
+# Orders `ranked_page` ranks by: a name the query spells first, then the newest; or by date, undated ones last
+# (PHOTO_TIME_SQL). Ties: the id, the same way.
+RANKED_ORDERS = {
+    "relevance": "exact DESC, taken DESC NULLS LAST, id DESC",
+    "newest": "taken DESC NULLS LAST, id DESC",
+    "oldest": "taken ASC NULLS LAST, id ASC",
+}
+
+
+def _word_list_sql(collection: Collection, words: WordList | None, filters: SearchFilters,
+                   params: dict[str, Any]) -> tuple[str, str]:
+    """(CTEs ending in `found` (id, taken, exact) and `pick` (prefix: whether the prefixes were used), the SQL of
+    the tsquery that found the words, for the page's flags)."""
+    if words is None:
+        return ("pick AS (SELECT false AS prefix), found AS (SELECT NULL::bigint AS id, NULL::float8 AS taken, "
+                "false AS exact WHERE false)"), ""
+    q = quote_ident(collection.table)
+    where = " AND ".join(["status = 'embedded'", *filters.sql(params, collection.table)])
+    params.update(words=words.match, words_prefix=words.match_prefix or words.match, word_limit=int(words.limit),
+                  has_prefix=words.match_prefix is not None)
+    exact = "false"
+    if words.exact_name:
+        exact, params["exact"] = "search_tsv @@ to_tsquery('simple', :exact)", words.exact_name
+
+    def matches(tsquery: str) -> str:
+        return (f"SELECT id, {PHOTO_TIME_SQL} AS taken, {exact} AS exact FROM {q} "
+                f"WHERE {where} AND search_tsv @@ to_tsquery('simple', {tsquery})")
+
+    # Whole words first; prefixes (a superset, costlier on a common prefix) only when those find too few.
+    return f"""whole AS MATERIALIZED ({matches(':words')} LIMIT :word_limit),
+        pick AS (SELECT CAST(:has_prefix AS boolean) AND count(*) < :word_limit AS prefix FROM whole),
+        prefixed AS MATERIALIZED ({matches(':words_prefix')} AND (SELECT prefix FROM pick) LIMIT :word_limit),
+        found AS (SELECT * FROM prefixed UNION ALL SELECT * FROM whole WHERE NOT (SELECT prefix FROM pick))""", \
+        "CASE WHEN pick.prefix THEN :words_prefix ELSE :words END"
+
+
+def ranked_page(catalog: Catalog, collection: Collection, pictures: Sequence[tuple[int, float | None]],
+                words: WordList | None, *, order: str, offset: int, limit: int, most: int, filters: SearchFilters,
+                vector: np.ndarray | None = None, similar_to: str | None = None) -> RankedPage:
+    """One page of a search ranked in SQL, in one statement: the relevant set is `pictures` ((id, PHOTO_TIME_SQL)
+    of the kept picture matches) and the rows matching `words`, ranked by `order` (RANKED_ORDERS), at most `most`
+    of them. The page's rows come back with their score against `vector` (or the stored `similar_to`) and where
+    their words matched; and, for a first page (no filters.up_to_id), the newest row id, the bound it applied."""
+    q = quote_ident(collection.table)
+    bound = filters.up_to_id is None
+    if bound:  # a first page: the bound is read in the same transaction (_through_word_index), then applied
+        filters = replace(filters, up_to_id=0)
+    params: dict[str, Any] = {"offset": int(offset), "page_end": int(offset) + int(limit), "most": int(most),
+                              "picture_ids": [int(item) for item, _ in pictures],
+                              "picture_times": [when for _, when in pictures]}
+    words_sql, matched_by = _word_list_sql(collection, words, filters, params)
+    distance = "NULL::float8"
+    if vector is not None or similar_to is not None:
+        distance = f"(embedding <#> {search_target(collection, vector, similar_to, params)})::float8"
+    flags = _flags_sql(words.sources() if words is not None else {}, matched_by, params)
+    sql = f"""
+        WITH {words_sql},
+        relevant AS (SELECT id, max(taken) AS taken, bool_or(exact) AS exact FROM (
+            SELECT id, taken, exact FROM found UNION ALL
+            SELECT id, taken, false FROM unnest(CAST(:picture_ids AS bigint[]), CAST(:picture_times AS float8[]))
+                AS p(id, taken)) AS m
+            GROUP BY id),
+        ranked AS (SELECT id, row_number() OVER (ORDER BY {RANKED_ORDERS[order]}) AS rank, count(*) OVER () AS total
+                   FROM relevant)
+        SELECT r.total, p.* FROM ranked AS r CROSS JOIN pick LEFT JOIN LATERAL (
+            SELECT {HIT_SQL}, {distance}, {flags} FROM {q} WHERE id = r.id AND status = 'embedded'
+        ) AS p ON true
+        WHERE r.rank > :offset AND r.rank <= :page_end AND r.rank <= :most
+        ORDER BY r.rank"""
+    if words is None and not bound:
+        rows = catalog.db.run(sql, **params)
+    else:
+        rows = _through_word_index(catalog, collection, sql, params, bound=bound)
+    page = [PageRow(hit_of(row[1:], row[1 + HIT_WIDTH]), *(bool(flag) for flag in row[2 + HIT_WIDTH:]))
+            for row in rows if row[1] is not None]
+    return RankedPage(page, int(rows[0][0]) if rows else 0, params["up_to_id"] if bound else None)
 
 
 def recent(

@@ -27,6 +27,7 @@ from shared.events import ObjectEvent
 from shared.storage import UrlSigner
 from shared.store.catalog import Catalog, Collection
 from shared.store.db import quote_ident
+from shared.store.tables import faces_table
 from shared.store.vectors import vector_literal
 from tests.fixtures.model import synthetic_photo
 from tests.fixtures.services import unique_name
@@ -210,6 +211,41 @@ def test_similar_excludes_the_image_itself(world: World) -> None:
     same = world.client.get("/api/search", params={"q": f"similar:{key}", "limit": 10}).json()
     assert [item["key"] for item in same["items"]] == keys
     assert [item["score"] for item in same["items"]] == [item["score"] for item in body["items"]]
+
+
+def test_similar_is_one_statement_and_its_pages_are_stable_without_duplicates_or_gaps(
+        world: World, monkeypatch: pytest.MonkeyPatch) -> None:
+    catalog, embedder = world.catalog, world.embedder
+    coll = catalog.ensure_collection(unique_name("similar-pages"), embedder.model_id, embedder.dim)
+    add_images(catalog, coll, embedder, [f"s/{i:02d}.jpg" for i in range(17)], seed=500)
+    params = {"key": "s/00.jpg", "collection": coll.name, "cutoff": "none"}
+    whole = [item["key"] for item in world.client.get("/api/similar", params=params | {"limit": 50}).json()["items"]]
+    assert sorted(whole) == [f"s/{i:02d}.jpg" for i in range(1, 17)]
+    statements: list[str] = []
+    run = type(catalog.db).run
+
+    def recording_run(db: object, sql: str, **values: object) -> object:
+        statements.append(sql)
+        return run(db, sql, **values)
+
+    monkeypatch.setattr(type(catalog.db), "run", recording_run)
+    seen: list[str] = []
+    cursor = None
+    for page_number in range(10):
+        statements.clear()
+        body = world.client.get("/api/similar", params=params | {"limit": 5} | ({"cursor": cursor} if cursor else {}))
+        assert body.status_code == 200, body.text
+        # The registry read, then the page in one statement: the list, the page's rows, the newest row id
+        # (the people in the page's items are one more read, of the faces table).
+        searched = [sql for sql in statements if coll.table in sql and faces_table(coll.table) not in sql]
+        assert len(searched) == 1, statements
+        seen += [item["key"] for item in body.json()["items"]]
+        # A copy of the image searched by would rank first, if a later page saw it.
+        add_images(catalog, coll, embedder, [f"new/{page_number}.jpg"], seed=500)
+        cursor = body.json()["next_cursor"]
+        if cursor is None:
+            break
+    assert seen == whole, "pages differ from the one-page ranking: a duplicate, a gap or a new row"
 
 
 def test_search_by_uploaded_image_finds_the_same_image(world: World) -> None:

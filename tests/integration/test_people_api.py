@@ -204,6 +204,11 @@ def test_search_by_person_name_and_filter(world: World) -> None:
     assert keys(both) == ["people/together.jpg"]
     narrowed = get(world, "/api/search", q='person:"Grace Hopper" + portrait', cutoff="none", limit=50)
     assert keys(narrowed) and set(keys(narrowed)) <= GRACES
+    # A date sort (ranked in SQL) and a similar: term (one statement) take the person filter too.
+    by_date = get(world, "/api/search", q='person:"Grace Hopper" + portrait', cutoff="none", sort="oldest", limit=50)
+    assert set(keys(by_date)) == set(keys(narrowed))
+    like = get(world, "/api/search", q='similar:people/grace-1.jpg + person:"Grace Hopper"', cutoff="none", limit=50)
+    assert set(keys(like)) == GRACES - {"people/grace-1.jpg"}
     filtered = get(world, "/api/search", q="portrait", person=grace["id"], cutoff="none", limit=50)
     assert set(keys(filtered)) == GRACES
     unknown = get(world, "/api/search", 400, q='person:"Ada Lovelace" + beach')

@@ -111,6 +111,9 @@ def test_photos_are_found_by_city_state_and_country_words(world: World, q: str, 
     hybrid = get(world, "/api/search", q=q, limit=100)
     assert expected <= keys(hybrid)
     assert all("place" in item["matched"] for item in hybrid["items"] if item["key"] in expected)
+    newest = get(world, "/api/search", q=q, limit=100, sort="newest")  # ranked in SQL
+    assert expected <= keys(newest)
+    assert all("place" in item["matched"] for item in newest["items"] if item["key"] in expected)
 
 
 @pytest.mark.parametrize("path", ["/api/recent", "/api/search"])

@@ -322,10 +322,53 @@ def test_pages_of_a_sorted_hybrid_search_are_stable_while_images_arrive(world: W
         assert len(seen) == len(set(seen)) and sorted(seen) == sorted(existing), seen
 
 
+def test_date_sorted_pages_rank_word_and_picture_matches_together(world: World) -> None:
+    coll = world.catalog.ensure_collection(unique_name("dated"), world.embedder.model_id, world.embedder.dim)
+    # "harbour" embeds to OTHER: w* match by name only, p* by picture only, b* by both, n* by neither.
+    groups = {"harbour/w": unit(0, 1, 0, 0.1), "misc/p": unit(0.2, 0, 0, 1), "harbour/b": unit(0, 0.1, 0, 1),
+              "misc/n": unit(0, 0, 1, 0)}
+    rows = {f"{prefix}{i}.jpg": vector for i in range(4) for prefix, vector in groups.items()}  # dates interleave
+    add_rows(world.catalog, coll, rows, model_id=world.embedder.model_id)
+    reasons = {"harbour/w": ["name"], "misc/p": ["visual"], "harbour/b": ["name", "visual"]}
+    for sort in ("newest", "oldest"):
+        relevant = [key for key in rows if not key.startswith("misc/n")]  # in date order (add_rows' minutes)
+        seen: list[str] = []
+        cursor = None
+        for page in range(10):
+            body = search(world, "harbour", collection=coll.name, limit=5, sort=sort,
+                          **({"cursor": cursor} if cursor else {}))
+            seen += keys(body)
+            for item in body["items"]:
+                assert item["matched"] == next(why for group, why in reasons.items() if item["key"].startswith(group))
+            arrived = {f"harbour/b-new-{sort}-{page}.jpg": unit(0, 0, 0, 1)}  # newest, and in both lists
+            add_rows(world.catalog, coll, arrived, model_id=world.embedder.model_id, first_minute=1000 + len(rows))
+            rows |= arrived
+            cursor = body["next_cursor"]
+            if cursor is None:
+                break
+        # Stable pages, no key twice, none skipped: exactly the relevant set by date, none of the new rows.
+        assert seen == (relevant[::-1] if sort == "newest" else relevant), (sort, seen)
+
+
 def test_the_deepest_picture_list_stays_within_pgvectors_ef_search_bound(world: World) -> None:
     deepest = queries.nearest(world.catalog, world.coll, RED, limit=hybrid.MAX_RESULTS, ef_search=100)
     assert [hit.id for hit in deepest] == [hit.id for hit in queries.search(world.catalog, world.coll, RED,
                                                                             limit=hybrid.MAX_RESULTS)]
+
+
+def test_a_deep_list_read_as_far_as_the_cutoff_keeps(world: World) -> None:
+    everything = queries.nearest(world.catalog, world.coll, RED, limit=hybrid.MAX_RESULTS, ef_search=100)
+    kept = queries.nearest(world.catalog, world.coll, RED, limit=hybrid.MAX_RESULTS, ef_search=100, stop_below=0.85)
+    assert [hit.id for hit in kept] == [hit.id for hit in everything if hit.score >= 0.85]
+    assert 0 < len(kept) < len(everything)
+
+
+def test_a_date_sort_keeping_more_than_the_first_list_reads_on(world: World) -> None:
+    coll = world.catalog.ensure_collection(unique_name("deep"), world.embedder.model_id, world.embedder.dim)
+    reds = {f"red/{i:03d}.jpg": unit(1, i / 1000, 0, 0) for i in range(hybrid.VECTOR_DEPTH + 16)}
+    add_rows(world.catalog, coll, reds | {f"blue/{i}.jpg": BLUE for i in range(5)}, model_id=world.embedder.model_id)
+    body = search(world, "red", collection=coll.name, mode="semantic", sort="oldest", limit=100)
+    assert keys(body) == list(reds) and body["hidden"] == 0
 
 
 def test_a_cursor_from_elsewhere_is_refused(world: World) -> None:

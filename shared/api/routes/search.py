@@ -87,21 +87,30 @@ def answer_search(services: Services, query: SearchParams, options: SearchOption
     echo = [QueryTerm(kind="image", value=upload.name, weight=1.0)] if upload else []
     echo += [QueryTerm.model_validate(term.as_dict()) for term in terms]
 
+    # A lone similar: term (/api/similar) searches by the stored vector in the database: no round trip to read it.
+    # Person terms are filters (hybrid.with_people), so a similar: term beside them is still alone.
+    searched = [term for term in terms if term.kind != "person"]
+    similar_to = searched[0].value if upload is None and len(searched) == 1 and searched[0].kind == "image" \
+        and searched[0].weight > 0 else None
+
     def answer(collection: Collection, embedder: Embedder | None) -> SearchPage:
         vector = query_vector(services, collection, embedder, terms, options.lang, upload) \
-            if plan.needs_vector else None
-        # Later pages rank only the rows the first one could see: images added meanwhile shift nothing.
-        up_to = bound if bound is not None else queries.last_id(services.catalog, collection)
-        filters = replace(hybrid.with_people(services.catalog, collection, terms, query.filters), up_to_id=up_to)
-        page = hybrid.search(services.catalog, collection, plan, vector, hybrid.SearchRequest(
-            options.sort, options.cutoff, query.limit, offset, query.min_score, filters,
-            services.settings.search_floor_for(collection.model_id), services.settings.hnsw_ef_search))
+            if plan.needs_vector and similar_to is None else None
+        # Later pages rank only the rows the first one could see (`bound`): images added meanwhile shift nothing.
+        filters = replace(hybrid.with_people(services.catalog, collection, terms, query.filters), up_to_id=bound)
+        try:
+            page = hybrid.search(services.catalog, collection, plan, vector, hybrid.SearchRequest(
+                options.sort, options.cutoff, query.limit, offset, query.min_score, filters,
+                services.settings.search_floor_for(collection.model_id), services.settings.hnsw_ef_search),
+                similar_to=similar_to)
+        except KeyError:
+            raise unknown_key(collection, str(similar_to)) from None
         reasons = {row.hit.key: page.matched[row.hit.id] for row in page.rows}
         items = services.search_items(collection, [row.hit for row in page.rows], collapse=query.collapse,
-                                      filters=replace(filters, up_to_id=None), vector=vector)
+                                      filters=replace(filters, up_to_id=None), vector=vector, similar_to=similar_to)
         return SearchPage(
             items=[item.model_copy(update={"matched": reasons.get(item.key, [])}) for item in items],
-            next_cursor=search_cursor(offset + query.limit, up_to) if page.more else None,
+            next_cursor=search_cursor(offset + query.limit, page.up_to or 0) if page.more else None,
             took_ms=round((time.perf_counter() - started) * 1000, 3),
             model=collection.model_id,
             collection=collection.name,
