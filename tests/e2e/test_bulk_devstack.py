@@ -23,7 +23,7 @@ import pytest
 from PIL import Image
 
 from shared.store.db import connect_params
-from tests.fixtures.devstack import ARTIFACTS, ROOT, Stack, embedded_by_events, get_json, start_stack
+from tests.fixtures.devstack import ARTIFACTS, ROOT, Stack, get_json, start_stack
 
 BUCKET = "existing"
 OBJECTS = 320
@@ -128,7 +128,7 @@ def test_existing_bucket_is_planned_then_embedded_once_by_the_queue(stack: Stack
     assert "backlog" not in current  # empty: the block is gone
     per_key = embedded_per_key(stack.output())
     assert set(per_key) == set(keys) and set(per_key.values()) == {1}, per_key.most_common(3)
-    assert embedded_by_events(stack.output()) == OBJECTS
+    assert stack.logged_embedded(OBJECTS) == OBJECTS
 
 
 def test_an_idle_stack_leaves_its_database_alone(stack: Stack) -> None:

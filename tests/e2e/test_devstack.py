@@ -61,7 +61,7 @@ def test_uploads_embed_through_events_and_survive_a_restart(stack: Stack, tmp_pa
     stats = stack.wait_embedded(len(KEYS))
     assert stats["counts"] == {"embedded": len(KEYS), "pending": 0, "failed": 0}
     # Embedded by the SQS worker calling functions.embed.handler, not by the periodic backfill.
-    assert embedded_by_events(stack.output()) == len(KEYS)
+    assert stack.logged_embedded(len(KEYS)) == len(KEYS)
 
     assert stack.stop() == 0
     out = stack.output()

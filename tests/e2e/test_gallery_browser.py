@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 from playwright.sync_api import Browser, Page, Route, expect, sync_playwright
 
-from tests.fixtures.devstack import ARTIFACTS, Stack, embedded_by_events, running_stack
+from tests.fixtures.devstack import ARTIFACTS, Stack, running_stack
 from tests.fixtures.model import synthetic_photo
 
 CHROMIUM = Path("/usr/bin/chromium")
@@ -125,7 +125,7 @@ def wait_thumbnails(page: Page) -> None:
 
 
 def test_images_were_embedded_through_the_event_path(stack: Stack) -> None:
-    assert embedded_by_events(stack.output()) == IMAGE_COUNT
+    assert stack.logged_embedded(IMAGE_COUNT) == IMAGE_COUNT
 
 
 def test_grid_fills_with_thumbnails_stats_and_test_model_banner(stack: Stack, page: Page) -> None:
