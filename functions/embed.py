@@ -21,6 +21,7 @@ from aws_lambda_powertools import Logger
 from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, process_partial_response
 from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 
+from functions.stage_consumer import RetryMessage
 from shared import runtime
 from shared.config import get_settings
 from shared.events import ObjectEvent, UnsupportedEvent, parse, parse_record
@@ -29,10 +30,6 @@ from shared.ingest.pipeline import IngestRetry, log_outcomes
 
 logger = Logger(service="image-browser-embed")
 processor = BatchProcessor(event_type=EventType.SQS)
-
-
-class RetryMessage(RuntimeError):
-    """A work message with keys to retry; it comes back after the visibility timeout."""
 
 
 def is_sqs_batch(event: Any) -> bool:

@@ -253,6 +253,17 @@ def run(settings: Settings, api_socket: socket.socket, cleanups: list[tuple[str,
                                      region=settings.s3_region, thumbnail_prefix=settings.thumbnail_prefix)
     runtime.ingestor().collection_for(settings.bucket)
 
+    start_workers(settings, sqs, queue_url, ocr_url, faces_url, cleanups)
+
+    url = f"http://{settings.host}:{settings.api_port}"
+    message = next_steps(settings, url, endpoint, data_dir, restored, embedder.model_id, embedder.is_test_model)
+    serve(settings, api_socket, url, message, started_at)
+    return 0
+
+
+def start_workers(settings: Settings, sqs: Any, queue_url: str, ocr_url: str, faces_url: str,
+                  cleanups: list[tuple[str, Callable[[], Any]]]) -> None:
+    """Lambda's side, locally: a poller per queue (the triggers' MaximumConcurrency) and the hourly plan."""
     from functions import backfill, embed, faces, ocr
     from shared.dev.sqs_poller import LocalContext, SqsPoller
     from shared.ingest.event_filter import thumbnail_filter
@@ -279,11 +290,6 @@ def run(settings: Settings, api_socket: socket.socket, cleanups: list[tuple[str,
     planner = Periodic(BACKFILL_EVERY_SECONDS, plan, "backfill", first=FIRST_PLAN_SECONDS)
     planner.start()
     cleanups.append(("the backfill", planner.stop))
-
-    url = f"http://{settings.host}:{settings.api_port}"
-    message = next_steps(settings, url, endpoint, data_dir, restored, embedder.model_id, embedder.is_test_model)
-    serve(settings, api_socket, url, message, started_at)
-    return 0
 
 
 def write_state(data_dir: Path, settings: Settings) -> None:

@@ -10,7 +10,7 @@ incrementally (shared/people/grouping.py through `faces.group_faces`): they join
 MAX_DISTANCE, start one when three are close, or wait.
 
 It runs as `functions/faces.py` in Lambda, a consumer of the faces queue the embed function (and the backfill's
-plan) send work messages to (`find_keys`); `make dev` polls that queue the same way; and
+plan) send work messages to (`read_keys`); `make dev` polls that queue the same way; and
 `image-browser faces --collection NAME` finds whatever waits (`run`). IB_FACES=false turns it off.
 """
 
@@ -119,7 +119,7 @@ class FacesStage:
         log.info("faces %s: %s", collection.name, summary.as_dict())
         return summary
 
-    def find_keys(self, collection_name: str, keys: Sequence[str]) -> FacesSummary:
+    def read_keys(self, collection_name: str, keys: Sequence[str]) -> FacesSummary:
         """The pictures of a faces work message: those of `keys` still waiting that this call claims."""
         started = time.monotonic()
         summary = FacesSummary(collection_name, disabled=not self.settings.faces)

@@ -96,7 +96,7 @@ def world(pg_url: str, moto_server: MotoServer, test_model_dir: Path) -> Iterato
     settings = pipeline.settings.model_copy(update={"faces_queue_url": queue_url, "ocr": False})
     stage = FacesStage(settings, pipeline.catalog, pipeline.storage, FaceFinder())
     bucket = settings.bucket
-    first = stage.find_keys(bucket, ingest(pipeline, FIRST))
+    first = stage.read_keys(bucket, ingest(pipeline, FIRST))
     collection = pipeline.catalog.get_collection(bucket)
     after_first = {"summary": first, "people": faces.list_people(pipeline.catalog, collection, min_faces=1, limit=10),
                    "faces": {key: faces.faces_of_image(pipeline.catalog, collection, key) for key in FIRST}}
@@ -107,7 +107,7 @@ def world(pg_url: str, moto_server: MotoServer, test_model_dir: Path) -> Iterato
     for message in received:
         parsed = work.parse(message["Body"])
         assert parsed.job == "faces"
-        stage.find_keys(parsed.collection, parsed.keys)
+        stage.read_keys(parsed.collection, parsed.keys)
     with TestClient(create_app(settings, catalog=pipeline.catalog, models=pipeline.embedder)) as client:
         yield World(**vars(pipeline), collection=collection, client=client, stage=stage, after_first=after_first,
                     messages=sent, sqs=sqs, queue_url=queue_url)
@@ -302,7 +302,7 @@ def test_the_backfill_plan_queues_the_pictures_whose_faces_wait(world: World) ->
     messages = world.sqs.receive_message(QueueUrl=world.queue_url, MaxNumberOfMessages=10).get("Messages", [])
     for message in messages:
         parsed = work.parse(message["Body"])
-        world.stage.find_keys(parsed.collection, parsed.keys)
+        world.stage.read_keys(parsed.collection, parsed.keys)
     assert faces.count_waiting(world.catalog, world.collection) == 0
     assert sorted((entry["faces"], entry["name"]) for entry in get(world, "/api/people")["people"]) == [
         (4, None), (4, None)]
