@@ -126,9 +126,9 @@ def test_existing_bucket_is_planned_then_embedded_once_by_the_queue(stack: Stack
     assert all(b["queued"] == OBJECTS and 0 <= b["done"] < OBJECTS for b in seen)
     assert current["counts"] == {"embedded": OBJECTS, "pending": 0, "failed": 0}
     assert "backlog" not in current  # empty: the block is gone
+    assert stack.logged_embedded(OBJECTS) == OBJECTS  # waits for the last batch's log lines
     per_key = embedded_per_key(stack.output())
     assert set(per_key) == set(keys) and set(per_key.values()) == {1}, per_key.most_common(3)
-    assert stack.logged_embedded(OBJECTS) == OBJECTS
 
 
 def test_an_idle_stack_leaves_its_database_alone(stack: Stack) -> None:

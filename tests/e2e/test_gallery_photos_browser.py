@@ -184,7 +184,7 @@ def nav_item(page: Page, view: str) -> Locator:
 def test_the_sidebar_moves_between_views_and_the_url_records_them(stack: Stack, page: Page) -> None:
     page.goto(f"{stack.api_url}/?q=a+photo")
     expect(page.locator("#status")).to_have_attribute("data-state", "ok")
-    expect(page.locator("#sidebar .nav-item")).to_have_text(["Photos", "Places", "Discover", "Duplicates"])
+    expect(page.locator("#sidebar .nav-item")).to_have_text(["Photos", "Places", "People", "Discover", "Duplicates"])
     expect(nav_item(page, "photos")).to_have_attribute("aria-current", "page")
     expect(page.locator("#menu-button")).to_be_hidden()  # a wide screen shows the sidebar itself
     # Each entry is a real link to its view with the current query: it opens in a new tab and can be shared.
