@@ -287,9 +287,7 @@ def sweep(ingestor: Ingestor, collection_name: str, *, deadline: Deadline | None
         report = IngestReport()
         ingestor.embed_items(items, writes, report, missing="remove")
         summary.add_report(report)
-        for _, key in report.errors:
-            with contextlib.suppress(*TRANSIENT_ERRORS):  # else the lease runs out by itself
-                catalog.release_claim(collection, key, retry_after_seconds=TRANSIENT_RETRY_SECONDS)
+        ingestor.release_failed(collection, report, retry_after_seconds=TRANSIENT_RETRY_SECONDS)
         last_round = time.monotonic() - round_started
         if report.errors and len(report.errors) == len(items):
             break  # everything failed transiently (database or storage down): try again next run

@@ -18,7 +18,6 @@ Failures are sorted three ways:
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import threading
 import time
@@ -52,6 +51,7 @@ THUMBNAIL_SKIP = "thumbnail (our own write)"
 CLAIMED_ELSEWHERE = "already embedded, or being embedded by another worker (its lease holds the row)"
 
 DEFAULT_WORKERS = 4
+RELEASE_PAUSES = (0.2, 0.5, 1.0, 2.0)  # seconds between tries to give claims back while the database recovers
 
 Outcome = Literal["embedded", "skipped", "failed", "removed", "missing", "retry"]
 MissingPolicy = Literal["skip", "remove"]
@@ -250,13 +250,24 @@ class Ingestor:
         self.release_failed(collection, report)
         return report
 
-    def release_failed(self, collection: Collection, report: IngestReport) -> None:
+    def release_failed(self, collection: Collection, report: IngestReport, *, retry_after_seconds: float = 0) -> None:
         """Give back the claims of objects that hit a transient failure, so their message's retry (which is
-        the backoff) claims them again at once."""
-        for bucket, key in list(report.errors):
-            if bucket == collection.bucket:
-                with contextlib.suppress(*TRANSIENT_ERRORS):  # else the lease runs out by itself
-                    self.catalog.release_claim(collection, key)
+        the backoff) claims them again at once. The database may be the thing that failed, so this waits a
+        little between tries; if it stays down, the lease (shorter than the queue's visibility timeout) runs
+        out before the message comes back."""
+        keys = [key for bucket, key in report.errors if bucket == collection.bucket]
+        for pause in (*RELEASE_PAUSES, None):
+            if not keys:
+                return
+            try:
+                self.catalog.release_claims(collection, keys, retry_after_seconds=retry_after_seconds)
+                return
+            except TRANSIENT_ERRORS as exc:
+                if pause is None:
+                    log.warning("could not give back %d claim(s) of %s; their lease runs out instead: %s",
+                                len(keys), collection.name, exc)
+                    return
+                time.sleep(pause)
 
     def _record(self, job: KeyEvents, report: IngestReport) -> WorkItem | None:
         """Apply one object's events; the row to embed, or None (the outcome is reported)."""

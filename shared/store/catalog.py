@@ -441,13 +441,13 @@ class Catalog:
                             lease_seconds=lease_seconds, max_attempts=int(max_attempts), keys=list(keys))
         return [(key, etag, int(attempts)) for key, etag, attempts in rows]
 
-    def release_claim(self, collection: Collection, key: str, *, retry_after_seconds: float = 0) -> None:
-        """Give a claimed row back early (a transient failure): claimable again after the delay."""
+    def release_claims(self, collection: Collection, keys: Sequence[str], *, retry_after_seconds: float = 0) -> None:
+        """Give claimed rows back early (a transient failure): claimable again after the delay."""
         q = quote_ident(collection.table)
         self.db.run(
             f"UPDATE {q} SET next_attempt_at = now() + make_interval(secs => :delay) "
-            "WHERE key = :key AND status IN ('pending', 'failed')",
-            key=key, delay=float(retry_after_seconds),
+            "WHERE key = ANY(CAST(:keys AS text[])) AND status IN ('pending', 'failed')",
+            keys=list(keys), delay=float(retry_after_seconds),
         )
 
     def count_todo(self, collection: Collection, *, max_attempts: int) -> int:

@@ -24,6 +24,7 @@ import yaml
 
 from shared.dev.local_services import MotoServer, aws_client
 from shared.ingest.event_filter import bucket_rule_pattern, not_thumbnail, passes, thumbnail_filter, trigger_filter
+from shared.store.leases import LEASE_SECONDS
 from tests.deploy.packaging import osls as ensure_osls_installed
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -109,6 +110,8 @@ def test_queue_has_dlq_and_visibility_six_times_the_timeout(template: dict[str, 
     assert 1 <= redrive["maxReceiveCount"] <= 20
     timeout = template["Resources"][f"{function}LambdaFunction"]["Properties"]["Timeout"]
     assert queue["VisibilityTimeout"] >= 6 * timeout
+    # A claim its worker could not give back (the database was down) runs out before the message returns.
+    assert queue["VisibilityTimeout"] > LEASE_SECONDS
     # A redriven message keeps its first enqueue time: the DLQ must keep it longer than the source did.
     dead_letter = template["Resources"][f"{name}DeadLetterQueue"]["Properties"]
     assert dead_letter["MessageRetentionPeriod"] > queue["MessageRetentionPeriod"]

@@ -23,10 +23,11 @@ from functions import embed as embed_function
 from shared import runtime
 from shared.dev.local_services import MotoServer, aws_client, wire_bucket_to_queue
 from shared.dev.sqs_poller import LocalContext, SqsPoller
+from shared.events import ObjectEvent
 from shared.images import decode, is_image_key
-from shared.ingest import work
+from shared.ingest import pipeline, work
 from shared.ingest.backfill import plan
-from shared.ingest.pipeline import Ingestor
+from shared.ingest.pipeline import Ingestor, IngestReport
 from shared.jobs import Deadline
 from shared.store import plans, queries
 from shared.store.catalog import Catalog, Collection
@@ -272,6 +273,30 @@ def test_database_connection_killed_mid_batch(stack: Stack, monkeypatch: pytest.
     for key in keys:
         assert stack.status(key) == "embedded", key
     stack.assert_reconciled()
+
+
+def test_claims_are_given_back_once_the_database_answers_again(stack: Stack, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A transient failure gives its claim back even while the database is still refusing for a moment, so
+    the message's quick retry can claim the row again (rather than skip it as held by someone else)."""
+    catalog, collection, key = stack.catalog, stack.collection, "release/img-0.jpg"
+    catalog.record_event(collection, ObjectEvent(stack.bucket, key, "created", etag="e1", size=10))
+    assert [k for k, _, _ in catalog.claim_keys(collection, [key], max_attempts=5)] == [key]
+    report = IngestReport()
+    report.retry(stack.bucket, key, "created", DatabaseUnavailable("injected"))
+    original, calls, pauses = catalog.release_claims, {"n": 0}, []
+
+    def refuse_twice(*args: Any, **kwargs: Any) -> None:
+        calls["n"] += 1
+        if calls["n"] <= 2:
+            raise DatabaseUnavailable("the server is restarting (injected by the test)")
+        original(*args, **kwargs)
+
+    monkeypatch.setattr(catalog, "release_claims", refuse_twice)
+    monkeypatch.setattr(pipeline.time, "sleep", pauses.append)
+    stack.ingestor.release_failed(collection, report)
+    assert calls["n"] == 3 and len(pauses) == 2
+    assert [k for k, _, _ in catalog.claim_keys(collection, [key], max_attempts=5)] == [key]
+    catalog.record_event(collection, ObjectEvent(stack.bucket, key, "deleted"))
 
 
 def test_backfill_picks_up_objects_uploaded_without_events(stack: Stack) -> None:
