@@ -39,7 +39,7 @@ from shared.dev.local_services import EmbeddedPostgres, aws_client, wire_bucket_
 from shared.dev.sqs_poller import SqsPoller
 from shared.events import ObjectEvent
 from shared.ingest.event_filter import thumbnail_filter
-from shared.store import queries
+from shared.store import stage_rows
 from shared.store.db import quote_ident
 from tests.fixtures.model import ensure_test_model, synthetic_photo
 from tests.fixtures.text_images import SCENES, render
@@ -131,7 +131,7 @@ def _ingest(endpoint: str, pg_dir: Path, bucket: str, photos: list[bytes], ocr: 
     try:
         _, seconds, _ = _pipeline(endpoint, bucket, photos, "run", poller, pg_dir)
         collection = runtime.catalog().get_collection(bucket)
-        while ocr and queries.count_ocr_waiting(runtime.catalog(), collection):
+        while ocr and stage_rows.count_waiting(runtime.catalog(), collection, stage_rows.OCR):
             if time.perf_counter() - started > 600:
                 raise TimeoutError("the OCR stage did not read every picture within 10 minutes")
             time.sleep(0.25)

@@ -8,34 +8,32 @@ With a work queue (IB_WORK_QUEUE_URL, the embed queue; deployed and `make dev`),
    words wait as OCR messages: the embed and OCR functions' concurrency does the work, and the plan returns
    within seconds with its counts.
 3. At the listing's end, rows it did not see and that nobody touched since it began lost their object: a
-   tombstone each (a remove event was missed).
+   tombstone each (a remove event was missed). Rows from before a feature are queued as `fill` messages
+   (content hash, EXIF, tags, duplicate neighbours; shared/ingest/catch_up.py), and places and stored
+   counts are caught up here.
 
 Without a queue (the command line on its own), `sweep` does the work in this process:
 1. Reconcile as above, from one listing held in memory.
 2. Sweep: claim rows in batches (`FOR UPDATE SKIP LOCKED` + a lease, so two sweeps at once split the
    work) and run them through the same pipeline as events, with the model the collection records at
-   each round. Stops before the deadline.
+   each round, then fill rows from before a feature. Stops before the deadline.
 """
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import time
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
 from shared.events import ObjectEvent, key_problem
 from shared.images import is_image_key
 from shared.ingest import model_move, work
-from shared.ingest.catch_up import catch_up
-from shared.ingest.exif import read_metadata
+from shared.ingest.catch_up import catch_up, fill_older_rows
 from shared.ingest.pipeline import Ingestor, IngestReport, WorkItem
 from shared.jobs import TRANSIENT_ERRORS, Deadline
-from shared.search import duplicates
-from shared.store import neighbours, plans, queries
+from shared.store import plans, queries
 from shared.store.catalog import Collection
 
 log = logging.getLogger(__name__)
@@ -110,6 +108,7 @@ class PlanSummary:
     queued: int = 0  # rows queued for embedding
     queued_ocr: int = 0  # rows queued for reading their words
     queued_faces: int = 0  # rows queued for finding their faces
+    queued_fill: int = 0  # rows from before a feature queued for a fill (hash, EXIF, tags, neighbours)
     messages: int = 0
     purged: int = 0
     listing_done: bool = False  # False: the listing goes on at the next run, from its stored token
@@ -122,6 +121,7 @@ class PlanSummary:
 
 
 PAGE_SIZE = 1000  # S3's largest listing page
+FILL_PAGE = 5000  # rows read per statement when queueing fills
 
 
 def plan(ingestor: Ingestor, collection_name: str, *, queue_url: str, deadline: Deadline | None = None,
@@ -153,7 +153,7 @@ def plan(ingestor: Ingestor, collection_name: str, *, queue_url: str, deadline: 
         assert listing_started is not None
         _tombstone_unlisted(ingestor, collection, listing_started, summary)
         summary.purged = catalog.purge_tombstones(collection)
-        _catch_up(ingestor, collection, summary, deadline)
+        _catch_up(ingestor, collection, summary, sqs, queue_url, deadline)
     summary.seconds = round(time.monotonic() - started, 3)
     log.info("backfill plan %s: %s", collection.name, summary.as_dict())
     return summary
@@ -220,17 +220,20 @@ def _tombstone_unlisted(ingestor: Ingestor, collection: Collection, listing_star
             summary.removed += 1
 
 
-def _catch_up(ingestor: Ingestor, collection: Collection, summary: PlanSummary, deadline: Deadline) -> None:
-    """Work for rows from before a feature (key words, photo facts, places, tags, duplicate neighbours), in
-    this run."""
-    sweep_like = SweepSummary(collection.name)
+def _catch_up(ingestor: Ingestor, collection: Collection, summary: PlanSummary, sqs: Any, queue_url: str,
+              deadline: Deadline) -> None:
+    """Work for rows from before a feature: key words (SQL) here, the fills (one object read each, and the
+    duplicate neighbours) queued as `fill` messages, then places and counts here (shared/ingest/catch_up.py)."""
     time_left = deadline.seconds_left
     while time_left() > 0 and ingestor.catalog.fill_name_words(collection):
         pass
-    fill_photo_facts(ingestor, collection, sweep_like, time_left)
-    catch_up(ingestor, collection, sweep_like.errors, time_left)  # places, embedded tags, saved-search counts
-    fill_neighbours(ingestor, collection.name, sweep_like, time_left)
-    summary.errors.extend(sweep_like.errors)
+    after_id = 0
+    while time_left() > 0 and (rows := plans.needing_fill(ingestor.catalog, collection, after_id=after_id,
+                                                          limit=FILL_PAGE)):
+        summary.messages += work.send(sqs, queue_url, work.chunks("fill", collection.name, [k for _, k in rows]))
+        summary.queued_fill += len(rows)
+        after_id = rows[-1][0]
+    catch_up(ingestor, collection, summary.errors, time_left)  # places, saved-search counts
 
 
 def queue_reembed(ingestor: Ingestor, collection_name: str, model_id: str, dim: int, *, queue_url: str,
@@ -294,60 +297,10 @@ def sweep(ingestor: Ingestor, collection_name: str, *, deadline: Deadline | None
     if not summary.stopped_early:  # catch-up work for rows from before a feature, after embedding
         while time_left() > 0 and catalog.fill_name_words(collection):
             pass  # rows recorded before the keyword index get their key's words, a batch at a time
-        fill_photo_facts(ingestor, collection, summary, time_left)
-        catch_up(ingestor, collection, summary.errors, time_left)  # places, embedded tags, saved-search counts
-        fill_neighbours(ingestor, collection.name, summary, time_left)
+        summary.filled, summary.compared, finished = fill_older_rows(ingestor, collection, time_left, summary.errors)
+        summary.stopped_early = not finished
+        catch_up(ingestor, collection, summary.errors, time_left)  # places, saved-search counts
     summary.remaining = catalog.count_todo(collection, max_attempts=settings.max_attempts)
     summary.seconds = round(time.monotonic() - started, 3)
     log.info("backfill %s: %s", collection.name, summary.as_dict())
     return summary
-
-
-def fill_photo_facts(ingestor: Ingestor, collection: Collection, summary: SweepSummary,
-                     time_left: Callable[[], float]) -> None:
-    """Content hashes and EXIF for rows embedded before ingest read them: the object is read again (S3
-    reads side by side), its vector is left alone. Rows whose object cannot be read are left for the next
-    sweep (reconcile tombstones the gone ones)."""
-    catalog, settings = ingestor.catalog, ingestor.settings
-    after_id = 0
-    with ThreadPoolExecutor(max_workers=ingestor.workers, thread_name_prefix="fill") as pool:
-        while time_left() > 0:
-            rows = queries.rows_without_hash(catalog, collection, after_id=after_id,
-                                             limit=settings.backfill_batch_size)
-            if not rows:
-                return
-            try:
-                summary.filled += sum(pool.map(lambda row: _fill_row(ingestor, collection, row[1], row[2]), rows))
-            except TRANSIENT_ERRORS as exc:
-                summary.errors.append(f"filling photo metadata: {exc}")
-                return
-            after_id = rows[-1][0]
-    summary.stopped_early = True
-
-
-def fill_neighbours(ingestor: Ingestor, collection_name: str, summary: SweepSummary,
-                    time_left: Callable[[], float]) -> None:
-    """Nearest neighbours (duplicate groups) of images that have none for their content and model: embedded
-    before this release, by a process whose attempt failed, or moved to another model."""
-    with contextlib.suppress(*TRANSIENT_ERRORS):  # lists of images gone since (the next sweep, otherwise)
-        neighbours.forget_gone(ingestor.catalog, ingestor.catalog.get_collection(collection_name))
-    while time_left() > 0:
-        try:
-            found = neighbours.index_neighbours(ingestor.catalog, ingestor.catalog.get_collection(collection_name))
-        except TRANSIENT_ERRORS as exc:
-            summary.errors.append(f"finding neighbours: {exc}")
-            return
-        summary.compared += found
-        if not found:
-            return
-
-
-def _fill_row(ingestor: Ingestor, collection: Collection, key: str, etag: str | None) -> bool:
-    data = ingestor.storage.read_unchanged(collection.bucket, key, etag)
-    if data is None:
-        return False
-    photo = read_metadata(data)
-    values = {**photo.columns(), "sha256": duplicates.content_hash(data)}
-    if photo.width and photo.height:
-        values.update(width=photo.width, height=photo.height)
-    return ingestor.catalog.store_photo_facts(collection, key, etag, values)

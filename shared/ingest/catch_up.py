@@ -1,26 +1,32 @@
-"""The sweep's catch-up for places, embedded tags, faces and stored search counts: rows embedded before ingest
-named places or read tags get them now (their vectors untouched), faces of pictures removed or replaced leave
-their people, and saved searches and Discover categories are counted again. Called once per sweep from
-shared/ingest/backfill.py, after the other catch-up fills.
+"""Catch-up for rows from before a feature, their vectors untouched.
+
+- Fills (`fill_keys`): what ingest reads now but a release before did not (content hash and EXIF,
+  embedded tags: one read of each object), then the duplicate neighbours. The backfill's plan queues them as
+  `fill` work messages, so the embed function's concurrency does them (`plans.needing_fill`); the sweep
+  without a queue does them in its own process (`fill_older_rows`).
+- The rest runs in the plan itself, once per listing (`catch_up`): places named from stored positions (a
+  lookup in memory, ~4 µs each), faces of pictures removed or replaced leaving their people, and saved searches
+  and Discover categories counted again.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
+from shared.ingest.exif import read_metadata
 from shared.ingest.tags import read_photo_tags
 from shared.jobs import TRANSIENT_ERRORS
 from shared.places.lookup import places_of
-from shared.store import faces, places
+from shared.search.duplicates import content_hash
+from shared.store import faces, neighbours, places, plans
 from shared.store.catalog import Catalog, Collection
 
 log = logging.getLogger(__name__)
 
 PLACE_BATCH = 5000  # positions named per statement (a batch lookup costs ~4 µs a position)
-TAG_BATCH = 200  # objects read per round
 
 
 def fill_places(catalog: Catalog, collection: Collection, time_left: Callable[[], float]) -> int:
@@ -38,24 +44,54 @@ def fill_places(catalog: Catalog, collection: Collection, time_left: Callable[[]
     return written
 
 
-def fill_tags(ingestor: Any, collection: Collection, time_left: Callable[[], float]) -> int:
-    """Read the keywords and caption of embedded rows that were never read (the object is read again, S3
-    reads side by side); how many were written. Objects gone or replaced are left to their events."""
-    written, after_id = 0, 0
-    with ThreadPoolExecutor(max_workers=ingestor.workers, thread_name_prefix="tags") as pool:
-        while time_left() > 0:
-            rows = places.rows_without_tags(ingestor.catalog, collection, after_id=after_id, limit=TAG_BATCH)
-            if not rows:
-                break
-            written += sum(pool.map(lambda row: _fill_tags_row(ingestor, collection, row[1], row[2]), rows))
-            after_id = rows[-1][0]
-    return written
+def fill_keys(ingestor: Any, collection: Collection, keys: Sequence[str]) -> tuple[int, int]:
+    """A fill message's keys (those still embedded): content hash, EXIF and embedded tags where missing, from
+    one read of each object (reads side by side), then their duplicate neighbours. (rows filled, rows whose
+    neighbours were found). Objects gone or replaced are left to their events; an outage raises."""
+    rows = [row for row in plans.fill_states(ingestor.catalog, collection, keys) if row[2] or row[3]]
+    with ThreadPoolExecutor(max_workers=ingestor.workers, thread_name_prefix="fill") as pool:
+        filled = sum(pool.map(lambda row: _fill_row(ingestor, collection, *row), rows))
+    return filled, neighbours.index_neighbours(ingestor.catalog, collection, keys=list(keys))
 
 
-def _fill_tags_row(ingestor: Any, collection: Collection, key: str, etag: str | None) -> bool:
-    data = ingestor.storage.read_unchanged(collection.bucket, key, etag)
-    return data is not None and ingestor.catalog.store_photo_facts(collection, key, etag,
-                                                                   read_photo_tags(data).columns())
+def _fill_row(ingestor: Any, collection: Collection, key: str, etag: str | None, facts: bool, tags: bool) -> bool:
+    try:
+        data = ingestor.storage.read_unchanged(collection.bucket, key, etag)
+        if data is None:
+            return False
+        values: dict[str, Any] = {}
+        if facts:
+            photo = read_metadata(data)
+            values.update(photo.columns(), sha256=content_hash(data))
+            if photo.width and photo.height:
+                values.update(width=photo.width, height=photo.height)
+        if tags:
+            values.update(read_photo_tags(data).columns())
+        return ingestor.catalog.store_photo_facts(collection, key, etag, values)
+    except TRANSIENT_ERRORS:
+        raise  # the message comes back
+    except Exception as exc:  # this object only (access denied, ...): left for the next plan, the rest go on
+        log.warning("filling s3://%s/%s failed: %s: %s", collection.bucket, key, type(exc).__name__, exc)
+        return False
+
+
+def fill_older_rows(ingestor: Any, collection: Collection, time_left: Callable[[], float],
+                    errors: list[str]) -> tuple[int, int, bool]:
+    """`fill_keys` over every row that needs it, in this process, a batch at a time until the deadline:
+    (rows filled, rows whose neighbours were found, finished)."""
+    filled = compared = after_id = 0
+    while time_left() > 0:
+        rows = plans.needing_fill(ingestor.catalog, collection, after_id=after_id,
+                                  limit=ingestor.settings.backfill_batch_size)
+        if not rows:
+            return filled, compared, True
+        try:
+            done = fill_keys(ingestor, collection, [key for _, key in rows])
+        except TRANSIENT_ERRORS as exc:
+            errors.append(f"filling older rows: {exc}")
+            return filled, compared, True  # the next sweep goes on
+        filled, compared, after_id = filled + done[0], compared + done[1], rows[-1][0]
+    return filled, compared, False
 
 
 def refresh_counts(ingestor: Any, collection: Collection, time_left: Callable[[], float]) -> int:
@@ -68,12 +104,12 @@ def refresh_counts(ingestor: Any, collection: Collection, time_left: Callable[[]
 
 
 def catch_up(ingestor: Any, collection: Collection, errors: list[str], time_left: Callable[[], float]) -> None:
-    """Places, tags, faces of pictures gone, then counts; a transient failure stops that part until the next
-    sweep (in `errors`)."""
+    """Places, faces of pictures gone, neighbour lists of images gone, then counts; a transient failure stops
+    that part until the next sweep (in `errors`)."""
     done: dict[str, int] = {}
     for name, fill in (("places", lambda: fill_places(ingestor.catalog, collection, time_left)),
-                       ("tags", lambda: fill_tags(ingestor, collection, time_left)),
                        ("faces pruned", lambda: faces.prune(ingestor.catalog, collection)),
+                       ("neighbour lists dropped", lambda: neighbours.forget_gone(ingestor.catalog, collection)),
                        ("counts", lambda: refresh_counts(ingestor, collection, time_left))):
         try:
             done[name] = fill()

@@ -29,7 +29,7 @@ Pattern = dict[str, Any]
 # EventBridge's detail-types for S3 object events (S3 "Using EventBridge").
 OBJECT_EVENT_TYPES = ["Object Created", "Object Deleted"]
 # The backfill's and the model move's own work messages on the same queue (shared/ingest/work.py).
-WORK_MESSAGES: Pattern = {"body": {"image_browser": {"job": ["embed", "reembed"]}}}
+WORK_MESSAGES: Pattern = {"body": {"image_browser": {"job": ["embed", "reembed", "fill"]}}}
 
 
 def not_thumbnail(thumbnail_prefix: str) -> list[Pattern]:

@@ -6,9 +6,11 @@ A message names a job, a collection and a small chunk of its keys:
     {"image_browser": {"job": "reembed", "collection": "photos", "keys": [...], "model": "<model id>"}}
     {"image_browser": {"job": "ocr", "collection": "photos", "keys": [...]}}
     {"image_browser": {"job": "faces", "collection": "photos", "keys": [...]}}
+    {"image_browser": {"job": "fill", "collection": "photos", "keys": [...]}}
 
-The embed and re-embed jobs go on the embed queue (the embed function consumes them beside object
-events), OCR on the OCR queue, faces on the faces queue. Consumers claim exactly the keys of their message
+The embed, re-embed and fill jobs go on the embed queue (the embed function consumes them beside object
+events), OCR on the OCR queue, faces on the faces queue. A fill gives rows from before a feature what they
+lack, their vectors untouched (shared/ingest/catch_up.py). Consumers claim exactly the keys of their message
 (a lease per row), so a message delivered twice, or a key also sent by an S3 event, is worked on once.
 """
 
@@ -22,14 +24,16 @@ from typing import Any, Literal
 
 from shared.config import Settings
 from shared.ingest import model_move
+from shared.ingest.catch_up import fill_keys
 from shared.ingest.pipeline import Ingestor, IngestReport
 from shared.jobs import TRANSIENT_ERRORS
 from shared.store.catalog import UnknownCollection
 
 log = logging.getLogger(__name__)
 
-Job = Literal["embed", "reembed", "ocr", "faces"]
-JOBS: tuple[str, ...] = ("embed", "reembed", "ocr", "faces")
+Job = Literal["embed", "reembed", "ocr", "faces", "fill"]
+JOBS: tuple[str, ...] = ("embed", "reembed", "ocr", "faces", "fill")
+EMBED_QUEUE_JOBS = ("embed", "reembed", "fill")  # what the embed function does (event_filter.WORK_MESSAGES lets in)
 ENVELOPE = "image_browser"
 KEYS_PER_MESSAGE = 25  # one consumer batch of 10 messages is then 250 images: a few seconds to minutes of work
 MESSAGES_PER_SEND = 10  # SendMessageBatch takes at most 10 entries
@@ -137,8 +141,9 @@ class WorkResult:
 
 
 def run(ingestor: Ingestor, messages: Mapping[str, WorkMessage]) -> WorkResult:
-    """Do the embed and reembed messages of one batch, their keys grouped per collection (and target model) so
-    the model sees full batches; a message fails when any of its keys must be retried."""
+    """Do the embed, reembed and fill messages of one batch, their keys grouped per collection (and target
+    model) so the model sees full batches; a message fails when any of its keys must be retried (a fill: when
+    it met an outage)."""
     result = WorkResult()
     groups: dict[tuple[str, str, str | None], list[str]] = {}
     for message_id, message in messages.items():
@@ -146,6 +151,10 @@ def run(ingestor: Ingestor, messages: Mapping[str, WorkMessage]) -> WorkResult:
     for (job, collection, model), ids in groups.items():
         keys = list(dict.fromkeys(key for message_id in ids for key in messages[message_id].keys))
         try:
+            if job == "fill":
+                filled, compared = fill_keys(ingestor, ingestor.catalog.get_collection(collection), keys)
+                log.info("filled %d row(s) of %s, neighbours of %d", filled, collection, compared)
+                continue
             if job == "reembed":
                 assert model is not None
                 report = model_move.reembed_keys(ingestor, collection, keys, model)

@@ -2,7 +2,7 @@
 descriptors, and the reads and writes of the People API (list, one person, name, merge, re-group, forget).
 
 A collection has a faces table and a people table (shared/store/tables.py `faces_table_sql`). The stage
-(shared/people/stage.py) claims rows as the OCR stage does (the one lease claim, shared/store/leases.py),
+(shared/people/stage.py) claims rows as the OCR stage does (shared/store/stage_rows.py),
 stores each picture's faces with the etag they were found in, and then groups the new faces: `SqlFaces`
 answers shared/people/grouping.py's questions with one statement per face (the nearest faces within
 MAX_DISTANCE and the nearest that has a person), and every grouping write holds the collection's people
@@ -20,17 +20,13 @@ import numpy as np
 
 from shared.people import grouping
 from shared.people.grouping import FaceId, Neighbour, PersonId, Rules
-from shared.store import leases
 from shared.store.catalog import Catalog, Collection
 from shared.store.db import quote_ident
 from shared.store.hnsw import hnsw_session
-from shared.store.tables import FACES_WAITING, faces_table, people_table
+from shared.store.stage_rows import FACES
+from shared.store.tables import faces_table, people_table
 from shared.store.vectors import vector_literal
 
-# The row's faces were found for its current content.
-SAME_CONTENT = "faces_etag IS NOT DISTINCT FROM etag"
-# The claimed row, still holding the content it was claimed for.
-CLAIMED_ROW = "key = :key AND etag IS NOT DISTINCT FROM :etag AND faces_etag IS NOT DISTINCT FROM :etag"
 NEIGHBOURS = 8  # nearest faces asked for per face: MIN_FACES - 1 are needed, more lets a waiting face be seen
 EF_SEARCH = 64
 RULES = Rules()  # grouping.MAX_DISTANCE and MIN_FACES
@@ -48,23 +44,6 @@ def _people(collection: Collection) -> str:
 # ---- the stage's rows -------------------------------------------------------------------------------
 
 
-def claim_waiting(catalog: Catalog, collection: Collection, limit: int, *,
-                  lease_seconds: float = leases.LEASE_SECONDS,
-                  keys: Sequence[str] | None = None) -> list[tuple[int, str, str | None, int]]:
-    """Claim up to `limit` rows whose faces are still to be found: (id, key, etag, attempts so far). A row
-    replaced since it was last read starts again at 0 attempts. `keys`: only these (a work message's)."""
-    only_keys = " AND key = ANY(CAST(:keys AS text[]))" if keys is not None else ""
-    rows = leases.claim(
-        catalog.db, collection.table, waiting=FACES_WAITING + only_keys, lease_column="faces_next_attempt_at",
-        returning="id, key, etag, faces_attempts", limit=limit, lease_seconds=lease_seconds,
-        also_claimable=f"NOT ({SAME_CONTENT})",
-        also_set=f"""faces_attempts = CASE WHEN {SAME_CONTENT} THEN faces_attempts ELSE 0 END,
-                faces_error = CASE WHEN {SAME_CONTENT} THEN faces_error END, faces_state = NULL, faces_etag = etag""",
-        **({"keys": list(keys)} if keys is not None else {}),
-    )
-    return [(int(row_id), key, etag, int(attempts)) for row_id, key, etag, attempts in rows]
-
-
 @dataclass(frozen=True)
 class StoredFace:
     box: tuple[float, float, float, float]
@@ -78,8 +57,8 @@ def store_faces(catalog: Catalog, collection: Collection, image_id: int, key: st
     face). None if the picture was replaced or removed since the claim."""
     def write(conn: Any) -> tuple[list[FaceId], set[PersonId]] | None:
         if not conn.run(f"UPDATE {quote_ident(collection.table)} SET faces_state = 'done', faces_error = NULL, "
-                        f"faces_next_attempt_at = NULL WHERE {CLAIMED_ROW} AND status = 'embedded' RETURNING id",
-                        key=key, etag=etag):
+                        f"faces_next_attempt_at = NULL WHERE {FACES.claimed_row} AND status = 'embedded' "
+                        "RETURNING id", key=key, etag=etag):
             return None
         old = conn.run(f"DELETE FROM {_faces(collection)} WHERE image_id = :image RETURNING person_id", image=image_id)
         if not faces:
@@ -99,34 +78,6 @@ def store_faces(catalog: Catalog, collection: Collection, image_id: int, key: st
         return [int(row[0]) for row in rows], {person for (person,) in old if person is not None}
 
     return catalog.db.transaction(write)
-
-
-def mark_failed(catalog: Catalog, collection: Collection, key: str, etag: str | None, error: str, *,
-                max_attempts: int, retry_after_seconds: float) -> bool:
-    """Record a failed reading: attempts + 1, the reason, when to retry; given up at `max_attempts`."""
-    rows = catalog.db.run(
-        f"""UPDATE {quote_ident(collection.table)} SET faces_attempts = faces_attempts + 1, faces_error = :error,
-                faces_state = CASE WHEN faces_attempts + 1 >= :max_attempts THEN 'failed' END,
-                faces_next_attempt_at = now() + make_interval(secs => :delay)
-            WHERE {CLAIMED_ROW} RETURNING key""",
-        error=error[:2000], max_attempts=int(max_attempts), delay=float(retry_after_seconds), key=key, etag=etag,
-    )
-    return bool(rows)
-
-
-def release(catalog: Catalog, collection: Collection, key: str, *, retry_after_seconds: float) -> None:
-    """Give a claimed row back early (an outage): claimable again after the delay, no attempt counted."""
-    catalog.db.run(
-        f"UPDATE {quote_ident(collection.table)} SET faces_next_attempt_at = now() + make_interval(secs => :delay) "
-        "WHERE key = :key AND faces_state IS NULL",
-        key=key, delay=float(retry_after_seconds),
-    )
-
-
-def count_waiting(catalog: Catalog, collection: Collection) -> int:
-    """Embedded pictures whose faces the stage has still to find (failed ones it will retry included)."""
-    ((count,),) = catalog.db.run(f"SELECT count(*) FROM {quote_ident(collection.table)} WHERE {FACES_WAITING}")
-    return int(count)
 
 
 # ---- grouping -----------------------------------------------------------------------------------------

@@ -74,14 +74,3 @@ def store_places(catalog: Catalog, collection: Collection, rows: Sequence[tuple[
         rows=json.dumps(values),
     )
     return len(written)
-
-
-def rows_without_tags(catalog: Catalog, collection: Collection, *, after_id: int, limit: int,
-                      ) -> list[tuple[int, str, str | None]]:
-    """(id, key, etag) of embedded rows whose embedded tags were never read, in id order after `after_id`."""
-    rows = catalog.db.run(
-        f"SELECT id, key, etag FROM {quote_ident(collection.table)} WHERE status = 'embedded' AND tags IS NULL "
-        "AND id > :after_id ORDER BY id LIMIT :limit",
-        after_id=int(after_id), limit=int(limit),
-    )
-    return [(int(row_id), key, etag) for row_id, key, etag in rows]

@@ -15,7 +15,8 @@ from typing import Any
 
 from shared.store.catalog import NEEDS_VECTOR, Catalog, Collection
 from shared.store.db import quote_ident
-from shared.store.tables import FACES_WAITING, OCR_WAITING
+from shared.store.neighbours import NEEDS_LIST
+from shared.store.tables import FACES_WAITING, OCR_WAITING, neighbours_table
 
 PLANS = "ib_plans"
 # Claimable now: not under a lease (a worker embedding it) nor waiting for its backoff.
@@ -139,6 +140,33 @@ def moving_keys(catalog: Catalog, collection: Collection, *, after_id: int, limi
         after_id=int(after_id), limit=int(limit),
     )
     return [(int(row_id), key) for row_id, key in rows]
+
+
+# Embedded rows that lack what a release before this one did not read at ingest (content hash and EXIF,
+# embedded tags) or whose duplicate neighbours are missing or stale: the plan's fill messages.
+NEEDS_FILL = f"t.status = 'embedded' AND (t.sha256 IS NULL OR t.tags IS NULL OR ({NEEDS_LIST}))"
+
+
+def needing_fill(catalog: Catalog, collection: Collection, *, after_id: int, limit: int) -> list[tuple[int, str]]:
+    """(id, key) of rows that need a fill (NEEDS_FILL), in id order after `after_id`."""
+    rows = catalog.db.run(
+        f"SELECT t.id, t.key FROM {quote_ident(collection.table)} AS t "
+        f"LEFT JOIN {quote_ident(neighbours_table(collection.table))} AS s ON s.id = t.id "
+        f"WHERE {NEEDS_FILL} AND t.id > :after_id ORDER BY t.id LIMIT :limit",
+        after_id=int(after_id), limit=int(limit), model_id=collection.model_id,
+    )
+    return [(int(row_id), key) for row_id, key in rows]
+
+
+def fill_states(catalog: Catalog, collection: Collection,
+                keys: Sequence[str]) -> list[tuple[str, str | None, bool, bool]]:
+    """(key, etag, lacks hash and EXIF, lacks tags) of those of `keys` that are embedded."""
+    rows = catalog.db.run(
+        f"SELECT key, etag, sha256 IS NULL, tags IS NULL FROM {quote_ident(collection.table)} "
+        "WHERE key = ANY(CAST(:keys AS text[])) AND status = 'embedded' ORDER BY id",
+        keys=list(keys),
+    )
+    return [(key, etag, bool(facts), bool(tags)) for key, etag, facts, tags in rows]
 
 
 # ---- the backlog -------------------------------------------------------------------------------------

@@ -14,12 +14,11 @@ from typing import Any
 
 import numpy as np
 
+from shared.store import stage_rows
 from shared.store.catalog import Catalog, CatalogError, Collection, Status, model_guard, vectors_of
 from shared.store.db import quote_ident
-from shared.store.faces import count_waiting as count_faces_waiting
 from shared.store.faces import person_filter_sql
 from shared.store.hnsw import MAX_EF_SEARCH, hnsw_session
-from shared.store.tables import OCR_WAITING
 from shared.store.vectors import as_array, vector_literal
 
 
@@ -586,8 +585,8 @@ def stats(catalog: Catalog, collection: Collection) -> dict[str, Any]:
         "bytes": int(total_bytes),
         "last_update": last_update.isoformat() if last_update else None,
         "move": move_status(catalog, collection),
-        "ocr_waiting": count_ocr_waiting(catalog, collection),
-        "faces_waiting": count_faces_waiting(catalog, collection),
+        "ocr_waiting": stage_rows.count_waiting(catalog, collection, stage_rows.OCR),
+        "faces_waiting": stage_rows.count_waiting(catalog, collection, stage_rows.FACES),
     }
 
 
@@ -629,18 +628,6 @@ def hits_by_id(catalog: Catalog, collection: Collection, ids: Sequence[int]) -> 
     return {row[0]: hit_of(row) for row in rows}
 
 
-def rows_without_hash(catalog: Catalog, collection: Collection, *, after_id: int, limit: int,
-                      ) -> list[tuple[int, str, str | None]]:
-    """(id, key, etag) of embedded rows with no content hash yet (embedded before hashes and EXIF were
-    read at ingest), in id order after `after_id`: the sweep fills them."""
-    rows = catalog.db.run(
-        f"SELECT id, key, etag FROM {quote_ident(collection.table)} WHERE status = 'embedded' AND sha256 IS NULL "
-        "AND id > :after_id ORDER BY id LIMIT :limit",
-        after_id=int(after_id), limit=int(limit),
-    )
-    return [(int(row_id), key, etag) for row_id, key, etag in rows]
-
-
 def is_embedded(catalog: Catalog, collection: Collection, key: str) -> bool:
     """True when `key` has a vector of the collection's model."""
     sql = f"SELECT 1 FROM {quote_ident(collection.table)} WHERE key = :key AND status = 'embedded' " \
@@ -655,12 +642,6 @@ def counts(catalog: Catalog, collection: Collection) -> dict[str, int]:
         if status in found:
             found[status] = int(count)
     return found
-
-
-def count_ocr_waiting(catalog: Catalog, collection: Collection) -> int:
-    """Embedded pictures whose words the OCR stage has still to read (failed ones it will retry included)."""
-    ((count,),) = catalog.db.run(f"SELECT count(*) FROM {quote_ident(collection.table)} WHERE {OCR_WAITING}")
-    return int(count)
 
 
 def row_states(catalog: Catalog, collection: Collection) -> dict[str, tuple[str | None, str, datetime]]:

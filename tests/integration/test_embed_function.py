@@ -417,6 +417,32 @@ def test_backfill_plans_and_the_queue_does_the_work(stack: Stack, embed_calls: C
     stack.assert_reconciled()
 
 
+def test_the_plan_queues_fills_for_older_rows_and_the_queue_fills_them_without_embedding(
+        stack: Stack, embed_calls: Counter[str]) -> None:
+    keys = [f"older/img-{i}.jpg" for i in range(4)]
+    for i, key in enumerate(keys):
+        stack.put(key, jpeg(950 + i))
+    stack.poller.drain()
+    catalog, table = stack.catalog, quote_ident(stack.collection.table)
+    vectors = dict(catalog.db.run(f"SELECT key, embedding::text FROM {table} WHERE key = ANY(:keys)", keys=keys))
+    calls = {key: embed_calls[key] for key in keys}
+    # As a release before this one left them: no hash, EXIF or tags read, no duplicate neighbours found.
+    catalog.db.run(f"UPDATE {table} SET sha256 = NULL, tags = NULL WHERE key = ANY(:keys)", keys=keys)
+    catalog.db.run(f"DELETE FROM {quote_ident(stack.collection.table + '_near')} "
+                   f"WHERE id IN (SELECT id FROM {table} WHERE key = ANY(:keys))", keys=keys)
+    summary = plan(stack.ingestor, stack.bucket, queue_url=stack.queue_url)
+    assert summary.listing_done and summary.queued == 0 and summary.queued_fill == len(keys)
+    lacking = f"SELECT count(*) FROM {table} WHERE key = ANY(:keys) AND (sha256 IS NULL OR tags IS NULL)"
+    assert catalog.db.run(lacking, keys=keys) == [[len(keys)]]  # the plan queued them; it did not fill them
+    failed_before = stack.poller.stats.failed
+    assert stack.poller.drain().failed == failed_before
+    assert catalog.db.run(lacking, keys=keys) == [[0]]
+    after = dict(catalog.db.run(f"SELECT key, embedding::text FROM {table} WHERE key = ANY(:keys)", keys=keys))
+    assert after == vectors and {key: embed_calls[key] for key in keys} == calls  # not embedded again
+    assert plans.needing_fill(catalog, stack.collection, after_id=0, limit=1000) == []  # neighbours found too
+    assert plan(stack.ingestor, stack.bucket, queue_url=stack.queue_url).queued_fill == 0
+
+
 def test_keys_queued_twice_and_sent_by_events_are_embedded_once(stack: Stack, embed_calls: Counter[str]) -> None:
     keys = [f"twice/img-{i}.jpg" for i in range(8)]
     for i, key in enumerate(keys):

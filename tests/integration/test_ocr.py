@@ -26,10 +26,10 @@ from shared.ocr.reader import TextLine, TextReader
 from shared.ocr.stage import OcrStage
 from shared.search.keywords import fold
 from shared.storage import Storage, StorageUnavailable
-from shared.store import queries
+from shared.store import queries, stage_rows
 from shared.store.catalog import Catalog, Collection
 from shared.store.db import quote_ident
-from shared.store.ocr_text import claim_waiting, store_text
+from shared.store.ocr_text import store_text
 from tests.fixtures.model import synthetic_photo
 from tests.fixtures.text_images import SCENE, jpeg, render
 
@@ -84,7 +84,7 @@ class World:
                          "has_vector"], values, strict=True))
 
     def waiting(self) -> int:
-        return queries.count_ocr_waiting(self.catalog, self.collection)
+        return stage_rows.count_waiting(self.catalog, self.collection, stage_rows.OCR)
 
     def stage(self, reader: Any, **settings: Any) -> OcrStage:
         return OcrStage(self.settings.model_copy(update=settings), self.catalog, self.storage, reader)
@@ -199,9 +199,9 @@ def test_a_replaced_picture_is_read_again_and_an_old_reading_is_never_stored(wor
     assert world.row("board.jpg")["text"] == "Summer Jazz Festival\nRiverside Park"
 
     world.upload({"board.jpg": jpeg(render(SCENE["screenshot"]))})
-    ((key, etag, attempts),) = claim_waiting(world.catalog, world.collection, 10)
+    (claimed,) = stage_rows.claim_waiting(world.catalog, world.collection, stage_rows.OCR, 10)
     world.upload({"board.jpg": jpeg(synthetic_photo(640, 480, seed=3))})  # replaced while being read
-    assert not store_text(world.catalog, world.collection, key, etag, "Settings")
+    assert not store_text(world.catalog, world.collection, claimed.key, claimed.etag, "Settings")
     assert world.row("board.jpg")["text"] is None and world.waiting() == 1  # claimable at once: new content
     assert world.stage(reader).run(world.settings.bucket).read == 1
     assert world.row("board.jpg")["text"] == ""
@@ -296,7 +296,7 @@ def test_pictures_embedded_before_ocr_existed_wait_and_get_read(world: World, pg
     upgraded = Catalog.from_url(pg_url)  # a process of this release opens the catalog
     try:
         upgraded.ensure_schema()
-        assert queries.count_ocr_waiting(upgraded, world.collection) == len(keys)
+        assert stage_rows.count_waiting(upgraded, world.collection, stage_rows.OCR) == len(keys)
         summary = OcrStage(world.settings, upgraded, world.storage, StubReader()).run(world.settings.bucket)
         assert (summary.read, summary.remaining) == (len(keys), 0)
     finally:

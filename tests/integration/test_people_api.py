@@ -23,7 +23,7 @@ from shared.ingest.backfill import plan
 from shared.ingest.pipeline import Ingestor
 from shared.people.faces import FaceFinder
 from shared.people.stage import FacesStage
-from shared.store import faces
+from shared.store import faces, stage_rows
 from shared.store.catalog import Collection
 from tests.fixtures.photos import encode
 from tests.fixtures.portraits import BADGE_CROP, photo, rescaled
@@ -293,7 +293,7 @@ def test_faces_forget_deletes_every_face_record(env: World, capsys: pytest.Captu
 def test_the_backfill_plan_queues_the_pictures_whose_faces_wait(world: World) -> None:
     """After forgetting, every picture waits again: the plan queues them on the faces queue, and reading them
     brings the people back (unnamed: their names went with them)."""
-    assert faces.count_waiting(world.catalog, world.collection) == len(FIRST) + len(LATER)
+    assert stage_rows.count_waiting(world.catalog, world.collection, stage_rows.FACES) == len(FIRST) + len(LATER)
     work_url = world.sqs.create_queue(QueueName=f"{world.settings.bucket}-work")["QueueUrl"]
     settings = world.stage.settings.model_copy(update={"work_queue_url": work_url})
     ingestor = Ingestor(settings, world.catalog, world.storage, world.embedder, queues=lambda url: world.sqs)
@@ -303,7 +303,7 @@ def test_the_backfill_plan_queues_the_pictures_whose_faces_wait(world: World) ->
     for message in messages:
         parsed = work.parse(message["Body"])
         world.stage.read_keys(parsed.collection, parsed.keys)
-    assert faces.count_waiting(world.catalog, world.collection) == 0
+    assert stage_rows.count_waiting(world.catalog, world.collection, stage_rows.FACES) == 0
     assert sorted((entry["faces"], entry["name"]) for entry in get(world, "/api/people")["people"]) == [
         (4, None), (4, None)]
 
