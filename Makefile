@@ -57,7 +57,7 @@ dev: $(DEV_DEPS)
 # Every tier: tests/unit (no started services), integration (PostgreSQL, moto), e2e (make dev, browser), deploy.
 # Two workers, a file each: the stack and browser tests mostly wait, so they overlap well.
 test: $(STAMP_DEV) $(NODE_STAMP) chromium fonts
-	$(PY) -m pytest -n 2 --dist loadfile
+	$(PY) -m pytest -n 2 --dist loadfile --durations=15
 
 # The fast tier: no PostgreSQL, no moto, no browser (under a minute).
 test-unit: $(STAMP_DEV) fonts
