@@ -18,15 +18,17 @@ $(VENV)/bin/python:
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 
+# --no-compile: Python compiles what a run imports, not all of torch up front (half the install's time).
 $(STAMP_LOCAL): pyproject.toml | $(VENV)/bin/python
-	$(PY) -m pip install -q -e '.[local]'
+	$(PY) -m pip install -q --no-compile -e '.[local]'
 	touch $@
 
 # torch is pinned to 2.13.0 and torchvision to its matching 0.28.0 in pyproject (CPU build), so
-# open_clip_torch installs with its dependencies and pulls no other torch.
-$(STAMP_DEV): pyproject.toml $(STAMP_LOCAL)
-	$(PY) -m pip install -q -e '.[local,dev]'
-	touch $@
+# open_clip_torch installs with its dependencies and pulls no other torch. One pip call for both extras
+# (it also covers what STAMP_LOCAL stands for).
+$(STAMP_DEV): pyproject.toml | $(VENV)/bin/python
+	$(PY) -m pip install -q --no-compile -e '.[local,dev]'
+	touch $(STAMP_LOCAL) $@
 
 $(NODE_STAMP): infra/package.json infra/package-lock.json
 	npm ci --prefix infra --no-audit --no-fund --loglevel=error

@@ -86,7 +86,7 @@ def _yield_to_embedding() -> None:
 class PictureStage(ABC, Generic[SummaryT]):
     """Claims and reads a collection's embedded pictures; one per process is enough (thread-safe)."""
 
-    name: ClassVar[str]  # "ocr", "faces": thread names and logs
+    name: ClassVar[str]  # "ocr", "faces": thread names, logs and the names of its settings
     columns: ClassVar[StageColumns]
     read_side: ClassVar[int]  # pictures are decoded with at least this long side
     unavailable: ClassVar[type[Exception]]  # the models cannot load: the deployment's fault, no attempt counted
@@ -99,13 +99,14 @@ class PictureStage(ABC, Generic[SummaryT]):
         self._pool_lock = threading.Lock()
 
     @property
-    @abstractmethod
-    def enabled(self) -> bool: ...
+    def enabled(self) -> bool:
+        """The stage's switch in the settings (IB_OCR, IB_FACES): its name."""
+        return bool(getattr(self.settings, self.name))
 
     @property
-    @abstractmethod
     def calls(self) -> int:
-        """Pictures read at once."""
+        """Pictures read at once (IB_OCR_PARALLEL, IB_FACES_PARALLEL: `<name>_calls`)."""
+        return int(getattr(self.settings, f"{self.name}_calls"))
 
     @abstractmethod
     def read_picture(self, collection: Collection, row: WaitingRow, image: Image.Image, batch: Any) -> bool | None:

@@ -46,14 +46,6 @@ class OcrStage(PictureStage[OcrSummary]):
         super().__init__(settings, catalog, storage)
         self.reader = reader
 
-    @property
-    def enabled(self) -> bool:
-        return self.settings.ocr
-
-    @property
-    def calls(self) -> int:
-        return self.settings.ocr_calls
-
     def read_picture(self, collection: Collection, row: WaitingRow, image: Image.Image, batch: Any) -> bool | None:
         text = text_of(self.reader.read(image))
         if not store_text(self.catalog, collection, row.key, row.etag, text):

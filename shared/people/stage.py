@@ -65,14 +65,6 @@ class FacesStage(PictureStage[FacesSummary]):
         super().__init__(settings, catalog, storage)
         self.finder = finder  # its models are loaded per thread: the stage's pool keeps its threads
 
-    @property
-    def enabled(self) -> bool:
-        return self.settings.faces
-
-    @property
-    def calls(self) -> int:
-        return self.settings.faces_calls
-
     def new_batch(self) -> FacesBatch:
         return FacesBatch()
 
