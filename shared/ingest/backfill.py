@@ -222,18 +222,16 @@ def _tombstone_unlisted(ingestor: Ingestor, collection: Collection, listing_star
 
 def _catch_up(ingestor: Ingestor, collection: Collection, summary: PlanSummary, sqs: Any, queue_url: str,
               deadline: Deadline) -> None:
-    """Work for rows from before a feature: key words (SQL) here, the fills (one object read each, and the
-    duplicate neighbours) queued as `fill` messages, then places and counts here (shared/ingest/catch_up.py)."""
+    """Work for rows from before a feature: the fills (one object read each, and the duplicate neighbours)
+    queued as `fill` messages, then key words, places and counts here (shared/ingest/catch_up.py)."""
     time_left = deadline.seconds_left
-    while time_left() > 0 and ingestor.catalog.fill_name_words(collection):
-        pass
     after_id = 0
     while time_left() > 0 and (rows := plans.needing_fill(ingestor.catalog, collection, after_id=after_id,
                                                           limit=FILL_PAGE)):
         summary.messages += work.send(sqs, queue_url, work.chunks("fill", collection.name, [k for _, k in rows]))
         summary.queued_fill += len(rows)
         after_id = rows[-1][0]
-    catch_up(ingestor, collection, summary.errors, time_left)  # places, saved-search counts
+    catch_up(ingestor, collection, summary.errors, time_left)  # key words, places, saved-search counts
 
 
 def queue_reembed(ingestor: Ingestor, collection_name: str, model_id: str, dim: int, *, queue_url: str,
@@ -295,11 +293,9 @@ def sweep(ingestor: Ingestor, collection_name: str, *, deadline: Deadline | None
         if report.errors and len(report.errors) == len(items):
             break  # everything failed transiently (database or storage down): try again next run
     if not summary.stopped_early:  # catch-up work for rows from before a feature, after embedding
-        while time_left() > 0 and catalog.fill_name_words(collection):
-            pass  # rows recorded before the keyword index get their key's words, a batch at a time
         summary.filled, summary.compared, finished = fill_older_rows(ingestor, collection, time_left, summary.errors)
         summary.stopped_early = not finished
-        catch_up(ingestor, collection, summary.errors, time_left)  # places, saved-search counts
+        catch_up(ingestor, collection, summary.errors, time_left)  # key words, places, saved-search counts
     summary.remaining = catalog.count_todo(collection, max_attempts=settings.max_attempts)
     summary.seconds = round(time.monotonic() - started, 3)
     log.info("backfill %s: %s", collection.name, summary.as_dict())

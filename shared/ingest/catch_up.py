@@ -4,7 +4,8 @@
   embedded tags: one read of each object), then the duplicate neighbours. The backfill's plan queues them as
   `fill` work messages, so the embed function's concurrency does them (`plans.needing_fill`); the sweep
   without a queue does them in its own process (`fill_older_rows`).
-- The rest runs in the plan itself, once per listing (`catch_up`): places named from stored positions (a
+- The rest runs in the plan itself, once per listing (`catch_up`): key words of the names (SQL), places
+  named from stored positions (a
   lookup in memory, ~4 µs each), faces of pictures removed or replaced leaving their people, and saved searches
   and Discover categories counted again.
 """
@@ -103,11 +104,20 @@ def refresh_counts(ingestor: Any, collection: Collection, time_left: Callable[[]
     return refresh(services, ingestor.catalog.get_collection(collection.name), time_left)
 
 
+def fill_name_words(catalog: Catalog, collection: Collection, time_left: Callable[[], float]) -> int:
+    """Rows recorded before the keyword index get their key's words, a batch at a time; how many did."""
+    written = 0
+    while time_left() > 0 and (done := catalog.fill_name_words(collection)):
+        written += done
+    return written
+
+
 def catch_up(ingestor: Any, collection: Collection, errors: list[str], time_left: Callable[[], float]) -> None:
-    """Places, faces of pictures gone, neighbour lists of images gone, then counts; a transient failure stops
-    that part until the next sweep (in `errors`)."""
+    """Key words, places, faces of pictures gone, neighbour lists of images gone, then counts; a transient
+    failure stops that part until the next sweep (in `errors`)."""
     done: dict[str, int] = {}
-    for name, fill in (("places", lambda: fill_places(ingestor.catalog, collection, time_left)),
+    for name, fill in (("key words", lambda: fill_name_words(ingestor.catalog, collection, time_left)),
+                       ("places", lambda: fill_places(ingestor.catalog, collection, time_left)),
                        ("faces pruned", lambda: faces.prune(ingestor.catalog, collection)),
                        ("neighbour lists dropped", lambda: neighbours.forget_gone(ingestor.catalog, collection)),
                        ("counts", lambda: refresh_counts(ingestor, collection, time_left))):
