@@ -163,7 +163,9 @@ def test_people_form_from_three_faces_biggest_first(world: World) -> None:
         assert cover["key"] in EILEENS | GRACES and len(cover["box"]) == 4 and cover["thumbnail_url"]
     eileen, grace = people_by_size(world)
     assert set(keys(get(world, f"/api/people/{grace['id']}"))) == GRACES
-    assert get(world, "/api/people", all="true")["people"] == listed  # nobody with fewer faces
+    everyone = get(world, "/api/people", all="true")["people"]
+    assert [(entry["id"], entry["faces"]) for entry in everyone] == [(entry["id"], entry["faces"]) for entry in listed]
+    # (only ids and counts: the covers' presigned URLs carry the second they were signed in)
 
 
 def test_items_carry_their_people_with_boxes(world: World) -> None:
