@@ -147,11 +147,11 @@ class Storage:
             return None
         return obj.data
 
-    def list(self, bucket: str, prefix: str = "") -> Iterator[ObjectInfo]:
-        """Every object under `prefix`, page by page (1,000 a page)."""
+    def list(self, bucket: str, prefix: str = "", page_size: int = 1000) -> Iterator[ObjectInfo]:
+        """Every object under `prefix`, page by page (S3's most, 1,000 a page, unless told fewer)."""
         paginator = self.client.get_paginator("list_objects_v2")
         try:
-            for page in paginator.paginate(Bucket=bucket, Prefix=prefix):
+            for page in paginator.paginate(Bucket=bucket, Prefix=prefix, PaginationConfig={"PageSize": page_size}):
                 for item in page.get("Contents", []):
                     yield ObjectInfo(
                         bucket, item["Key"], int(item["Size"]), clean_etag(item.get("ETag")), item.get("LastModified")

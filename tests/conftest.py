@@ -7,3 +7,15 @@ os.environ.setdefault("AWS_SECRET_ACCESS_KEY", "test")
 os.environ.setdefault("AWS_DEFAULT_REGION", "us-east-1")
 
 pytest_plugins = ["tests.fixtures.services", "tests.fixtures.model", "tests.fixtures.text_images"]
+
+# Longest first: `make test` hands whole files to two workers (--dist loadfile) in collection order, so the
+# stack and browser files start early and the many short unit files fill the gaps at the end.
+TIER_ORDER = ("e2e", "deploy", "integration", "unit")
+
+
+def pytest_collection_modifyitems(items: list) -> None:
+    def tier(item: object) -> int:
+        parts = item.path.relative_to(item.config.rootpath).parts  # type: ignore[attr-defined]
+        return TIER_ORDER.index(parts[1]) if len(parts) > 2 and parts[1] in TIER_ORDER else len(TIER_ORDER)
+
+    items.sort(key=tier)  # stable: each file keeps its own order

@@ -253,8 +253,12 @@ class SqsPoller:
                     log.exception("acknowledging SQS messages failed")
             upcoming.cancel()
 
-    def stop(self, timeout: float = 30.0) -> None:
+    def stop_soon(self) -> None:
+        """Ask the loop to end after its current receive (a long poll of up to `wait_seconds`)."""
         self._stop.set()
+
+    def stop(self, timeout: float = 30.0) -> None:
+        self.stop_soon()
         for thread in self._threads:
             thread.join(timeout)
         self._threads = []

@@ -270,19 +270,25 @@ def start_workers(settings: Settings, sqs: Any, queue_url: str, ocr_url: str, fa
 
     concurrency = trigger_concurrency()
     # The trigger's filter, as deployed: our thumbnails' events never reach the handler.
-    poller = SqsPoller(sqs, queue_url, embed.handler, region=settings.s3_region,
-                       filter_patterns=thumbnail_filter(settings.thumbnail_prefix),
-                       concurrency=concurrency["embedMaxConcurrency"])
-    poller.start()
-    cleanups.append(("the queue worker", poller.stop))
-    ocr_poller = SqsPoller(sqs, ocr_url, ocr.handler, region=settings.s3_region, function_name="ocr",
-                           concurrency=concurrency["ocrMaxConcurrency"])
-    ocr_poller.start()
-    cleanups.append(("the OCR queue worker", ocr_poller.stop))
-    faces_poller = SqsPoller(sqs, faces_url, faces.handler, region=settings.s3_region, function_name="faces",
-                             concurrency=concurrency["facesMaxConcurrency"])
-    faces_poller.start()
-    cleanups.append(("the faces queue worker", faces_poller.stop))
+    pollers = [
+        SqsPoller(sqs, queue_url, embed.handler, region=settings.s3_region,
+                  filter_patterns=thumbnail_filter(settings.thumbnail_prefix),
+                  concurrency=concurrency["embedMaxConcurrency"]),
+        SqsPoller(sqs, ocr_url, ocr.handler, region=settings.s3_region, function_name="ocr",
+                  concurrency=concurrency["ocrMaxConcurrency"]),
+        SqsPoller(sqs, faces_url, faces.handler, region=settings.s3_region, function_name="faces",
+                  concurrency=concurrency["facesMaxConcurrency"]),
+    ]
+    for poller in pollers:
+        poller.start()
+
+    def stop_pollers() -> None:  # all asked at once: each may be in a long poll of a second
+        for poller in pollers:
+            poller.stop_soon()
+        for poller in pollers:
+            poller.stop()
+
+    cleanups.append(("the queue workers", stop_pollers))
 
     def plan() -> None:
         backfill.handler({"collections": [settings.bucket]}, LocalContext("backfill", timeout_seconds=180))

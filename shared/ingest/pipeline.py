@@ -43,7 +43,7 @@ from shared.places.lookup import place_of
 from shared.search.duplicates import content_hash
 from shared.storage import ObjectInfo, ObjectMissing, Storage, queue_client
 from shared.store import queries
-from shared.store.catalog import Catalog, CatalogError, Collection
+from shared.store.catalog import Catalog, CatalogError, Collection, ModelChanged
 from shared.store.neighbours import StoredCopy, index_neighbours, stored_copy
 
 log = logging.getLogger(__name__)
@@ -102,6 +102,17 @@ class IngestReport:
 
     def keys(self, outcome: Outcome) -> list[str]:
         return [o.key for o in self.outcomes if o.outcome == outcome]
+
+    def take_moved(self, bucket: str) -> list[str]:
+        """The keys of `bucket` that failed only because its collection switched models meanwhile, forgotten
+        here: the caller embeds them again at once with the collection's new model."""
+        with self._lock:
+            moved = [key for (b, key), exc in self.errors.items() if b == bucket and isinstance(exc, ModelChanged)]
+            for key in moved:
+                del self.errors[(bucket, key)]
+            self.outcomes = [o for o in self.outcomes
+                             if not (o.bucket == bucket and o.key in moved and o.outcome == "retry")]
+        return moved
 
     def summary(self) -> dict[str, int]:
         counts = {name: 0 for name in ("embedded", "skipped", "failed", "removed", "missing", "retry")}
@@ -218,27 +229,37 @@ class Ingestor:
             else:
                 by_bucket.setdefault(event.bucket, {}).setdefault(event.key, []).append(event)
         for bucket, by_key in by_bucket.items():
-            try:  # once per batch: the registry says which model(s) this collection takes now
-                collection = self.collection_for(bucket)
-                writes = self.writes_for(collection)
-            except TRANSIENT_ERRORS as exc:
-                for key, key_events in by_key.items():
-                    report.retry(bucket, key, key_events[-1].action, exc)
-                continue
-            except CatalogError as exc:  # a bucket name no collection can take (NUL, ...): permanent
-                for key, key_events in by_key.items():
-                    report.add(bucket, key, key_events[-1].action, "failed", f"bad_collection: {exc}")
-                continue
-            # Catalog updates run in the worker threads, so the model starts on the first images at once.
-            jobs = [KeyEvents(collection, key, tuple(key_events)) for key, key_events in by_key.items()]
-            self.embed_items(jobs, writes, report, missing="skip")
-            self.release_failed(collection, report)
+            self._apply_and_embed(bucket, by_key, report)
         return report
 
-    def process_work(self, collection_name: str, keys: Sequence[str]) -> IngestReport:
+    def _apply_and_embed(self, bucket: str, by_key: dict[str, list[ObjectEvent]], report: IngestReport, *,
+                         again: bool = False) -> None:
+        """One bucket's events of a batch; the objects a model switch caught mid-way once more, at once, with the
+        collection's new model (else their message would wait out the queue's visibility timeout)."""
+        try:  # once per batch: the registry says which model(s) this collection takes now
+            collection = self.collection_for(bucket)
+            writes = self.writes_for(collection)
+        except TRANSIENT_ERRORS as exc:
+            for key, key_events in by_key.items():
+                report.retry(bucket, key, key_events[-1].action, exc)
+            return
+        except CatalogError as exc:  # a bucket name no collection can take (NUL, ...): permanent
+            for key, key_events in by_key.items():
+                report.add(bucket, key, key_events[-1].action, "failed", f"bad_collection: {exc}")
+            return
+        # Catalog updates run in the worker threads, so the model starts on the first images at once.
+        jobs = [KeyEvents(collection, key, tuple(key_events)) for key, key_events in by_key.items()]
+        self.embed_items(jobs, writes, report, missing="skip")
+        self.release_failed(collection, report)
+        moved = [] if again else report.take_moved(bucket)
+        if moved:
+            self._apply_and_embed(bucket, {key: by_key[key] for key in moved}, report, again=True)
+
+    def process_work(self, collection_name: str, keys: Sequence[str], *, again: bool = False) -> IngestReport:
         """Embed the keys of a work message (shared/ingest/work.py) that still need a vector: exactly those
         this call claims, so a key queued twice or also sent by an event is embedded once. Never raises for
-        one object's transient failure: see `report.errors` (their claims are given back)."""
+        one object's transient failure: see `report.errors` (their claims are given back). Keys a model switch
+        caught mid-way are embedded once more at once, with the collection's new model."""
         report = IngestReport()
         collection = self.catalog.get_collection(collection_name)
         writes = self.writes_for(collection)
@@ -248,6 +269,11 @@ class Ingestor:
         items = [WorkItem(collection, key, etag, attempts, "queued") for key, etag, attempts in claimed]
         self.embed_items(items, writes, report, missing="remove")
         self.release_failed(collection, report)
+        moved = [] if again else report.take_moved(collection.bucket)
+        if moved:
+            redo = self.process_work(collection_name, moved, again=True)
+            report.outcomes += redo.outcomes
+            report.errors |= redo.errors
         return report
 
     def release_failed(self, collection: Collection, report: IngestReport, *, retry_after_seconds: float = 0) -> None:

@@ -1,6 +1,9 @@
 """End to end with real parts: moto S3 -> bucket notifications -> SQS -> poller -> functions.embed.handler
 -> embedded PostgreSQL + pgvector, with the tiny test model. After every scenario the catalog is
 reconciled with the bucket: embedded keys == image keys in the bucket, one thumbnail per embedded key.
+
+These run on the dynamic-batch test model only: what a fixed-batch export changes (one image per model call)
+is below the handler, and tests/integration/test_ingest.py runs the pipeline on both.
 """
 
 from __future__ import annotations
@@ -117,13 +120,13 @@ class Stack:
 
 
 @pytest.fixture(scope="module")
-def stack(moto_server: MotoServer, pg_url: str, model_dir: Path) -> Iterator[Stack]:
+def stack(moto_server: MotoServer, pg_url: str, test_model_dir: Path) -> Iterator[Stack]:
     bucket = unique_name("e2e")
     queue_url = wire_bucket_to_queue(moto_server.endpoint, bucket, bucket + "-events")
     with pytest.MonkeyPatch.context() as mp:
         for name, value in {
             "IB_DATABASE_URL": pg_url, "IB_S3_ENDPOINT_URL": moto_server.endpoint, "IB_S3_ACCESS_KEY_ID": "test",
-            "IB_S3_SECRET_ACCESS_KEY": "test", "IB_BUCKET": bucket, "IB_MODEL": str(model_dir),
+            "IB_S3_SECRET_ACCESS_KEY": "test", "IB_BUCKET": bucket, "IB_MODEL": str(test_model_dir),
             "IB_EMBED_BATCH_SIZE": "4", "IB_THUMBNAIL_SIZE": "48",
         }.items():
             mp.setenv(name, value)

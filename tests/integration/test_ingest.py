@@ -263,6 +263,34 @@ def test_uploads_during_a_move_get_both_vectors(ingestor: Ingestor, storage: Sto
         "from": ingestor.embedder.model_id, "to": projected.model_id, "done": 1, "total": 1}
 
 
+def test_an_upload_caught_by_a_model_switch_is_embedded_at_once_with_the_new_model(
+    ingestor: Ingestor, storage: Storage, bucket: str, catalog: Catalog
+) -> None:
+    from shared.embedders import Models
+
+    ingestor.collection_for(bucket)
+    projected = Projected(ingestor.embedder)
+    both = Ingestor(ingestor.settings, catalog, storage, Models([ingestor.embedder, projected]))
+    original, calls = both._embed_batch, []
+
+    def switch_first(batch: list[Any], *args: Any) -> None:
+        if not calls:  # the move finishes while this batch is in the old model
+            assert reembed(ingestor, bucket, projected).switched
+        calls.append([p.item.key for p in batch])
+        original(batch, *args)
+
+    both._embed_batch = switch_first  # type: ignore[method-assign]
+    etags = upload(storage, bucket, {"x/1.jpg": jpeg(125)})
+    report = both.process_events([created(bucket, "x/1.jpg", etags["x/1.jpg"])])
+    # Not handed back to wait out the queue's visibility timeout: embedded by the second pass, with the new model.
+    assert calls == [["x/1.jpg"], ["x/1.jpg"]]
+    assert report.keys("embedded") == ["x/1.jpg"] and not report.errors and not report.keys("retry")
+    moved = catalog.get_collection(bucket)
+    ((dims,),) = catalog.db.run(f"SELECT vector_dims(embedding::vector) FROM {quote_ident(moved.table)} "
+                                "WHERE key = 'x/1.jpg' AND status = 'embedded'")
+    assert (moved.model_id, dims) == (projected.model_id, 16)
+
+
 def test_a_process_without_the_collections_model_fails_only_those_messages(
     ingestor: Ingestor, storage: Storage, bucket: str, catalog: Catalog, settings: Settings
 ) -> None:
