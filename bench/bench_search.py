@@ -215,8 +215,27 @@ def http_latency(client: httpx.Client, requests: list[tuple[str, dict[str, objec
     return percentiles(samples)
 
 
-def throughput(base: str, requests: list[tuple[str, dict[str, object]]], concurrency: int) -> tuple[float, int]:
-    """Requests per second with `concurrency` clients in flight; and how many answered other than 200."""
+def cpu_seconds(pids: list[int]) -> dict[str, float]:
+    """CPU seconds used so far: by the processes `pids` ("api"), by every PostgreSQL process ("postgres"; the
+    run's own server is the only one), and by this process (the load generator, "client")."""
+    import psutil
+
+    def used(proc: psutil.Process) -> float:
+        try:
+            times = proc.cpu_times()
+            return float(times.user + times.system)
+        except psutil.Error:  # exited meanwhile
+            return 0.0
+
+    postgres = [proc for proc in psutil.process_iter(["name"]) if proc.info["name"] == "postgres"]
+    return {"api": sum(used(psutil.Process(pid)) for pid in pids), "postgres": sum(used(p) for p in postgres),
+            "client": used(psutil.Process())}
+
+
+def throughput(base: str, requests: list[tuple[str, dict[str, object]]], concurrency: int,
+               server_pid: int | None = None) -> tuple[float, int, dict[str, float]]:
+    """Requests per second with `concurrency` clients in flight; how many answered other than 200; and the
+    CPU milliseconds per request of the API server (`server_pid`), PostgreSQL and the load generator."""
     errors = 0
     lock = threading.Lock()
     chunks = [requests[i::concurrency] for i in range(concurrency)]
@@ -233,10 +252,14 @@ def throughput(base: str, requests: list[tuple[str, dict[str, object]]], concurr
                     with lock:
                         errors += 1
 
+    before = cpu_seconds([server_pid] if server_pid else [])
     started = time.perf_counter()
     with ThreadPoolExecutor(concurrency) as pool:
         list(pool.map(worker, chunks))
-    return len(requests) / (time.perf_counter() - started), errors
+    elapsed = time.perf_counter() - started
+    after = cpu_seconds([server_pid] if server_pid else [])
+    return len(requests) / elapsed, errors, {name: (after[name] - before[name]) * 1000 / len(requests)
+                                             for name in after}
 
 
 # ---- the run ------------------------------------------------------------------------------------------
@@ -331,11 +354,11 @@ def http_rows(table: dict, model_dir: Path, pg_url: str, quick: bool) -> dict:
             search_cached = http_latency(client, cold * (3 if not quick else 1))
         load = [("/api/similar", {"key": keys[i], "limit": K})
                 for i in rng.choice(n, size=2000 if not quick else 300)]
-        rps, errors = throughput(server.base, load, concurrency=16)
+        rps, errors, cpu_ms = throughput(server.base, load, concurrency=16, server_pid=server.process.pid)
     finally:
         server.stop()
     return {"similar": similar_lat, "search_cold": search_cold, "search_cached": search_cached, "rps": rps,
-            "errors": errors, "load_requests": len(load)}
+            "errors": errors, "load_requests": len(load), "cpu_ms": cpu_ms}
 
 
 def bench_size(catalog: Catalog, n: int, *, model_id: str, model_dir: Path, pg_url: str, quick: bool) -> dict:
@@ -374,6 +397,12 @@ def bench_sizes(sizes: tuple[int, ...]) -> tuple[int, ...]:
     return sizes + ((MILLION,) if os.environ.get("SCALE", "").lower() == "1m" else ())
 
 
+def shared_buffers_mb() -> int:
+    """A quarter of the machine's memory, as RDS and Aurora set shared_buffers by default (initdb's 128 MB
+    would read a 100,000-photo collection's pages through the OS at every search)."""
+    return int(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 4 / 2**20)
+
+
 @contextmanager
 def bench_catalog(prefix: str) -> Iterator[tuple[Catalog, str]]:
     """(catalog, URL) on IB_BENCH_DATABASE_URL, else on an embedded PostgreSQL of the run's own."""
@@ -382,7 +411,7 @@ def bench_catalog(prefix: str) -> Iterator[tuple[Catalog, str]]:
         pg_url = os.environ.get("IB_BENCH_DATABASE_URL")
         if not pg_url:
             server = EmbeddedPostgres(Path(tmp) / "pg")
-            pg_url = server.start()
+            pg_url = server.start(shared_buffers_mb=shared_buffers_mb())
         catalog = Catalog.from_url(pg_url)
         try:
             yield catalog, pg_url
@@ -407,10 +436,13 @@ def render(results: list[dict], quick: bool) -> str:
         "stored half-precision vectors. HNSW times are `Catalog.search` end to end through pg8000 "
         "(one statement: `set_config` of ef_search and iterative scan for its transaction, then the query; "
         "the server's default is `IB_HNSW_EF_SEARCH` = 100, the value up to 100,000 rows, grown with the row count "
-        "above: 200 at a million). HTTP: uvicorn "
+        "above: 200 at a million). The embedded server runs with shared_buffers a quarter of the machine's "
+        "memory, as RDS and Aurora set it by default (initdb's 128 MB read most index pages through the OS, in "
+        "runs before 2026-12-03). HTTP: uvicorn "
         "(1 process) serving `functions/api.py`'s app, 30 results per answer, presigned URLs included; text "
         "queries encode with the ViT-B/32-shaped test model (1 thread) — *cold* = every text new, *cached* = "
-        "repeated texts (LRU hit); they run in the default hybrid mode.",
+        "repeated texts (LRU hit); they run in the default hybrid mode. The CPU per answer of the throughput run "
+        "says what bounds it: the three share this machine's cores.",
         "",
         "| rows | HNSW ef_search | p50 ms | p95 ms | recall@30 |",
         "|---:|---:|---:|---:|---:|",
@@ -436,8 +468,9 @@ def render(results: list[dict], quick: bool) -> str:
     lines += [
         "",
         "| rows | `/api/similar` p50 / p95 ms | `/api/search` cold p50 / p95 ms | `/api/search` cached p50 / p95 ms "
-        "| `/api/similar` req/s at concurrency 16 | errors |",
-        "|---:|---:|---:|---:|---:|---:|",
+        "| `/api/similar` req/s at concurrency 16 | CPU ms per answer: API / PostgreSQL / load generator "
+        "| errors |",
+        "|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for r in results:
         if "similar" not in r:
@@ -446,6 +479,7 @@ def render(results: list[dict], quick: bool) -> str:
             f"| {r['n']:,} | {r['similar'][0]:.1f} / {r['similar'][1]:.1f} | "
             f"{r['search_cold'][0]:.1f} / {r['search_cold'][1]:.1f} | "
             f"{r['search_cached'][0]:.1f} / {r['search_cached'][1]:.1f} | {r['rps']:,.0f} | "
+            f"{r['cpu_ms']['api']:.1f} / {r['cpu_ms']['postgres']:.1f} / {r['cpu_ms']['client']:.1f} | "
             f"{r['errors']} of {r['load_requests']:,} |"
         )
     lines += ["", storage_note(results)]

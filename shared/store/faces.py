@@ -335,21 +335,18 @@ class FaceOfPerson:
     box: tuple[float, ...]
 
 
-def people_in_images(catalog: Catalog, collection: Collection, ids: Sequence[int]) -> dict[int, list[FaceOfPerson]]:
-    """image id -> the faces with a person found in its current content, left to right."""
-    if not ids:
-        return {}
-    rows = catalog.db.run(
-        f"""SELECT f.image_id, f.person_id, p.name, f.box FROM {_faces(collection)} AS f
-            JOIN {_people(collection)} AS p ON p.id = f.person_id
-            JOIN {quote_ident(collection.table)} AS t ON t.id = f.image_id AND t.faces_etag IS NOT DISTINCT FROM t.etag
-            WHERE f.image_id = ANY(CAST(:ids AS bigint[])) ORDER BY f.image_id, f.box[1], f.id""",
-        ids=list(ids),
-    )
-    found: dict[int, list[FaceOfPerson]] = {}
-    for image_id, person, name, box in rows:
-        found.setdefault(int(image_id), []).append(FaceOfPerson(int(person), name, tuple(float(v) for v in box)))
-    return found
+def people_of_row_sql(collection: Collection, row: str) -> str:
+    """SQL: the people found in the current content of the image row `row` (a quoted table name or alias),
+    left to right, as a JSON array of [person id, name, box]; null without any. A column of every answer's rows
+    (queries.hit_sql), so a page needs no statement of its own for them."""
+    return f"""(SELECT json_agg(json_build_array(f.person_id, p.name, f.box) ORDER BY f.box[1], f.id)
+            FROM {_faces(collection)} AS f JOIN {_people(collection)} AS p ON p.id = f.person_id
+            WHERE f.image_id = {row}.id AND {row}.faces_etag IS NOT DISTINCT FROM {row}.etag)"""
+
+
+def faces_of_people(found: list[list[Any]] | None) -> tuple[FaceOfPerson, ...]:
+    """The FaceOfPerson list from people_of_row_sql's JSON (pg8000 hands it over parsed)."""
+    return tuple(FaceOfPerson(int(person), name, tuple(float(v) for v in box)) for person, name, box in found or ())
 
 
 def faces_of_image(catalog: Catalog, collection: Collection, key: str) -> list[tuple[int, tuple[float, ...], float,

@@ -17,7 +17,7 @@ import numpy as np
 from shared.store import stage_rows
 from shared.store.catalog import Catalog, CatalogError, Collection, Status, model_guard, vectors_of
 from shared.store.db import quote_ident
-from shared.store.faces import person_filter_sql
+from shared.store.faces import FaceOfPerson, faces_of_people, people_of_row_sql, person_filter_sql
 from shared.store.hnsw import MAX_EF_SEARCH, hnsw_session
 from shared.store.vectors import as_array, vector_literal
 
@@ -48,6 +48,7 @@ class Hit:
     country_code: str | None = None
     tags: tuple[str, ...] | None = None  # keywords written into the photo (IPTC, XMP); null until read
     caption: str | None = None
+    people: tuple[FaceOfPerson, ...] = ()  # the people found in it, left to right
 
 
 @dataclass(frozen=True)
@@ -230,8 +231,8 @@ def search(
     pgvector's iterative scan, so a selective filter still fills the page when enough rows match.
     Raises KeyError when `similar_to` is not an embedded row.
     """
-    rows = _nearest(catalog, collection, vector, similar_to, columns=HIT_SQL, limit=limit, min_score=min_score,
-                    filters=filters, after=after, ef_search=ef_search)
+    rows = _nearest(catalog, collection, vector, similar_to, columns=hit_sql(collection), limit=limit,
+                    min_score=min_score, filters=filters, after=after, ef_search=ef_search)
     return [hit_of(row, row[HIT_WIDTH]) for row in rows]
 
 
@@ -280,7 +281,7 @@ def picture_page(catalog: Catalog, collection: Collection, vector: np.ndarray | 
         ranked AS (SELECT id, taken, distance, row_number() OVER (ORDER BY distance, id) AS rank FROM pictures)
         SELECT r.id, r.taken, r.distance, {newest}, p.*
         FROM ranked AS r LEFT JOIN LATERAL (
-            SELECT {HIT_SQL} FROM {q} WHERE id = r.id AND r.rank > :offset AND r.rank <= :page_end
+            SELECT {hit_sql(collection)} FROM {q} WHERE id = r.id AND r.rank > :offset AND r.rank <= :page_end
         ) AS p ON true
         ORDER BY r.rank"""
     with vectors_of(collection, collection.model_id):
@@ -294,20 +295,25 @@ def picture_page(catalog: Catalog, collection: Collection, vector: np.ndarray | 
 
 # ---- hybrid search: stored vectors of query images, word matches, the rows of a page -----------------
 
-# A Hit's columns, in the order `hit_of` reads them.
-HIT_SQL = ("id, key, size, content_type, width, height, extract(epoch FROM last_modified)::float8, "
-           f"{PHOTO_SQL.format(p='')}, ocr_text, city, state, country, country_code, tags, caption")
-HIT_WIDTH = 19  # columns of HIT_SQL: what a statement selects after them starts at this index
+def hit_sql(collection: Collection) -> str:
+    """A Hit's columns of the collection's table (not aliased in the statement), in the order `hit_of` reads
+    them: the row's own, then the people in it."""
+    return ("id, key, size, content_type, width, height, extract(epoch FROM last_modified)::float8, "
+            f"{PHOTO_SQL.format(p='')}, ocr_text, city, state, country, country_code, tags, caption, "
+            f"{people_of_row_sql(collection, quote_ident(collection.table))}")
+
+
+HIT_WIDTH = 20  # columns of hit_sql: what a statement selects after them starts at this index
 # The date the date sorts use: when the photo was taken, else when the object was last modified.
 PHOTO_TIME_SQL = "extract(epoch FROM COALESCE(taken_at, last_modified))::float8"
 
 
 def hit_of(row: Sequence[Any], distance: float | None = None) -> Hit:
-    """A Hit from the HIT_SQL columns; `distance` (to the query vector) gives it its score."""
+    """A Hit from the hit_sql columns; `distance` (to the query vector) gives it its score."""
     return Hit(row[0], row[1], None if distance is None else -float(distance), row[2], row[3], row[4], row[5],
                _from_epoch(row[6]), None if distance is None else float(distance), **photo_fields(row[7:12]),
                ocr_text=row[12], city=row[13], state=row[14], country=row[15], country_code=row[16],
-               tags=None if row[17] is None else tuple(row[17]), caption=row[18])
+               tags=None if row[17] is None else tuple(row[17]), caption=row[18], people=faces_of_people(row[19]))
 
 
 def last_id(catalog: Catalog, collection: Collection) -> int:
@@ -422,7 +428,7 @@ def page_rows(catalog: Catalog, collection: Collection, ids: Sequence[int], *, v
     flags = _flags_sql(sources if words else {}, ":words", params)
     with vectors_of(collection, collection.model_id):
         rows = catalog.db.run(
-            f"SELECT {HIT_SQL}, {distance}, {flags} FROM {quote_ident(collection.table)} "
+            f"SELECT {hit_sql(collection)}, {distance}, {flags} FROM {quote_ident(collection.table)} "
             "WHERE id = ANY(CAST(:ids AS bigint[])) AND status = 'embedded'", **params)
     return {row[0]: PageRow(hit_of(row, row[HIT_WIDTH]), *(bool(flag) for flag in row[HIT_WIDTH + 1:]))
             for row in rows}
@@ -520,7 +526,7 @@ def ranked_page(catalog: Catalog, collection: Collection, pictures: Sequence[tup
         ranked AS (SELECT id, row_number() OVER (ORDER BY {RANKED_ORDERS[order]}) AS rank, count(*) OVER () AS total
                    FROM relevant)
         SELECT r.total, p.* FROM ranked AS r CROSS JOIN pick LEFT JOIN LATERAL (
-            SELECT {HIT_SQL}, {distance}, {flags} FROM {q} WHERE id = r.id AND status = 'embedded'
+            SELECT {hit_sql(collection)}, {distance}, {flags} FROM {q} WHERE id = r.id AND status = 'embedded'
         ) AS p ON true
         WHERE r.rank > :offset AND r.rank <= :page_end AND r.rank <= :most
         ORDER BY r.rank"""
@@ -554,7 +560,8 @@ def recent(
             params["after_time"] = after[0]
     where = " AND ".join([where, *(filters or SearchFilters()).sql(params, collection.table)])
     rows = catalog.db.run(
-        f"SELECT {HIT_SQL} FROM {q} WHERE {where} ORDER BY last_modified DESC, id DESC LIMIT :limit", **params)
+        f"SELECT {hit_sql(collection)} FROM {q} WHERE {where} ORDER BY last_modified DESC, id DESC LIMIT :limit",
+        **params)
     return [hit_of(row) for row in rows]
 
 
@@ -622,7 +629,8 @@ def get_row(catalog: Catalog, collection: Collection, key: str) -> ImageRow | No
 def hits_by_id(catalog: Catalog, collection: Collection, ids: Sequence[int]) -> dict[int, Hit]:
     """Embedded rows by id, as Hits without a score (duplicate groups)."""
     rows = catalog.db.run(
-        f"SELECT {HIT_SQL} FROM {quote_ident(collection.table)} WHERE id = ANY(:ids) AND status = 'embedded'",
+        f"SELECT {hit_sql(collection)} FROM {quote_ident(collection.table)} "
+        "WHERE id = ANY(:ids) AND status = 'embedded'",
         ids=list(ids),
     )
     return {row[0]: hit_of(row) for row in rows}

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import threading
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -313,3 +314,16 @@ def test_older_tables_get_the_columns_added_since(catalog: Catalog, coll, pg_url
         fresh.db.close()
 
 
+
+
+def test_an_embedded_server_takes_the_shared_buffers_it_is_given(tmp_path: Path) -> None:
+    from shared.dev.local_services import EmbeddedPostgres
+
+    for _ in range(2):  # set, restarted to take it; then started with it as it is
+        server = EmbeddedPostgres(tmp_path / "pg")
+        catalog = Catalog.from_url(server.start(shared_buffers_mb=256))
+        try:
+            assert catalog.db.run("SHOW shared_buffers") == [["256MB"]]
+        finally:
+            catalog.db.close()
+            server.stop()
