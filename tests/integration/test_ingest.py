@@ -263,12 +263,13 @@ def test_uploads_during_a_move_get_both_vectors(ingestor: Ingestor, storage: Sto
         "from": ingestor.embedder.model_id, "to": projected.model_id, "done": 1, "total": 1}
 
 
+@pytest.mark.parametrize("path", ["event", "work message"])
 def test_an_upload_caught_by_a_model_switch_is_embedded_at_once_with_the_new_model(
-    ingestor: Ingestor, storage: Storage, bucket: str, catalog: Catalog
+    ingestor: Ingestor, storage: Storage, bucket: str, catalog: Catalog, path: str
 ) -> None:
     from shared.embedders import Models
 
-    ingestor.collection_for(bucket)
+    collection = ingestor.collection_for(bucket)
     projected = Projected(ingestor.embedder)
     both = Ingestor(ingestor.settings, catalog, storage, Models([ingestor.embedder, projected]))
     original, calls = both._embed_batch, []
@@ -281,7 +282,12 @@ def test_an_upload_caught_by_a_model_switch_is_embedded_at_once_with_the_new_mod
 
     both._embed_batch = switch_first  # type: ignore[method-assign]
     etags = upload(storage, bucket, {"x/1.jpg": jpeg(125)})
-    report = both.process_events([created(bucket, "x/1.jpg", etags["x/1.jpg"])])
+    event = created(bucket, "x/1.jpg", etags["x/1.jpg"])
+    if path == "event":
+        report = both.process_events([event])
+    else:  # the row is known (a plan listed it); a work message names it
+        catalog.record_event(collection, event)
+        report = both.process_work(bucket, ["x/1.jpg"])
     # Not handed back to wait out the queue's visibility timeout: embedded by the second pass, with the new model.
     assert calls == [["x/1.jpg"], ["x/1.jpg"]]
     assert report.keys("embedded") == ["x/1.jpg"] and not report.errors and not report.keys("retry")
