@@ -1,5 +1,7 @@
 import os
 
+import pytest
+
 # Tests never reach a model hub; a test that needs a model builds the repo's test model.
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("AWS_ACCESS_KEY_ID", "test")
@@ -19,3 +21,16 @@ def pytest_collection_modifyitems(items: list) -> None:
         return TIER_ORDER.index(parts[1]) if len(parts) > 2 and parts[1] in TIER_ORDER else len(TIER_ORDER)
 
     items.sort(key=tier)  # stable: each file keeps its own order
+
+
+def pytest_sessionstart(session: pytest.Session) -> None:
+    """On a fresh checkout, `make test`'s two workers build the two small test models at once, one each, rather
+    than the second waiting on the first's lock for the model both of their first tests need."""
+    worker = os.environ.get("PYTEST_XDIST_WORKER")
+    if worker is None:
+        return
+    from shared.dev.model_builder import ensure_test_model
+
+    recipes = ["transformers", "immich"]
+    for recipe in recipes if worker == "gw0" else reversed(recipes):
+        ensure_test_model("tiny", recipe)

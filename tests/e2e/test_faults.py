@@ -52,7 +52,7 @@ from tests.fixtures.model import png_bomb, synthetic_photo
 
 BUCKET = "photos"
 WRITERS, CLIENTS = 4, 3
-FIRST_PHASE_SECONDS, SECOND_PHASE_SECONDS = 10.0, 7.0
+FIRST_PHASE_SECONDS, SECOND_PHASE_SECONDS = 8.0, 6.0
 KILL_EVERY_SECONDS = 1.0
 SAME_KEY_GAP_SECONDS = 1.1  # S3 listings carry whole seconds: two writes of one key stay a second apart
 CORRUPT = {
