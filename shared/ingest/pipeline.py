@@ -255,12 +255,18 @@ class Ingestor:
         if moved:
             self._apply_and_embed(bucket, {key: by_key[key] for key in moved}, report, again=True)
 
-    def process_work(self, collection_name: str, keys: Sequence[str], *, again: bool = False) -> IngestReport:
+    def process_work(self, collection_name: str, keys: Sequence[str]) -> IngestReport:
         """Embed the keys of a work message (shared/ingest/work.py) that still need a vector: exactly those
         this call claims, so a key queued twice or also sent by an event is embedded once. Never raises for
-        one object's transient failure: see `report.errors` (their claims are given back). Keys a model switch
-        caught mid-way are embedded once more at once, with the collection's new model."""
+        one object's transient failure: see `report.errors` (their claims are given back)."""
         report = IngestReport()
+        self._claim_and_embed(collection_name, keys, report)
+        return report
+
+    def _claim_and_embed(self, collection_name: str, keys: Sequence[str], report: IngestReport, *,
+                         again: bool = False) -> None:
+        """The keys this call claims; those a model switch caught mid-way once more, at once, with the
+        collection's new model (as `_apply_and_embed` does for events)."""
         collection = self.catalog.get_collection(collection_name)
         writes = self.writes_for(collection)
         claimed = self.catalog.claim_keys(collection, keys, max_attempts=self.settings.max_attempts)
@@ -271,10 +277,7 @@ class Ingestor:
         self.release_failed(collection, report)
         moved = [] if again else report.take_moved(collection.bucket)
         if moved:
-            redo = self.process_work(collection_name, moved, again=True)
-            report.outcomes += redo.outcomes
-            report.errors |= redo.errors
-        return report
+            self._claim_and_embed(collection_name, moved, report, again=True)
 
     def release_failed(self, collection: Collection, report: IngestReport, *, retry_after_seconds: float = 0) -> None:
         """Give back the claims of objects that hit a transient failure, so their message's retry (which is
