@@ -172,6 +172,7 @@ def test_a_face_opens_the_persons_photos_behind_a_removable_chip(stack: Stack, p
     expect(page.locator("#status")).to_have_attribute("data-state", "ok")
     assert url_params(page) == {"person": str(grace["id"])}
     photos = {item["key"] for item in api(stack, f"/api/people/{grace['id']}", limit=50)["items"]}
+    expect(page.locator("#grid .tile")).to_have_count(len(photos))
     assert grid_keys(page) == photos == {"people/grace-1.jpg", "people/grace-2.jpg", "people/grace-3.jpg",
                                          GROUP_KEY}
     chip = page.locator("#filter-chips .chip-person-filter")
@@ -194,6 +195,7 @@ def test_person_terms_of_a_search_show_as_chips(stack: Stack, page: Page) -> Non
     chip = page.locator("#query-terms .chip")
     expect(chip).to_have_text([f"Person: {GRACE}"])
     expect(chip).to_have_class("chip chip-person")
+    expect(page.locator("#grid .tile")).to_have_count(len(answer["items"]))
     assert grid_keys(page) == {item["key"] for item in answer["items"]}
     chip.click()  # removing the only term lists the newest photos
     expect(page.locator("#query-terms .chip")).to_have_count(0)

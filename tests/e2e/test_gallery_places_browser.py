@@ -216,6 +216,7 @@ def test_saving_opening_and_deleting_a_saved_search(stack: Stack, page: Page) ->
     expect(page.locator("#status-text")).to_contain_text("the saved search “Paris towers”")
     assert f"saved={entry['id']}" in page.url
     live = api(stack, f"/api/saved-searches/{entry['id']}")
+    expect(page.locator("#grid .tile")).to_have_count(len(live["items"]))  # the answer drawn, not only announced
     assert grid_keys(page) == {result["key"] for result in live["items"]} == {EIFFEL_KEY}
     expect(item).to_have_attribute("aria-current", "page")
     expect(page.locator("#search-input")).to_have_value("tower")  # its words in the box, to go on from
