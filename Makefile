@@ -19,6 +19,9 @@ $(VENV)/bin/python:
 	$(PY) -m pip install -q --upgrade pip
 
 # --no-compile: Python compiles what a run imports, not all of torch up front (half the install's time).
+# That needs Python to keep what it compiles: a PYTHONDONTWRITEBYTECODE from the environment (set on some CI
+# machines) would make every process compile torch, FastAPI and boto3 again (9 s of a test model's 15-s build).
+unexport PYTHONDONTWRITEBYTECODE
 $(STAMP_LOCAL): pyproject.toml | $(VENV)/bin/python
 	$(PY) -m pip install -q --no-compile -e '.[local]'
 	touch $@
