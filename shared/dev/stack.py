@@ -251,7 +251,11 @@ def run(settings: Settings, api_socket: socket.socket, cleanups: list[tuple[str,
     cleanups.append(("the bucket copy", saver.stop))
     queue_url = wire_bucket_to_queue(endpoint, settings.bucket, events_queue,
                                      region=settings.s3_region, thumbnail_prefix=settings.thumbnail_prefix)
-    runtime.ingestor().collection_for(settings.bucket)
+    ingestor = runtime.ingestor()
+    # This stack is the only worker there is: what a killed run of it had claimed is claimable again now, so
+    # the events SQS hands out again (after its visibility timeout) embed those rows, not skip them for 10 min.
+    if given_back := ingestor.catalog.release_unfinished_claims(ingestor.collection_for(settings.bucket)):
+        say(f"Gave back {given_back} rows a stopped run had claimed and not finished.")
 
     start_workers(settings, sqs, queue_url, ocr_url, faces_url, cleanups)
 

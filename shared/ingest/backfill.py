@@ -161,7 +161,9 @@ def plan(ingestor: Ingestor, collection_name: str, *, queue_url: str, deadline: 
 
 def _reconcile_page(ingestor: Ingestor, collection: Collection, infos: list[Any], summary: PlanSummary) -> list[str]:
     """Rows for a page's new or replaced objects; the page's image keys (rows stamped as listed)."""
-    states = plans.row_states(ingestor.catalog, collection, [info.key for info in infos])
+    # A key no row can hold (NUL, ...) would fail the page's statement: _record_listed skips it with a warning.
+    storable = [info.key for info in infos if key_problem(info.key) is None]
+    states = plans.row_states(ingestor.catalog, collection, storable)
     return [info.key for info in infos if _record_listed(ingestor, collection, info, states.get(info.key), summary)]
 
 

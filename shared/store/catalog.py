@@ -450,6 +450,14 @@ class Catalog:
             keys=list(keys), delay=float(retry_after_seconds),
         )
 
+    def release_unfinished_claims(self, collection: Collection) -> int:
+        """Give back every claim still running on a row waiting for its vector (status pending: a failure would
+        have marked it failed). Only for a start with no other worker alive: the local stack's, after a crash of
+        its last run, whose claims would otherwise hold their rows for the rest of the lease. Rows given back."""
+        rows = self.db.run(f"UPDATE {quote_ident(collection.table)} SET next_attempt_at = NULL "
+                           "WHERE status = 'pending' AND next_attempt_at > now() RETURNING id")
+        return len(rows)
+
     def count_todo(self, collection: Collection, *, max_attempts: int) -> int:
         """Rows a sweep would still embed (including failed ones waiting for their backoff)."""
         q = quote_ident(collection.table)

@@ -142,6 +142,19 @@ def test_failures_count_attempts(catalog: Catalog, coll) -> None:
     assert queries.counts(catalog, coll)["failed"] == 1
 
 
+def test_a_dead_runs_claims_are_given_back_and_backoffs_kept(catalog: Catalog, coll) -> None:
+    for key in ("claimed.jpg", "backoff.jpg"):
+        catalog.record_event(coll, created(key))
+    assert [key for key, _, _ in catalog.claim_keys(coll, ["claimed.jpg", "backoff.jpg"], max_attempts=5)] == [
+        "claimed.jpg", "backoff.jpg"]
+    assert catalog.mark_failed(coll, "backoff.jpg", "e1", "corrupt: cannot identify image")
+    catalog.release_claims(coll, ["backoff.jpg"], retry_after_seconds=600)  # a failure's backoff, not a claim
+    assert catalog.claim_keys(coll, ["claimed.jpg", "backoff.jpg"], max_attempts=5) == []  # both held
+    assert catalog.release_unfinished_claims(coll) == 1
+    assert [key for key, _, _ in catalog.claim_keys(coll, ["claimed.jpg", "backoff.jpg"], max_attempts=5)] == [
+        "claimed.jpg"]
+
+
 def test_concurrent_first_writers_create_one_collection(catalog: Catalog, pg_url: str) -> None:
     name, errors = unique_name("race"), []
 

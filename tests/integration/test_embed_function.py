@@ -394,14 +394,16 @@ def test_backfill_plans_and_the_queue_does_the_work(stack: Stack, embed_calls: C
         for i, key in enumerate(quiet):
             stack.put(key, jpeg(710 + i))
         stack.put("planned/broken.jpg", b"\xff\xd8\xff broken")
+        stack.put("planned/nul\x00.jpg", jpeg(720))  # S3 takes it, PostgreSQL cannot: skipped, the page goes on
         stack.delete("planned/gone.jpg")  # a delete nobody hears about
         summary = plan(stack.ingestor, stack.bucket, queue_url=stack.queue_url)
+        stack.delete("planned/nul\x00.jpg")
     finally:
         wire_bucket_to_queue(stack.endpoint, stack.bucket, stack.bucket + "-events")
     # The plan embeds nothing itself: it records the missed objects and queues them (with any row of the
     # module's earlier tests that still needs a vector).
     assert summary.added >= len(quiet) + 1 and summary.queued >= len(quiet) + 1 and summary.removed >= 1
-    assert summary.listing_done and summary.messages >= 1
+    assert summary.listing_done and summary.messages >= 1 and summary.skipped == 1
     assert all(stack.status(key) == "pending" for key in quiet)
     assert stack.status("planned/gone.jpg") == "deleted"
     assert plans.backlog(stack.catalog, stack.collection, max_attempts=3) == {
