@@ -32,6 +32,7 @@ import httpx
 import numpy as np
 
 from bench.hybrid_queries import KINDS, measure, photo_keys, word_queries
+from shared.config import DEFAULT_HNSW_EF_SEARCH
 from shared.dev.local_services import EmbeddedPostgres, free_port
 from shared.search.keywords import name_words
 from shared.store import queries as catalog_queries
@@ -376,9 +377,10 @@ def bench_size(catalog: Catalog, n: int, *, model_id: str, model_dir: Path, pg_u
     """Every measure at n rows; the million-row point (SCALE=1m) takes the default ef_search and no HTTP."""
     full = n < MILLION
     table = load_table(catalog, n, model_id)
-    efs = ((40, 64, 100, 128) if not quick else (40, 100)) if full else (100,)
+    efs = (40, 64, DEFAULT_HNSW_EF_SEARCH, 100, 128) if full and not quick else (40, 100) if full else (
+        DEFAULT_HNSW_EF_SEARCH,)
     result = {key: value for key, value in table.items() if key not in ("coll", "keys", "vectors", "ids")}
-    result |= vector_rows(catalog, table, efs, (50 if quick else 300) if full else 100, exact=full)
+    result |= vector_rows(catalog, table, efs, (50 if quick else 300) if full else 200, exact=full)
     result["words"] = word_rows(catalog, table, 40 if quick else 200 if full else 100, full=full)
     if full:
         result |= http_rows(table, model_dir, pg_url, quick)
@@ -433,6 +435,8 @@ def bench_catalog(prefix: str) -> Iterator[tuple[Catalog, str]]:
 
 
 def render(results: list[dict], quick: bool) -> str:
+    million = [ef for result in results if result["n"] >= MILLION for ef, *_ in result["hnsw"]]
+    grown = f": {million[0]} at {MILLION:,} rows" if million else ""
     lines = [
         "## Search (`bench/bench_search.py`)",
         "",
@@ -447,8 +451,8 @@ def render(results: list[dict], quick: bool) -> str:
         "keeps its index pages in shared buffers); recall@30 is against an exact numpy scan of the "
         "stored half-precision vectors. HNSW times are `Catalog.search` end to end through pg8000 "
         "(one statement: `set_config` of ef_search and iterative scan for its transaction, then the query; "
-        "the server's default is `IB_HNSW_EF_SEARCH` = 100, the value up to 100,000 rows, grown with the row count "
-        "above: 200 at a million). The embedded server runs with shared_buffers a quarter of the machine's "
+        f"the server's default is `IB_HNSW_EF_SEARCH` = {DEFAULT_HNSW_EF_SEARCH}, the value up to 100,000 rows, grown "
+        f"with the row count above{grown}). The embedded server runs with shared_buffers a quarter of the machine's "
         "memory, as RDS and Aurora set it by default (initdb's 128 MB read most index pages through the OS, in "
         "runs before 2026-12-03). HTTP: uvicorn "
         "(1 process) serving `functions/api.py`'s app, 30 results per answer, presigned URLs included; text "

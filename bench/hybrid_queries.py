@@ -14,6 +14,7 @@ from datetime import UTC, datetime, timedelta
 
 import numpy as np
 
+from shared.config import DEFAULT_HNSW_EF_SEARCH
 from shared.search import hybrid
 from shared.search.query_language import parse
 from shared.store.catalog import Catalog, Collection
@@ -82,7 +83,8 @@ def measure(catalog: Catalog, coll: Collection, mix: list[tuple[str, str]], vect
             plan = hybrid.plan(parse(text), mode)
             started = time.perf_counter()
             current = catalog.get_collection(coll.name)
-            request = hybrid.SearchRequest(sort=sort, floor=floor, ef_search=100)  # a first page: no bound yet
+            # A first page (no bound yet), with the server's default ef_search.
+            request = hybrid.SearchRequest(sort=sort, floor=floor, ef_search=DEFAULT_HNSW_EF_SEARCH)
             page = hybrid.search(catalog, current, plan, vector if plan.needs_vector else None, request)
             if rounds == 2:
                 samples[kind].append((time.perf_counter() - started) * 1000)

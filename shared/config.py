@@ -17,6 +17,8 @@ from pydantic import Field, ValidationError, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 DEFAULT_MODEL = "immich-app/ViT-B-32__openai"
+# hnsw.ef_search up to 100,000 rows (grown above: shared/store/hnsw.py), from bench/bench_tradeoff.py's table.
+DEFAULT_HNSW_EF_SEARCH = 80
 
 
 class ConfigError(ValueError):
@@ -147,8 +149,8 @@ class Settings(BaseSettings):
     # API
     max_upload_bytes: int = Field(10 * 1024 * 1024, ge=1024, description="Largest search-by-image upload.")
     hnsw_ef_search: int = Field(
-        100, ge=1, le=1000, description="pgvector hnsw.ef_search up to 100,000 photos, grown with the "
-        "collection's size above (200 at a million): higher finds more true neighbours, slower."
+        DEFAULT_HNSW_EF_SEARCH, ge=1, le=1000, description="pgvector hnsw.ef_search up to 100,000 photos, grown "
+        "with the collection's size above (149 at a million): higher finds more true neighbours, slower."
     )
     api_key: str | None = Field(None, description="If set, API requests need it (Bearer or x-api-key).")
     cors_origins: Annotated[list[str], NoDecode] = Field(

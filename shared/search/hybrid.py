@@ -25,6 +25,7 @@ from typing import Literal
 
 import numpy as np
 
+from shared.config import DEFAULT_HNSW_EF_SEARCH
 from shared.search.keywords import TermWords, WordQuery, all_of, query_words, word_query
 from shared.search.query_language import QueryError, Term
 from shared.store import faces, queries
@@ -108,7 +109,7 @@ class SearchRequest:
     min_score: float | None = None
     filters: queries.SearchFilters = queries.SearchFilters()
     floor: float = 0.2  # the model's floor (Settings.search_floor_for)
-    ef_search: int = 100
+    ef_search: int = DEFAULT_HNSW_EF_SEARCH
 
 
 @dataclass(frozen=True)
