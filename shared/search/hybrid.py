@@ -124,11 +124,16 @@ class Page:
 
 def cutoff_score(best: float | None, floor: float, *, has_minus: bool) -> float | None:
     """cutoff=auto: halfway from the floor to the best picture match's score (the floor when the best is
-    below it); None without picture matches."""
+    below it); None without picture matches. `cutoff_stop` is the same rule for the database."""
     if best is None:
         return None
     floor = 0.0 if has_minus else floor
     return floor + CUTOFF_FRACTION * (best - floor) if best > floor else floor
+
+
+def cutoff_stop(floor: float, *, has_minus: bool, after: int) -> queries.StopRule:
+    """cutoff_score as the rule that ends a deep picture list past its first `after` rows (queries.StopRule)."""
+    return queries.StopRule(0.0 if has_minus else floor, CUTOFF_FRACTION, after)
 
 
 def fuse(pictures: list[int], words: list[int], exact: set[int]) -> list[int]:
@@ -143,19 +148,19 @@ def fuse(pictures: list[int], words: list[int], exact: set[int]) -> list[int]:
 def _pictures(catalog: Catalog, collection: Collection, vector: np.ndarray | None, similar_to: str | None,
               request: SearchRequest, filters: queries.SearchFilters, depth: int,
               plan: Plan) -> tuple[list[queries.Nearest], list[queries.Nearest], float | None]:
-    """(the picture list looked at, the matches the cutoff keeps, the cutoff's score). For a date sort that keeps
-    its whole list, the kept matches go on to MAX_RESULTS, read only as far as the cutoff keeps (the list looked
-    at stays the first one: `hidden` counts among it)."""
-    hits = queries.nearest(catalog, collection, vector, limit=depth, min_score=request.min_score,
-                           filters=filters, ef_search=request.ef_search, similar_to=similar_to)
+    """(the picture list looked at: the first `depth`, the matches the cutoff keeps, the cutoff's score). A date
+    sort ranks every match the cutoff keeps, up to MAX_RESULTS: its list reads on past `depth` only as far as the
+    cutoff keeps, in the same statement (the database applies the rule to the best score it has read)."""
+    dated = request.sort != "relevance" and depth < MAX_RESULTS
+    stop = cutoff_stop(request.floor, has_minus=plan.has_minus, after=depth) \
+        if dated and request.cutoff == "auto" else None
+    found = queries.nearest(catalog, collection, vector, limit=MAX_RESULTS if dated else depth,
+                            min_score=request.min_score, filters=filters, ef_search=request.ef_search,
+                            similar_to=similar_to, stop=stop)
+    hits = found[:depth]
     threshold = _threshold(hits, request, plan)
-    kept = [hit for hit in hits if threshold is None or hit.score >= threshold]
-    if request.sort == "relevance" or depth >= MAX_RESULTS or len(kept) < depth:
-        return hits, kept, threshold
-    deep = queries.nearest(catalog, collection, vector, limit=MAX_RESULTS, min_score=request.min_score,
-                           filters=filters, ef_search=request.ef_search, similar_to=similar_to, stop_below=threshold)
     # The index returns rows nearly best first (relaxed order): the check keeps the cutoff exact.
-    return hits, [hit for hit in deep if threshold is None or hit.score >= threshold], threshold
+    return hits, [hit for hit in found if threshold is None or hit.score >= threshold], threshold
 
 
 def _words(catalog: Catalog, collection: Collection, words: WordQuery, filters: queries.SearchFilters,

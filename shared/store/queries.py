@@ -97,6 +97,17 @@ class SearchFilters:
         return terms
 
 
+@dataclass(frozen=True)
+class StopRule:
+    """Where a deep list of nearest rows ends: past its first `after` rows, before the first row scoring below
+    floor + fraction * (best - floor), `best` being the best score read so far (the floor itself when that is not
+    above it). fraction 0 is a fixed score; the hybrid search's auto cutoff is its floor and CUTOFF_FRACTION."""
+
+    floor: float
+    fraction: float = 0.0
+    after: int = 0
+
+
 def _from_epoch(seconds: float | None) -> datetime | None:
     """Timestamps come back as epoch seconds: parsing pg8000's text timestamps costs ~15 µs each."""
     return None if seconds is None else datetime.fromtimestamp(seconds, UTC)
@@ -135,10 +146,10 @@ def search_target(collection: Collection, vector: np.ndarray | None, similar_to:
 
 def _nearest_sql(collection: Collection, vector: np.ndarray | None, similar_to: str | None, params: dict[str, Any],
                  *, columns: str, limit: int, min_score: float | None, filters: SearchFilters | None,
-                 after: tuple[float, int] | None, ef_search: int, stop_below: float | None = None) -> tuple[str, str]:
+                 after: tuple[float, int] | None, ef_search: int, stop: StopRule | None = None) -> tuple[str, str]:
     """(the `cfg` CTE, the SELECT) of the nearest-neighbour statement, best first: `columns` of each row (the first
-    is `id`), then its distance; the values go into `params`. With `stop_below` (a score), the list ends before
-    the first row scoring less, and the index scan stops there."""
+    is `id`), then its distance; the values go into `params`. With `stop`, the list ends where its rule says, and
+    the index scan stops there."""
     q = quote_ident(collection.table)
     params["limit"] = int(limit)
     target = search_target(collection, vector, similar_to, params)
@@ -170,22 +181,31 @@ def _nearest_sql(collection: Collection, vector: np.ndarray | None, similar_to: 
             WHERE {" AND ".join(where)} AND cfg.scan IS NOT NULL
             ORDER BY embedding <#> {target}, id  -- ties (identical vectors: copies) by id, as the cursor pages
             LIMIT :limit"""
-    if stop_below is not None:
-        # Rows come best first, so a running count of the weaker ones is 0 up to the first of them: PostgreSQL
-        # stops the window there (its run condition), and with it the index scan. A deep list kept by a cutoff
-        # reads as far as it keeps (242 of 1,000 rows, a tenth of the index pages, for a cluster of 242).
-        params["stop_distance"] = -float(stop_below)
-        scan = f"""
-            SELECT * FROM (
-                SELECT s.*, count(*) FILTER (WHERE s.distance > :stop_distance)
-                    OVER (ORDER BY s.distance, s.id ROWS UNBOUNDED PRECEDING) AS weaker
-                FROM ({scan}) AS s
-            ) AS w WHERE w.weaker = 0"""
+    if stop is not None:
+        scan = _stopped_sql(scan, stop, params)
     select = f"""
         SELECT h.* FROM cfg CROSS JOIN LATERAL ({scan}
         ) AS h
         {cutoff} ORDER BY h.distance + 0, h.id"""
     return session, select
+
+
+def _stopped_sql(scan: str, stop: StopRule, params: dict[str, Any]) -> str:
+    """`scan` (rows best first, with `id` and `distance`) ended by the rule `stop`. Each row gets its rank and the
+    best score so far; a running count of the weaker rows past `after` is 0 up to the first of them, and PostgreSQL
+    stops the window there (its run condition), and with it the index scan. A deep list kept by a cutoff reads as
+    far as it keeps (242 of 1,000 rows, a tenth of the index pages, for a cluster of 242)."""
+    params.update(stop_floor=float(stop.floor), stop_fraction=float(stop.fraction), stop_after=int(stop.after))
+    floor = "CAST(:stop_floor AS float8)"
+    bar = f"CASE WHEN r.best > {floor} THEN {floor} + CAST(:stop_fraction AS float8) * (r.best - {floor}) " \
+          f"ELSE {floor} END"
+    return f"""
+            SELECT * FROM (
+                SELECT r.*, count(*) FILTER (WHERE r.rank > CAST(:stop_after AS bigint) AND -r.distance < {bar})
+                    OVER (ORDER BY r.distance, r.id ROWS UNBOUNDED PRECEDING) AS weaker
+                FROM (SELECT s.*, row_number() OVER w AS rank, -min(s.distance) OVER w AS best FROM ({scan}) AS s
+                      WINDOW w AS (ORDER BY s.distance, s.id ROWS UNBOUNDED PRECEDING)) AS r
+            ) AS w WHERE w.weaker = 0"""
 
 
 def _check_empty(catalog: Catalog, collection: Collection, vector: np.ndarray | None, similar_to: str | None) -> None:
@@ -199,12 +219,12 @@ def _check_empty(catalog: Catalog, collection: Collection, vector: np.ndarray | 
 
 def _nearest(catalog: Catalog, collection: Collection, vector: np.ndarray | None, similar_to: str | None, *,
              columns: str, limit: int, min_score: float | None, filters: SearchFilters | None,
-             after: tuple[float, int] | None, ef_search: int, stop_below: float | None = None) -> list[list[Any]]:
+             after: tuple[float, int] | None, ef_search: int, stop: StopRule | None = None) -> list[list[Any]]:
     """Rows of the nearest-neighbour statement (one statement, one round trip), best first."""
     params: dict[str, Any] = {}
     session, select = _nearest_sql(collection, vector, similar_to, params, columns=columns, limit=limit,
                                    min_score=min_score, filters=filters, after=after, ef_search=ef_search,
-                                   stop_below=stop_below)
+                                   stop=stop)
     with vectors_of(collection, collection.model_id):
         rows = catalog.db.run(f"WITH {session} {select}", **params)
     if not rows:
@@ -249,11 +269,11 @@ class Nearest:
 
 def nearest(catalog: Catalog, collection: Collection, vector: np.ndarray | None, *, limit: int,
             min_score: float | None = None, filters: SearchFilters | None = None, ef_search: int = 64,
-            similar_to: str | None = None, stop_below: float | None = None) -> list[Nearest]:
+            similar_to: str | None = None, stop: StopRule | None = None) -> list[Nearest]:
     """`search` without the rows' fields: ids, distances and dates of a deep list (hybrid search hydrates
-    only the page it shows); with `stop_below`, it ends before the first row scoring less."""
+    only the page it shows); with `stop`, it ends where that rule says."""
     rows = _nearest(catalog, collection, vector, similar_to, columns=f"id, {PHOTO_TIME_SQL}", limit=limit,
-                    min_score=min_score, filters=filters, after=None, ef_search=ef_search, stop_below=stop_below)
+                    min_score=min_score, filters=filters, after=None, ef_search=ef_search, stop=stop)
     return [Nearest(row[0], float(row[2]), row[1]) for row in rows]
 
 

@@ -358,9 +358,24 @@ def test_the_deepest_picture_list_stays_within_pgvectors_ef_search_bound(world: 
 
 def test_a_deep_list_read_as_far_as_the_cutoff_keeps(world: World) -> None:
     everything = queries.nearest(world.catalog, world.coll, RED, limit=hybrid.MAX_RESULTS, ef_search=100)
-    kept = queries.nearest(world.catalog, world.coll, RED, limit=hybrid.MAX_RESULTS, ef_search=100, stop_below=0.85)
+    kept = queries.nearest(world.catalog, world.coll, RED, limit=hybrid.MAX_RESULTS, ef_search=100,
+                           stop=queries.StopRule(0.85))
     assert [hit.id for hit in kept] == [hit.id for hit in everything if hit.score >= 0.85]
     assert 0 < len(kept) < len(everything)
+
+
+@pytest.mark.parametrize("has_minus", [False, True])
+def test_the_databases_cutoff_keeps_what_the_search_keeps(world: World, has_minus: bool) -> None:
+    everything = queries.nearest(world.catalog, world.coll, RED, limit=hybrid.MAX_RESULTS, ef_search=100)
+    threshold = hybrid.cutoff_score(everything[0].score, 0.5, has_minus=has_minus)
+    assert threshold is not None
+    for after in (0, 3):
+        read = queries.nearest(world.catalog, world.coll, RED, limit=hybrid.MAX_RESULTS, ef_search=100,
+                               stop=hybrid.cutoff_stop(0.5, has_minus=has_minus, after=after))
+        passing = [hit.id for hit in everything if hit.score >= threshold]
+        # Every passing row, then (past the first `after`) nothing more: the first `after` rows whatever they score.
+        expected = passing if len(passing) >= after else [hit.id for hit in everything[:after]]
+        assert [hit.id for hit in read] == expected, (after, threshold)
 
 
 def test_a_date_sort_keeping_more_than_the_first_list_reads_on(world: World) -> None:
