@@ -21,8 +21,10 @@ from functools import lru_cache
 from typing import Any, TypeVar
 from urllib.parse import parse_qs, unquote, urlparse
 
+import pg8000.core
 import pg8000.exceptions
 import pg8000.native
+from pg8000.converters import make_params
 from pgvector.pg8000 import register_vector
 
 T = TypeVar("T")
@@ -39,8 +41,14 @@ ATTEMPTS = 3  # runs of an operation whose connection keeps dying: one pooled co
 _to_statement = lru_cache(maxsize=1024)(pg8000.native.to_statement)
 
 
+# The extended protocol's messages of one statement, sent at once (pg8000.core's own codes).
+_DESCRIBE_PORTAL = pg8000.core._create_message(pg8000.core.DESCRIBE, pg8000.core.PORTAL + pg8000.core.NULL_BYTE)
+_EXECUTE_AND_SYNC = pg8000.core.EXECUTE_MSG + pg8000.core.SYNC_MSG
+
+
 class Connection(pg8000.native.Connection):
-    """pg8000's native connection, with its `:name` -> `$n` rewrite cached per SQL text.
+    """pg8000's native connection, with its `:name` -> `$n` rewrite cached per SQL text, and a statement
+    sent in one round trip.
 
     The rewrite walks the SQL a character at a time (~100 µs for a search query); our queries are
     few distinct texts run many times, so it is done once per text.
@@ -50,11 +58,37 @@ class Connection(pg8000.native.Connection):
     vectors_registered = False  # pgvector's types registered (once, after the extension exists)
 
     def run(self, sql: str, stream: Any = None, types: Any = None, **params: Any) -> Any:
-        if not params or types is not None:
+        if not params or stream is not None or types is not None:
+            # pg8000's own way: the simple protocol (one round trip, several statements allowed), COPY, types.
             return super().run(sql, stream=stream, types=types, **params)
         statement, make_vals = _to_statement(sql)
-        self._context = self.execute_unnamed(statement, make_vals(params), oids=(), stream=stream)
+        self._context = self._execute(statement, make_vals(params))
         return self._context.rows
+
+    def _execute(self, statement: str, values: Any) -> pg8000.core.Context:
+        """Parse, Bind, Describe (the portal), Execute and Sync written at once, then the answers read. pg8000's
+        execute_unnamed waits after Parse and again after Describe: three round trips, and three transactions on
+        the server, for every statement."""
+        context = pg8000.core.Context(statement)
+        encoding = self._client_encoding
+        parse = bytearray(pg8000.core.NULL_BYTE + statement.encode(encoding) + pg8000.core.NULL_BYTE)
+        parse += pg8000.core.H_pack(0)  # no parameter types given: the server infers them, as execute_unnamed does
+        bind = bytearray(pg8000.core.NULL_BYTE * 2 + pg8000.core.H_pack(0))
+        params = make_params(self.py_types, values)
+        bind += pg8000.core.H_pack(len(params))
+        for value in params:
+            if value is None:
+                bind += pg8000.core.i_pack(-1)
+            else:
+                data = value.encode(encoding)
+                bind += pg8000.core.i_pack(len(data)) + data
+        bind += pg8000.core.H_pack(0)  # results in text
+        self._send_message(pg8000.core.PARSE, parse)
+        self._send_message(pg8000.core.BIND, bind)
+        pg8000.core._write(self._sock, _DESCRIBE_PORTAL + _EXECUTE_AND_SYNC)
+        pg8000.core._flush(self._sock)
+        self.handle_messages(context)
+        return context
 
 
 class DatabaseUnavailable(RuntimeError):

@@ -7,6 +7,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import numpy as np
+import pg8000.exceptions
 import pytest
 
 from shared.events import ObjectEvent
@@ -222,6 +223,28 @@ def test_a_retry_never_gets_a_connection_that_died_in_the_same_event(pg_url: str
     assert db.lost_connections == 1
     killer.close()
     db.close()
+
+
+def test_a_statement_in_one_round_trip_carries_values_and_errors_and_leaves_its_connection_usable(
+        pg_url: str) -> None:
+    db = Database(pg_url, max_size=1)  # one connection: every statement below runs on the same one
+    try:
+        row = db.run("SELECT CAST(:a AS text), CAST(:b AS bigint), CAST(:c AS float8), CAST(:d AS text[]), "
+                     "CAST(:e AS text) IS NULL", a="zoë/😀", b=2**62, c=0.25, d=["x", "y z"], e=None)
+        assert row == [["zoë/😀", 2**62, 0.25, ["x", "y z"], True]]
+        with pytest.raises(pg8000.exceptions.DatabaseError, match="division by zero"):  # fails while running
+            db.run("SELECT 1 / CAST(:zero AS int)", zero=0)
+        with pytest.raises(pg8000.exceptions.DatabaseError, match="syntax error"):  # fails to parse
+            db.run("SELEC :x", x=1)
+        with pytest.raises(pg8000.exceptions.DatabaseError, match="0x00"):  # fails to bind
+            db.run("SELECT CAST(:a AS text)", a="a\x00b")
+        table = unique_name("trip").replace("-", "_")
+        db.run(f"CREATE TABLE {table} (v int)")
+        assert db.run(f"INSERT INTO {table} VALUES (:v)", v=7) is None  # no rows: None, as pg8000 gives
+        assert db.run(f"SELECT v FROM {table} WHERE v = :v", v=7) == [[7]]
+        db.run(f"DROP TABLE {table}")
+    finally:
+        db.close()
 
 
 def test_queries_go_on_while_every_backend_is_killed_again_and_again(pg_url: str) -> None:
