@@ -70,21 +70,8 @@ class Connection(pg8000.native.Connection):
         execute_unnamed waits after Parse and again after Describe: three round trips, and three transactions on
         the server, for every statement."""
         context = pg8000.core.Context(statement)
-        encoding = self._client_encoding
-        parse = bytearray(pg8000.core.NULL_BYTE + statement.encode(encoding) + pg8000.core.NULL_BYTE)
-        parse += pg8000.core.H_pack(0)  # no parameter types given: the server infers them, as execute_unnamed does
-        bind = bytearray(pg8000.core.NULL_BYTE * 2 + pg8000.core.H_pack(0))
-        params = make_params(self.py_types, values)
-        bind += pg8000.core.H_pack(len(params))
-        for value in params:
-            if value is None:
-                bind += pg8000.core.i_pack(-1)
-            else:
-                data = value.encode(encoding)
-                bind += pg8000.core.i_pack(len(data)) + data
-        bind += pg8000.core.H_pack(0)  # results in text
-        self._send_message(pg8000.core.PARSE, parse)
-        self._send_message(pg8000.core.BIND, bind)
+        self.send_PARSE(pg8000.core.NULL_BYTE, statement)  # no parameter types: the server infers them, as before
+        self.send_BIND(pg8000.core.NULL_BYTE, make_params(self.py_types, values))
         pg8000.core._write(self._sock, _DESCRIBE_PORTAL + _EXECUTE_AND_SYNC)
         pg8000.core._flush(self._sock)
         self.handle_messages(context)
