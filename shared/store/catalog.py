@@ -40,7 +40,7 @@ MAX_COLLECTION_NAME = 255
 MAX_TABLE_NAME = 56
 MAX_DIM = 4000  # halfvec HNSW indexes support up to 4,000 dimensions
 REGISTRY = "ib_collections"
-COLLECTION_FIELDS = "name, bucket, table_name, model_id, dim, created_at, next_model_id, next_dim"
+COLLECTION_FIELDS = "name, bucket, table_name, model_id, dim, created_at, next_model_id, next_dim, faces_found"
 # Rows a sweep embeds: pending ones, and failed ones under the attempts limit.
 NEEDS_VECTOR = "embedding IS NULL AND (status = 'pending' OR (status = 'failed' AND attempts < :max_attempts))"
 # A tombstone must outlive any delayed event for its key: SQS keeps messages at most 14 days.
@@ -57,6 +57,8 @@ class Collection:
     created_at: datetime
     next_model_id: str | None = None  # set while the collection moves to another model
     next_dim: int | None = None
+    # Whether a face was ever stored: until then an answer's rows skip the people subquery (queries.hit_sql).
+    faces_found: bool = True
 
 
 def validate_collection_name(name: str) -> str:
@@ -154,9 +156,15 @@ class Catalog:
                 dim integer NOT NULL CHECK (dim > 0),
                 next_model_id text,
                 next_dim integer,
-                created_at timestamptz NOT NULL DEFAULT now()
+                created_at timestamptz NOT NULL DEFAULT now(),
+                faces_found boolean NOT NULL DEFAULT true
             )"""
         )
+        # Registries of older releases: their collections may hold faces, so the flag starts true there. Looked up
+        # first: ALTER TABLE locks the registry out of every reader even when it has nothing to add.
+        if not self.db.run("SELECT 1 FROM information_schema.columns WHERE table_name = :registry "
+                           "AND column_name = 'faces_found'", registry=REGISTRY):
+            self.db.run(f"ALTER TABLE {REGISTRY} ADD COLUMN IF NOT EXISTS faces_found boolean NOT NULL DEFAULT true")
         self._add_missing_columns()
         self._schema_ready = True
 
@@ -208,8 +216,8 @@ class Catalog:
         for statement in create_table_sql(table, dim):
             conn.run(statement)
         conn.run(
-            f"INSERT INTO {REGISTRY} (name, bucket, table_name, model_id, dim) "
-            "VALUES (:name, :bucket, :table, :model_id, :dim)",
+            f"INSERT INTO {REGISTRY} (name, bucket, table_name, model_id, dim, faces_found) "
+            "VALUES (:name, :bucket, :table, :model_id, :dim, false)",
             name=name, bucket=bucket, table=table, model_id=model_id, dim=int(dim),
         )
 

@@ -352,6 +352,20 @@ def test_older_tables_get_the_columns_added_since(catalog: Catalog, coll, pg_url
 
 
 
+def test_an_older_registry_gets_the_faces_flag_on_so_its_people_still_show(catalog: Catalog, coll,
+                                                                          pg_url: str) -> None:
+    """A registry of a release before the flag may hold collections with faces: they start with it on; a new
+    collection starts with it off (no face stored yet)."""
+    assert coll.faces_found is False
+    catalog.db.run("ALTER TABLE ib_collections DROP COLUMN faces_found")
+    fresh = Catalog.from_url(pg_url)  # a new process of the new release
+    try:
+        assert fresh.get_collection(coll.name).faces_found is True
+        assert fresh.ensure_collection(unique_name("c"), MODEL, DIM).faces_found is False
+    finally:
+        fresh.db.close()
+
+
 def test_an_embedded_server_takes_the_shared_buffers_it_is_given(tmp_path: Path) -> None:
     from shared.dev.local_services import EmbeddedPostgres
 

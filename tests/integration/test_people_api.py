@@ -23,8 +23,9 @@ from shared.ingest.backfill import plan
 from shared.ingest.pipeline import Ingestor
 from shared.people.faces import FaceFinder
 from shared.people.stage import FacesStage
-from shared.store import faces, stage_rows
+from shared.store import faces, queries, stage_rows, tables
 from shared.store.catalog import Collection
+from shared.store.db import quote_ident
 from tests.fixtures.photos import encode
 from tests.fixtures.portraits import BADGE_CROP, photo, rescaled
 from tests.fixtures.services import Pipeline
@@ -96,10 +97,13 @@ def world(pg_url: str, moto_server: MotoServer, test_model_dir: Path) -> Iterato
     settings = pipeline.settings.model_copy(update={"faces_queue_url": queue_url, "ocr": False})
     stage = FacesStage(settings, pipeline.catalog, pipeline.storage, FaceFinder())
     bucket = settings.bucket
-    first = stage.read_keys(bucket, ingest(pipeline, FIRST))
+    embedded = ingest(pipeline, FIRST)
+    before = pipeline.catalog.get_collection(bucket)
+    first = stage.read_keys(bucket, embedded)
     collection = pipeline.catalog.get_collection(bucket)
     after_first = {"summary": first, "people": faces.list_people(pipeline.catalog, collection, min_faces=1, limit=10),
-                   "faces": {key: faces.faces_of_image(pipeline.catalog, collection, key) for key in FIRST}}
+                   "faces": {key: faces.faces_of_image(pipeline.catalog, collection, key) for key in FIRST},
+                   "before": before}
     # The later photos go the deployed way: the embed function's hand-off queues them, the faces function reads.
     sent = work.hand_off(settings, {bucket: ingest(pipeline, LATER)}, lambda url: sqs)
     received = sqs.receive_message(QueueUrl=queue_url, MaxNumberOfMessages=10).get("Messages", [])
@@ -131,6 +135,16 @@ def people_by_size(world: World) -> tuple[dict[str, Any], dict[str, Any]]:
     eileen = next(e for e in listed if set(keys(get(world, f"/api/people/{e['id']}"))) == EILEENS)
     grace = next(e for e in listed if e is not eileen)
     return eileen, grace
+
+
+def test_answers_read_people_once_a_face_is_stored(world: World) -> None:
+    """Until its first face, a collection's answers skip the people subquery; the face's write turns it on."""
+    before = world.after_first["before"]
+    assert before.faces_found is False and world.collection.faces_found is True
+    faces_table = quote_ident(tables.faces_table(before.table))
+    assert faces_table not in queries.hit_sql(before) and faces_table in queries.hit_sql(world.collection)
+    hits = queries.search(world.catalog, before, similar_to="people/grace-1.jpg", limit=5)
+    assert hits and all(hit.people == () for hit in hits)
 
 
 def test_a_face_alone_waits_for_its_person(world: World) -> None:
