@@ -40,22 +40,39 @@ from shared.store.catalog import Catalog, Collection
 from shared.store.db import quote_ident
 from shared.store.hnsw import ef_search_for
 from shared.store.tables import HNSW_EF_CONSTRUCTION, HNSW_M, added_indexes_sql, hnsw_index_sql
+from shared.store.vectors import vector_literal
 from tests.fixtures.model import ensure_test_model
 
 DIM = 512
 K = 30
 MILLION = 1_000_000  # `make bench SCALE=1m` adds this size
 CHUNK = 100_000  # rows generated and copied at once
-# Queries of another seed run once before any timing: a collection that is being searched keeps its index pages
-# in shared buffers, and 20 queries leave most of a million rows' 1.6-GB graph outside them (every page a copy
-# from the OS cache: p50 11.9 ms at ef_search 200 after 20 queries, 8.1 ms after 220).
-WARM_QUERIES = 500
+# Before any timing the whole graph is walked once, so the index's and the table's pages are in shared buffers, as
+# in a collection in use whose index fits in memory (docs/sizing.md). pg_prewarm, which would read them, is a
+# contrib extension the embedded server lacks; queries alone warm a million rows' 1.6-GB graph slowly (p50 11.9 ms
+# at ef_search 200 after 20 queries, 8.1 ms after 220, and reads from the OS cache in most queries after 700).
+WALK_MEMORY = "256MB"  # work_mem of the walk: pgvector's iterative scan keeps its visited set within 8x this
 
 
-def warm_index(catalog: Catalog, coll: Collection, n: int, ef_search: int) -> None:
-    """Run WARM_QUERIES held-out queries (not the timed ones) so the index pages a search reads are in memory."""
-    for query in clustered_vectors(WARM_QUERIES, seed=n + 3, clusters=max(10, n // 50)):
-        catalog_queries.search(catalog, coll, query, limit=K, ef_search=ef_search)
+def warm_index(catalog: Catalog, coll: Collection) -> float:
+    """Read every page of the collection's HNSW graph and table into shared buffers: one iterative index scan
+    with a filter no row passes, so it visits every element (and its row). Returns the seconds it took."""
+    q = quote_ident(coll.table)
+    probe = vector_literal(clustered_vectors(1, seed=0, clusters=1)[0])
+
+    def walk(conn: object) -> float:
+        for name, value in (("hnsw.iterative_scan", "relaxed_order"), ("hnsw.max_scan_tuples", "2000000000"),
+                            ("hnsw.scan_mem_multiplier", "8"), ("hnsw.ef_search", "1000"),
+                            ("work_mem", WALK_MEMORY)):
+            conn.run("SELECT set_config(:name, :value, true)", name=name, value=value)  # type: ignore[attr-defined]
+        started = time.perf_counter()
+        conn.run(f"SELECT id FROM {q} WHERE embedding IS NOT NULL AND length(key) < 0 "  # type: ignore[attr-defined]
+                 "ORDER BY embedding <#> CAST(:v AS halfvec) LIMIT 1", v=probe)
+        return time.perf_counter() - started
+
+    return catalog.db.transaction(walk)
+
+
 BUILD_MEMORY = "3GB"  # maintenance_work_mem for index builds: a million rows' HNSW graph fits
 HYBRID_FLOOR = 0.2  # the cutoff floor of OpenAI CLIP models (Settings.search_floor), for the clustered scores
 PG_EPOCH = datetime(2000, 1, 1, tzinfo=UTC)
@@ -175,8 +192,6 @@ def recall(found: list[list[int]], truth: np.ndarray) -> float:
 
 def exact_sql(catalog: Catalog, coll: Collection, query: np.ndarray) -> list[list[object]]:
     """The same query without the index: a sequential scan and a top-k sort."""
-    from shared.store.vectors import vector_literal
-
     q = quote_ident(coll.table)
 
     def run(conn: object) -> list[list[object]]:
@@ -317,7 +332,7 @@ def vector_rows(catalog: Catalog, table: dict, efs: tuple[int, ...], n_queries: 
         found_exact = {"exact": percentiles(exact_ms), "exact_recall": recall(
             [[row[0] for row in exact_sql(catalog, coll, qv)] for qv in queries[:20]], truth[:20])}
     hnsw_rows = []
-    warm_index(catalog, coll, n, max(efs))
+    warm_s = warm_index(catalog, coll)
     for ef in efs:
         for query in queries[:20]:  # this ef_search's first queries, not timed
             catalog_queries.search(catalog, coll, query, limit=K, ef_search=ef)
@@ -329,7 +344,8 @@ def vector_rows(catalog: Catalog, table: dict, efs: tuple[int, ...], n_queries: 
             found.append([hit.id for hit in hits])
         p50, p95 = percentiles(samples)
         hnsw_rows.append((ef_search_for(catalog, n, ef), p50, p95, recall(found, truth)))  # as the search ran
-    return {"hnsw": hnsw_rows, "brute": percentiles(brute_ms), "n_queries": n_queries, **found_exact}
+    return {"hnsw": hnsw_rows, "brute": percentiles(brute_ms), "n_queries": n_queries, "warm_s": warm_s,
+            **found_exact}
 
 
 def word_rows(catalog: Catalog, table: dict, count: int, *, full: bool) -> dict:
@@ -437,6 +453,7 @@ def bench_catalog(prefix: str) -> Iterator[tuple[Catalog, str]]:
 def render(results: list[dict], quick: bool) -> str:
     million = [ef for result in results if result["n"] >= MILLION for ef, *_ in result["hnsw"]]
     grown = f": {million[0]} at {MILLION:,} rows" if million else ""
+    walked = ", ".join(f"{r['warm_s']:.1f} s at {r['n']:,} rows" for r in results)
     lines = [
         "## Search (`bench/bench_search.py`)",
         "",
@@ -447,8 +464,9 @@ def render(results: list[dict], quick: bool) -> str:
         "names whose counters wrap; `bench/hybrid_queries.py`), loaded by binary COPY, then the catalog's HNSW "
         f"index (m {HNSW_M}, ef_construction {HNSW_EF_CONSTRUCTION}) built with maintenance_work_mem "
         f"{BUILD_MEMORY} and 2 parallel workers, and the keyword index (GIN over the names' words). Queries are "
-        f"held-out vectors from the same distribution, timed after {WARM_QUERIES} others have run (a collection in use "
-        "keeps its index pages in shared buffers); recall@30 is against an exact numpy scan of the "
+        "held-out vectors from the same distribution, timed after one walk of the whole graph has read the index "
+        "and the table into shared buffers, as in a collection in use whose index fits in memory (`warm_index`: an "
+        f"iterative scan with a filter no row passes; {walked}); recall@30 is against an exact numpy scan of the "
         "stored half-precision vectors. HNSW times are `Catalog.search` end to end through pg8000 "
         "(one statement: `set_config` of ef_search and iterative scan for its transaction, then the query; "
         f"the server's default is `IB_HNSW_EF_SEARCH` = {DEFAULT_HNSW_EF_SEARCH}, the value up to 100,000 rows, grown "
