@@ -146,8 +146,9 @@ class Catalog:
     def ensure_schema(self) -> None:
         if self._schema_ready:
             return
-        self.db.run("CREATE EXTENSION IF NOT EXISTS vector")
-        self.db.run(
+        self.db.create_once(
+            REGISTRY,
+            "CREATE EXTENSION IF NOT EXISTS vector",
             f"""CREATE TABLE IF NOT EXISTS {REGISTRY} (
                 name text PRIMARY KEY,
                 bucket text NOT NULL,

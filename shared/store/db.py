@@ -271,6 +271,18 @@ class Database:
 
         return self.run_with_retry(in_transaction)
 
+    def create_once(self, key: str, *statements: str) -> None:
+        """Run `CREATE ... IF NOT EXISTS` statements under a transaction-level advisory lock on `key`: two sessions
+        creating the same table at once do not both see it missing, and one fails on pg_type's unique index
+        (a stack's API and worker starting together did)."""
+
+        def run(conn: Connection) -> None:
+            conn.run("SELECT pg_advisory_xact_lock(hashtext(:key))", key=key)
+            for statement in statements:
+                conn.run(statement)
+
+        self.transaction(run)
+
     def discard_idle(self) -> None:
         while True:
             try:

@@ -43,7 +43,8 @@ def ensure_table(catalog: Catalog) -> None:
     """The plans table, created once per process (the stats answer reads it on every call)."""
     if getattr(catalog, "_plans_ready", False):
         return
-    catalog.db.run(
+    catalog.db.create_once(
+        PLANS,
         f"""CREATE TABLE IF NOT EXISTS {PLANS} (
             collection text PRIMARY KEY,
             listing_token text,

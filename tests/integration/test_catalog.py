@@ -377,3 +377,34 @@ def test_an_embedded_server_takes_the_shared_buffers_it_is_given(tmp_path: Path)
         finally:
             catalog.db.close()
             server.stop()
+
+
+def test_sessions_creating_the_same_table_at_once_all_succeed(pg_url: str) -> None:
+    """CREATE TABLE IF NOT EXISTS in two sessions at once fails one of them on pg_type's unique index (a stack's API
+    and worker starting together did: a 500 from /api/stats); `create_once` serialises them."""
+    table = quote_ident(unique_name("race").replace("-", "_"))
+    sql = f"CREATE TABLE IF NOT EXISTS {table} (id bigint PRIMARY KEY, note text)"
+    databases = [Database(pg_url, max_size=1) for _ in range(6)]
+    for db in databases:
+        db.ping()  # connected before the race starts
+    start, errors = threading.Barrier(len(databases)), []
+
+    def create(db: Database) -> None:
+        start.wait()
+        try:
+            db.create_once(table, sql)
+        except Exception as exc:  # noqa: BLE001 - the test reports any
+            errors.append(exc)
+
+    threads = [threading.Thread(target=create, args=(db,)) for db in databases]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(30)
+    try:
+        assert errors == []
+        assert databases[0].run(f"SELECT count(*) FROM {table}") == [[0]]
+    finally:
+        databases[0].run(f"DROP TABLE IF EXISTS {table}")
+        for db in databases:
+            db.close()
