@@ -15,9 +15,9 @@ MAX_EF_SEARCH = 1000  # pgvector's bound of hnsw.ef_search
 
 # ef_search grows with the collection: the configured value (IB_HNSW_EF_SEARCH) holds up to GROWTH_ROWS rows,
 # then it grows as (rows / GROWTH_ROWS) ** GROWTH_POWER, so the default 80 at 100,000 rows is 149 at a million:
-# there recall@30 was 0.949 at 119 and 0.962 at 149 (m 24, ef_construction 100), where a fixed 80 would fall below
-# 0.9 (bench/bench_tradeoff.py measures it). The row count is the planner's estimate (pg_class.reltuples, kept by
-# autovacuum's ANALYZE): read in the same statement, no round trip.
+# there recall@30 was 0.941-0.949 at 119 and 0.947-0.962 at 149 (m 24, ef_construction 100), where a fixed 80
+# would fall below 0.9 (bench/bench_tradeoff.py measures it). The row count is the planner's estimate
+# (pg_class.reltuples, kept by autovacuum's ANALYZE): read in the same statement, no round trip.
 GROWTH_ROWS = 100_000
 GROWTH_POWER = 0.27
 

@@ -111,10 +111,11 @@ def added_indexes_sql(table: str) -> list[str]:
 
 
 # HNSW graph parameters, chosen from bench/bench_tradeoff.py's table (issue 21): m 24 links per node and
-# ef_construction 100. At a million clustered rows m 24 reaches recall@30 0.962 at the grown ef_search 149 where
-# m 16 (ef_construction 128) reaches 0.933, for 20 % more index (5 elements of 1,638 B in an 8 KB page instead of 6
-# of 1,366 B). ef_construction 100 rather than 128 builds a million rows in 826 s instead of 947-985 s (the goal
-# is 900) for 0.002-0.004 less recall (0.983 against 0.985 at 100,000 rows and ef_search 80).
+# ef_construction 100. At a million clustered rows m 24 reaches recall@30 0.947-0.962 (three builds) at the grown
+# ef_search 149 where m 16 (ef_construction 128) reaches 0.933, for 20 % more index (5 elements of 1,638 B in an
+# 8 KB page instead of 6 of 1,366 B). ef_construction 100 rather than 128 builds a million rows in 826-879 s
+# instead of 947-985 s (the goal is 900), for 0.002 less recall at 100,000 rows (0.983-0.985 at ef_search 80) and
+# up to 0.015 at a million (0.965-0.966 at 128): little margin above 0.95 there (issue 21's next step).
 # An index keeps the parameters it was built with: older collections change on a rebuild.
 HNSW_M = 24
 HNSW_EF_CONSTRUCTION = 100
