@@ -34,10 +34,11 @@ class SavedRow:
 
 
 def ensure_table(catalog: Catalog) -> None:
-    """Create the table (once per catalog object; IF NOT EXISTS makes concurrent first calls harmless)."""
+    """Create the table, once per catalog object (under create_once's lock: two first calls at once are safe)."""
     if catalog in _ready:
         return
-    catalog.db.run(
+    catalog.db.create_once(
+        TABLE,
         f"""CREATE TABLE IF NOT EXISTS {TABLE} (
             id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
             collection text NOT NULL,
@@ -49,10 +50,10 @@ def ensure_table(catalog: Catalog) -> None:
             counted_model text,
             counted_at timestamptz,
             created_at timestamptz NOT NULL DEFAULT now()
-        )""")
-    catalog.db.run(f"CREATE UNIQUE INDEX IF NOT EXISTS {TABLE}_discover ON {TABLE} (collection, name) "
-                   "WHERE kind = 'discover'")
-    catalog.db.run(f"CREATE INDEX IF NOT EXISTS {TABLE}_collection ON {TABLE} (collection, kind, id)")
+        )""",
+        f"CREATE UNIQUE INDEX IF NOT EXISTS {TABLE}_discover ON {TABLE} (collection, name) WHERE kind = 'discover'",
+        f"CREATE INDEX IF NOT EXISTS {TABLE}_collection ON {TABLE} (collection, kind, id)",
+    )
     _ready.add(catalog)
 
 
