@@ -29,7 +29,7 @@ BUCKET = "existing"
 OBJECTS = 320
 # The stack's own recurring work comes round many times in this window (the SQS pollers' 1-s long polls, the
 # bucket's save every few seconds); the hourly backfill plan is the one exception, by design (see below).
-IDLE_SECONDS = 20.0
+IDLE_SECONDS = 10.0
 
 
 @pytest.fixture(scope="module")
