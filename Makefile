@@ -60,12 +60,11 @@ dev: $(DEV_DEPS)
 	$(DEV_ENV) $(PY) -m shared.dev.stack
 
 # Every tier: tests/unit (no started services), integration (PostgreSQL, moto), e2e (make dev, browser), deploy.
-# Three workers on two cores, a file each: the stack and browser tests mostly wait (for queues, pages, a
-# restart), so a third worker fills the idle time (275 -> 216 s of tests on 2 cores). Files go out in
+# Two workers, a file each: the stack and browser tests mostly wait, so they overlap well. Files go out in
 # tests/conftest.py's order, longest tier first (xdist would start with the files of most tests, the quick unit
 # ones, and leave a worker alone with the slow stack tests at the end).
 test: $(STAMP_DEV) $(NODE_STAMP) chromium fonts
-	$(PY) -m pytest -n 3 --dist loadfile --no-loadscope-reorder --durations=15
+	$(PY) -m pytest -n 2 --dist loadfile --no-loadscope-reorder --durations=15
 
 # The fast tier: no PostgreSQL, no moto, no browser (under a minute).
 test-unit: $(STAMP_DEV) fonts

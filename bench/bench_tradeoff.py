@@ -41,7 +41,7 @@ from shared.store.vectors import vector_literal
 # (m, ef_construction) candidates; the catalog's default is among them.
 GRAPHS = [(16, 64), (16, 128), (24, 100), (24, 128)]
 EFS = (40, 64, DEFAULT_HNSW_EF_SEARCH, 100, 200)
-MILLION_EFS = (64, DEFAULT_HNSW_EF_SEARCH, 100, 108)  # grown at a million rows: 119, 149, 186, 201
+MILLION_EFS = (51, 64, DEFAULT_HNSW_EF_SEARCH, 100)  # grown at a million rows: 118, 149, 186, 232
 BQ_CANDIDATES = (100, 300)  # rows read from the bit index per query, re-ranked on the halfvec
 
 

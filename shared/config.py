@@ -150,7 +150,7 @@ class Settings(BaseSettings):
     max_upload_bytes: int = Field(10 * 1024 * 1024, ge=1024, description="Largest search-by-image upload.")
     hnsw_ef_search: int = Field(
         DEFAULT_HNSW_EF_SEARCH, ge=1, le=1000, description="pgvector hnsw.ef_search up to 100,000 photos, grown "
-        "with the collection's size above (149 at a million): higher finds more true neighbours, slower."
+        "with the collection's size above (186 at a million): higher finds more true neighbours, slower."
     )
     api_key: str | None = Field(None, description="If set, API requests need it (Bearer or x-api-key).")
     cors_origins: Annotated[list[str], NoDecode] = Field(

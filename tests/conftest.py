@@ -10,7 +10,7 @@ os.environ.setdefault("AWS_DEFAULT_REGION", "us-east-1")
 
 pytest_plugins = ["tests.fixtures.services", "tests.fixtures.model", "tests.fixtures.text_images"]
 
-# Longest first: `make test` hands whole files to its workers (--dist loadfile) in collection order, so the
+# Longest first: `make test` hands whole files to two workers (--dist loadfile) in collection order, so the
 # stack and browser files start early and the many short unit files fill the gaps at the end.
 TIER_ORDER = ("e2e", "deploy", "integration", "unit")
 
@@ -24,8 +24,8 @@ def pytest_collection_modifyitems(items: list) -> None:
 
 
 def pytest_sessionstart(session: pytest.Session) -> None:
-    """On a fresh checkout, `make test`'s first two workers build the two small test models at once, one each,
-    rather than the second waiting on the first's lock for the model both of their first tests need."""
+    """On a fresh checkout, `make test`'s two workers build the two small test models at once, one each, rather
+    than the second waiting on the first's lock for the model both of their first tests need."""
     worker = os.environ.get("PYTEST_XDIST_WORKER")
     if worker is None:
         return

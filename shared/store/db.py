@@ -15,6 +15,7 @@ import logging
 import queue
 import re
 import threading
+from collections import OrderedDict
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager, suppress
 from functools import lru_cache
@@ -39,6 +40,8 @@ ATTEMPTS = 3  # runs of an operation whose connection keeps dying: one pooled co
 
 
 _to_statement = lru_cache(maxsize=1024)(pg8000.native.to_statement)
+# Named statements a connection keeps (least recently used closed first): the hot search texts are a handful.
+NAMED_PER_CONNECTION = 32
 
 
 # The extended protocol's messages of one statement, sent at once (pg8000.core's own codes).
@@ -56,6 +59,13 @@ class Connection(pg8000.native.Connection):
 
     generation = 0  # the pool's generation when this connection was opened (see Database.invalidate)
     vectors_registered = False  # pgvector's types registered (once, after the extension exists)
+
+    def __init__(self, *args: Any, **kwargs: Any):
+        super().__init__(*args, **kwargs)
+        self._named: OrderedDict[str, bytes] = OrderedDict()  # SQL text ($n form) -> its statement name
+        self._to_close: list[bytes] = []  # names to close, sent with the next named statement
+        self._serial = 0
+        self._parsed = False  # the server answered ParseComplete for the statement being run
 
     def run(self, sql: str, stream: Any = None, types: Any = None, **params: Any) -> Any:
         if not params or stream is not None or types is not None:
@@ -76,6 +86,56 @@ class Connection(pg8000.native.Connection):
         pg8000.core._flush(self._sock)
         self.handle_messages(context)
         return context
+
+    def run_prepared(self, sql: str, **params: Any) -> Any:
+        """`run` as a named statement: parsed once per connection, then planned from PostgreSQL's plan cache (a
+        generic plan once it costs no more than the custom ones). For the nearest-neighbour statements parsing and
+        planning were ~0.5 ms of a 4 ms search; word searches are not run this way, their generic plans were
+        slower. Still one round trip."""
+        statement, make_vals = _to_statement(sql)
+        values = make_vals(params)
+        try:
+            return self._run_named(statement, values)
+        except pg8000.exceptions.DatabaseError as exc:
+            if not _is_stale_plan(exc):
+                raise
+            self._forget(statement)  # a table changed under the statement: parse it again, once
+            return self._run_named(statement, values)
+
+    def _run_named(self, statement: str, values: Any) -> Any:
+        name = self._named.get(statement)
+        new = name is None
+        if new and len(self._named) >= NAMED_PER_CONNECTION:
+            self._to_close.append(self._named.popitem(last=False)[1])
+        for closed in self._to_close:  # in the same round trip; PostgreSQL answers CloseComplete even for a name
+            self._send_message(pg8000.core.CLOSE, pg8000.core.STATEMENT + closed)  # it does not have
+        self._to_close.clear()
+        if name is None:
+            self._serial += 1
+            name = f"ib_{self._serial}".encode("ascii") + pg8000.core.NULL_BYTE
+            self._parsed = False
+            self.send_PARSE(name, statement)  # no parameter types: the server infers them, as `_execute` does
+        else:
+            self._named.move_to_end(statement)
+        context = pg8000.core.Context(statement)
+        self.send_BIND(name, make_params(self.py_types, values))
+        pg8000.core._write(self._sock, _DESCRIBE_PORTAL + _EXECUTE_AND_SYNC)
+        pg8000.core._flush(self._sock)
+        try:
+            self.handle_messages(context)
+        finally:
+            if new and self._parsed:  # it exists on the server even if Bind or Execute failed
+                self._named[statement] = name
+        self._context = context
+        return context.rows
+
+    def _forget(self, statement: str) -> None:
+        name = self._named.pop(statement, None)
+        if name is not None:
+            self._to_close.append(name)
+
+    def handle_PARSE_COMPLETE(self, data: bytes, context: Any) -> None:  # noqa: N802 (pg8000's handler name)
+        self._parsed = True
 
 
 class DatabaseUnavailable(RuntimeError):
@@ -147,6 +207,13 @@ def connect_params(url: str) -> dict[str, Any]:
     if query.get("application_name"):
         params["application_name"] = query["application_name"]
     return params
+
+
+def _is_stale_plan(exc: BaseException) -> bool:
+    """A named statement whose table changed its columns since it was parsed (PostgreSQL re-plans on its own, but
+    refuses a changed result type)."""
+    detail = exc.args[0] if exc.args and isinstance(exc.args[0], dict) else {}
+    return detail.get("C") == "0A000" and "cached plan" in str(detail.get("M", ""))
 
 
 def is_connection_lost(exc: BaseException) -> bool:
@@ -250,6 +317,10 @@ class Database:
     def run(self, sql: str, **params: Any) -> list[list[Any]]:
         """One statement in autocommit, run again on a new connection if its connection was lost."""
         return self.run_with_retry(lambda conn: conn.run(sql, **params))
+
+    def run_prepared(self, sql: str, **params: Any) -> list[list[Any]]:
+        """`run` as a named statement on each connection (Connection.run_prepared): for the hot search statements."""
+        return self.run_with_retry(lambda conn: conn.run_prepared(sql, **params))
 
     def ping(self) -> None:
         """Raise unless the database answers a trivial statement (the health check)."""

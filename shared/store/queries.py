@@ -226,7 +226,7 @@ def _nearest(catalog: Catalog, collection: Collection, vector: np.ndarray | None
                                    min_score=min_score, filters=filters, after=after, ef_search=ef_search,
                                    stop=stop)
     with vectors_of(collection, collection.model_id):
-        rows = catalog.db.run(f"WITH {session} {select}", **params)
+        rows = catalog.db.run_prepared(f"WITH {session} {select}", **params)
     if not rows:
         _check_empty(catalog, collection, vector, similar_to)
     return rows
@@ -305,7 +305,7 @@ def picture_page(catalog: Catalog, collection: Collection, vector: np.ndarray | 
         ) AS p ON true
         ORDER BY r.rank"""
     with vectors_of(collection, collection.model_id):
-        rows = catalog.db.run(sql, **params)
+        rows = catalog.db.run_prepared(sql, **params)
     if not rows:
         _check_empty(catalog, collection, vector, similar_to)
     return PicturePage([Nearest(row[0], float(row[2]), row[1]) for row in rows],

@@ -11,9 +11,11 @@ import pg8000.exceptions
 import pytest
 
 from shared.events import ObjectEvent
+from shared.store import db as db_module
 from shared.store import queries
 from shared.store.catalog import Catalog, CatalogError, ModelMismatch, UnknownCollection
 from shared.store.db import Database, quote_ident
+from shared.store.hnsw import hnsw_session
 from tests.fixtures.services import unique_name
 
 MODEL, DIM = "test/model", 8
@@ -245,6 +247,60 @@ def test_a_statement_in_one_round_trip_carries_values_and_errors_and_leaves_its_
         db.run(f"DROP TABLE {table}")
     finally:
         db.close()
+
+
+def test_a_named_statement_is_parsed_once_per_connection_and_survives_errors_and_table_changes(
+        pg_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(db_module, "NAMED_PER_CONNECTION", 3)
+    db = Database(pg_url, max_size=1)  # one connection: every statement below runs on the same one
+    table = unique_name("named").replace("-", "_")
+
+    def named() -> list[str]:  # this connection's named statements, as the server has them
+        return sorted(row[0] for row in db.run("SELECT statement FROM pg_prepared_statements"))
+
+    try:
+        db.run(f"CREATE TABLE {table} (v int)")
+        db.run(f"INSERT INTO {table} VALUES (1), (2), (3)")
+        select = f"SELECT * FROM {table} WHERE v >= :v ORDER BY v"
+        for low in (1, 2, 3, 1, 2, 3, 1):  # past the plan cache's five custom plans
+            assert db.run_prepared(select, v=low) == [[v] for v in range(low, 4)]
+        assert named() == [f"SELECT * FROM {table} WHERE v >= $1 ORDER BY v"]
+
+        db.run(f"ALTER TABLE {table} ADD COLUMN w text")  # the cached plan's result type changes: parsed again
+        assert db.run_prepared(select, v=3) == [[3, None]]
+        assert len(named()) == 1
+
+        with pytest.raises(pg8000.exceptions.DatabaseError, match="division by zero"):  # parsed, fails running
+            db.run_prepared("SELECT 1 / CAST(:zero AS int)", zero=0)
+        assert db.run_prepared("SELECT 1 / CAST(:zero AS int)", zero=1) == [[1]]
+        with pytest.raises(pg8000.exceptions.DatabaseError, match="syntax error"):  # never parsed
+            db.run_prepared("SELEC :x", x=1)
+        assert db.run_prepared("SELECT CAST(:x AS int) + 1", x=1) == [[2]]
+        assert len(named()) == 3  # the select, the division, the sum: the syntax error left nothing behind
+
+        assert db.run_prepared("SELECT CAST(:x AS int) + 2", x=1) == [[3]]  # a fourth: the oldest is closed
+        assert db.run_prepared("SELECT CAST(:x AS int) + 3", x=1) == [[4]]
+        assert named() == ["SELECT CAST($1 AS int) + 1", "SELECT CAST($1 AS int) + 2", "SELECT CAST($1 AS int) + 3"]
+        assert db.run_prepared(select, v=2) == [[2, None], [3, None]]  # parsed again after its close
+    finally:
+        db.run(f"DROP TABLE IF EXISTS {table}")
+        db.close()
+
+
+@pytest.mark.parametrize(("rows", "ef"), [(1_000, "80"), (100_000, "80"), (1_000_000, "186"), (10**9, "1000")])
+def test_ef_search_grows_with_the_rows_the_planner_counts(catalog: Catalog, coll, rows: int, ef: str) -> None:
+    """The search statement's own settings read the table's size (pg_class.reltuples, as ANALYZE keeps it): the
+    configured 80 up to 100,000 rows, grown above, never past pgvector's bound."""
+    table = quote_ident(coll.table)
+    catalog.db.run("UPDATE pg_class SET reltuples = :rows WHERE oid = CAST(:table AS regclass)", rows=rows, table=table)
+
+    def ef_search_in_statement(conn) -> str:
+        params: dict[str, object] = {}
+        conn.run(f"WITH {hnsw_session(params, ef_search=80, iterative_scan='off', grow_with=table)} "
+                 "SELECT ef FROM cfg", **params)
+        return conn.run("SELECT current_setting('hnsw.ef_search')")[0][0]  # SET LOCAL: this transaction's
+
+    assert catalog.db.transaction(ef_search_in_statement) == ef
 
 
 def test_queries_go_on_while_every_backend_is_killed_again_and_again(pg_url: str) -> None:
