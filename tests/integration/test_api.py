@@ -6,7 +6,7 @@ from __future__ import annotations
 import io
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -224,13 +224,15 @@ def test_similar_is_one_statement_and_its_pages_are_stable_without_duplicates_or
     whole = [item["key"] for item in world.client.get("/api/similar", params=params | {"limit": 50}).json()["items"]]
     assert sorted(whole) == [f"s/{i:02d}.jpg" for i in range(1, 17)]
     statements: list[str] = []
-    run = type(catalog.db).run
 
-    def recording_run(db: object, sql: str, **values: object) -> object:
-        statements.append(sql)
-        return run(db, sql, **values)
+    def recording(run: Callable[..., object]) -> Callable[..., object]:
+        def recording_run(db: object, sql: str, **values: object) -> object:
+            statements.append(sql)
+            return run(db, sql, **values)
+        return recording_run
 
-    monkeypatch.setattr(type(catalog.db), "run", recording_run)
+    for name in ("run", "run_prepared"):  # every statement, unnamed or named
+        monkeypatch.setattr(type(catalog.db), name, recording(getattr(type(catalog.db), name)))
     seen: list[str] = []
     cursor = None
     for page_number in range(10):
