@@ -75,7 +75,11 @@ class Settings(BaseSettings):
     public_base_url: str | None = Field(
         None, description="Public URL of the bucket (CDN); empty: presigned URLs are handed out."
     )
-    presign_expiry_seconds: int = Field(3600, ge=60, le=604800, description="Lifetime of presigned URLs.")
+    presign_expiry_seconds: int = Field(
+        3600, ge=60, le=604800, description="Lifetime of presigned URLs. An image keeps the same URL for a quarter "
+        "of it (signed at that window's start), so browsers reuse what they loaded; each URL handed out has at least "
+        "three quarters of its lifetime left."
+    )
 
     # Model
     model: str = Field(

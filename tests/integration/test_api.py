@@ -326,6 +326,26 @@ def test_signer_matches_boto3(world: World) -> None:
     assert parse_qs(urlsplit(expected).query)["X-Amz-Expires"] == ["900"]
 
 
+def test_an_image_keeps_its_url_for_a_quarter_of_its_lifetime(world: World) -> None:
+    """Within a window (a quarter of the lifetime) a key gets the same URL, so a browser keeps what it loaded; the
+    URL is signed at the window's start, so it has at least three quarters of its lifetime left when handed out."""
+    signer = UrlSigner(world.settings.model_copy(update={"presign_expiry_seconds": 3600}))
+    start = 1_800_000_000 // 900 * 900  # a window's first second
+
+    def url_at(seconds: int, key: str = "a b.jpg") -> str:
+        signer.clock = lambda: start + seconds
+        return signer.url("b-1", key)
+
+    first = url_at(0)
+    signed = datetime.strptime(parse_qs(urlsplit(first).query)["X-Amz-Date"][0], "%Y%m%dT%H%M%SZ")
+    assert signed.replace(tzinfo=UTC).timestamp() == start
+    assert first == signer.presign("b-1", "a b.jpg", now=datetime.fromtimestamp(start, UTC))  # a real signature
+    assert url_at(899) == first and url_at(600, "other.jpg") != first
+    later = url_at(900)  # the next window: signed again, at its start
+    assert later != first and parse_qs(urlsplit(later).query)["X-Amz-Date"] == [
+        datetime.fromtimestamp(start + 900, UTC).strftime("%Y%m%dT%H%M%SZ")]
+
+
 # ---- status ------------------------------------------------------------------------------------------
 
 
