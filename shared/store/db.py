@@ -75,13 +75,15 @@ class Connection(pg8000.native.Connection):
         self._context = self._execute(statement, make_vals(params))
         return self._context.rows
 
-    def _execute(self, statement: str, values: Any) -> pg8000.core.Context:
-        """Parse, Bind, Describe (the portal), Execute and Sync written at once, then the answers read. pg8000's
-        execute_unnamed waits after Parse and again after Describe: three round trips, and three transactions on
-        the server, for every statement."""
+    def _execute(self, statement: str, values: Any, name: bytes = pg8000.core.NULL_BYTE, *,
+                 parse: bool = True) -> pg8000.core.Context:
+        """Parse (unless the named statement `name` exists), Bind, Describe (the portal), Execute and Sync written at
+        once, then the answers read. pg8000's execute_unnamed waits after Parse and again after Describe: three
+        round trips, and three transactions on the server, for every statement."""
         context = pg8000.core.Context(statement)
-        self.send_PARSE(pg8000.core.NULL_BYTE, statement)  # no parameter types: the server infers them, as before
-        self.send_BIND(pg8000.core.NULL_BYTE, make_params(self.py_types, values))
+        if parse:
+            self.send_PARSE(name, statement)  # no parameter types: the server infers them, as before
+        self.send_BIND(name, make_params(self.py_types, values))
         pg8000.core._write(self._sock, _DESCRIBE_PORTAL + _EXECUTE_AND_SYNC)
         pg8000.core._flush(self._sock)
         self.handle_messages(context)
@@ -114,15 +116,10 @@ class Connection(pg8000.native.Connection):
             self._serial += 1
             name = f"ib_{self._serial}".encode("ascii") + pg8000.core.NULL_BYTE
             self._parsed = False
-            self.send_PARSE(name, statement)  # no parameter types: the server infers them, as `_execute` does
         else:
             self._named.move_to_end(statement)
-        context = pg8000.core.Context(statement)
-        self.send_BIND(name, make_params(self.py_types, values))
-        pg8000.core._write(self._sock, _DESCRIBE_PORTAL + _EXECUTE_AND_SYNC)
-        pg8000.core._flush(self._sock)
         try:
-            self.handle_messages(context)
+            context = self._execute(statement, values, name, parse=new)
         finally:
             if new and self._parsed:  # it exists on the server even if Bind or Execute failed
                 self._named[statement] = name

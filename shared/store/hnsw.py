@@ -15,8 +15,8 @@ MAX_EF_SEARCH = 1000  # pgvector's bound of hnsw.ef_search
 
 # ef_search grows with the collection: the configured value (IB_HNSW_EF_SEARCH) holds up to GROWTH_ROWS rows,
 # then it grows as (rows / GROWTH_ROWS) ** GROWTH_POWER, so the default 80 at 100,000 rows is 186 at a million:
-# there recall@30 was 0.955 at 186 in the build whose 149 gave 0.947 (0.947-0.962 at 149 over three builds of
-# m 24, ef_construction 100: too close to 0.95), for ~1 ms a query; a fixed 80 would fall below 0.9
+# there recall@30 was 0.955-0.961 at 186 in two builds of m 24, ef_construction 100, against 0.947-0.962 at 149
+# over four (too close to 0.95), for ~1 ms a query; a fixed 80 would fall below 0.9
 # (bench/bench_tradeoff.py measures it). The row count is the planner's estimate (pg_class.reltuples, kept by
 # autovacuum's ANALYZE): read in the same statement, no round trip.
 GROWTH_ROWS = 100_000
