@@ -23,7 +23,7 @@ import pg8000.native
 from shared.events import ObjectEvent, sequencer_sort_key
 from shared.search.keywords import name_words
 from shared.store import leases
-from shared.store.db import Database, quote_ident
+from shared.store.db import Database, error_fields, quote_ident
 from shared.store.errors import CatalogError, ModelChanged, ModelMismatch, UnknownCollection
 from shared.store.tables import (
     add_missing_columns_sql,
@@ -105,8 +105,8 @@ def vectors_of(collection: Collection, model_id: str) -> Iterator[None]:
     try:
         yield
     except pg8000.exceptions.DatabaseError as exc:
-        detail = exc.args[0] if exc.args and isinstance(exc.args[0], dict) else {}
-        if detail.get("C") == "22000" and "dimensions" in str(detail.get("M", "")):
+        fields = error_fields(exc)
+        if fields.get("C") == "22000" and "dimensions" in fields.get("M", ""):
             raise ModelChanged(collection.name, model_id) from None
         raise
 

@@ -206,19 +206,24 @@ def connect_params(url: str) -> dict[str, Any]:
     return params
 
 
+def error_fields(exc: BaseException) -> dict[str, str]:
+    """The server's error fields of a pg8000 DatabaseError ("C": the SQLSTATE, "M": the message), else none."""
+    if isinstance(exc, pg8000.exceptions.DatabaseError) and exc.args and isinstance(exc.args[0], dict):
+        return exc.args[0]
+    return {}
+
+
 def _is_stale_plan(exc: BaseException) -> bool:
     """A named statement whose table changed its columns since it was parsed (PostgreSQL re-plans on its own, but
     refuses a changed result type)."""
-    detail = exc.args[0] if exc.args and isinstance(exc.args[0], dict) else {}
-    return detail.get("C") == "0A000" and "cached plan" in str(detail.get("M", ""))
+    fields = error_fields(exc)
+    return fields.get("C") == "0A000" and "cached plan" in fields.get("M", "")
 
 
 def is_connection_lost(exc: BaseException) -> bool:
     if isinstance(exc, pg8000.exceptions.InterfaceError | ConnectionError | OSError):
         return True
-    if isinstance(exc, pg8000.exceptions.DatabaseError) and exc.args and isinstance(exc.args[0], dict):
-        return exc.args[0].get("C") in CONNECTION_LOST_CODES
-    return False
+    return error_fields(exc).get("C") in CONNECTION_LOST_CODES
 
 
 class Database:
