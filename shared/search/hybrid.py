@@ -148,19 +148,11 @@ def fuse(pictures: list[int], words: list[int], exact: set[int]) -> list[int]:
 def _pictures(catalog: Catalog, collection: Collection, vector: np.ndarray | None, similar_to: str | None,
               request: SearchRequest, filters: queries.SearchFilters, depth: int,
               plan: Plan) -> tuple[list[queries.Nearest], list[queries.Nearest], float | None]:
-    """(the picture list looked at: the first `depth`, the matches the cutoff keeps, the cutoff's score). A date
-    sort ranks every match the cutoff keeps, up to MAX_RESULTS: its list reads on past `depth` only as far as the
-    cutoff keeps, in the same statement (the database applies the rule to the best score it has read)."""
-    dated = request.sort != "relevance" and depth < MAX_RESULTS
-    stop = cutoff_stop(request.floor, has_minus=plan.has_minus, after=depth) \
-        if dated and request.cutoff == "auto" else None
-    found = queries.nearest(catalog, collection, vector, limit=MAX_RESULTS if dated else depth,
-                            min_score=request.min_score, filters=filters, ef_search=request.ef_search,
-                            similar_to=similar_to, stop=stop)
-    hits = found[:depth]
+    """(the picture list looked at: the first `depth`, the matches the cutoff keeps, the cutoff's score)."""
+    hits = queries.nearest(catalog, collection, vector, limit=depth, min_score=request.min_score, filters=filters,
+                           ef_search=request.ef_search, similar_to=similar_to)
     threshold = _threshold(hits, request, plan)
-    # The index returns rows nearly best first (relaxed order): the check keeps the cutoff exact.
-    return hits, [hit for hit in found if threshold is None or hit.score >= threshold], threshold
+    return hits, [hit for hit in hits if threshold is None or hit.score >= threshold], threshold
 
 
 def _words(catalog: Catalog, collection: Collection, words: WordQuery, filters: queries.SearchFilters,
@@ -195,17 +187,13 @@ def search(catalog: Catalog, collection: Collection, plan: Plan, vector: np.ndar
         return _listing(catalog, collection, filters, request)
     if plan.words is None and request.sort == "relevance":
         return _picture_search(catalog, collection, plan, vector, similar_to, request, filters)
-    if plan.mode == "keyword":  # words alone: ranked in SQL, one page back, in one statement
-        return _ranked_search(catalog, collection, plan, None, None, request, filters, [], [], None)
+    if plan.mode == "keyword" or request.sort != "relevance":  # words alone, or a date sort: ranked in SQL
+        return _ranked_search(catalog, collection, plan, vector, similar_to, request, filters)
     if filters.up_to_id is None:
         filters = replace(filters, up_to_id=queries.last_id(catalog, collection))
-    dated = request.sort != "relevance"
-    depth = VECTOR_DEPTH if dated else min(MAX_RESULTS, max(VECTOR_DEPTH, request.offset + request.limit + 1))
+    depth = min(MAX_RESULTS, max(VECTOR_DEPTH, request.offset + request.limit + 1))
     pictures, kept, threshold = _pictures(catalog, collection, vector, similar_to, request, filters, depth, plan) \
         if plan.needs_vector else ([], [], None)
-    if dated:
-        return _ranked_search(catalog, collection, plan, vector, similar_to, request, filters, pictures, kept,
-                              threshold)
     matches: list[queries.WordMatch] = []
     matched_by = plan.words.match if plan.words else None
     if plan.words is not None:
@@ -224,8 +212,8 @@ def search(catalog: Catalog, collection: Collection, plan: Plan, vector: np.ndar
                              in_text=plan.words.in_text if plan.words else "",
                              in_place=plan.words.in_place if plan.words else "",
                              in_tag=plan.words.in_tag if plan.words else "")
-    return _page([rows[item] for item in page_ids if item in rows], request, pictures, kept, threshold,
-                 total=len(order), up_to=filters.up_to_id)
+    return _page([rows[item] for item in page_ids if item in rows], request, {hit.id for hit in kept},
+                 _hidden(pictures, threshold), threshold, total=len(order), up_to=filters.up_to_id)
 
 
 def _threshold(pictures: list[queries.Nearest], request: SearchRequest, plan: Plan) -> float | None:
@@ -248,35 +236,52 @@ def _picture_search(catalog: Catalog, collection: Collection, plan: Plan, vector
     page = [queries.PageRow(found.rows[hit.id], False, False)
             for hit in kept[request.offset:request.offset + request.limit] if hit.id in found.rows]
     up_to = filters.up_to_id if filters.up_to_id is not None else found.newest_id
-    return _page(page, request, found.pictures, kept, threshold, total=len(kept), up_to=up_to)
+    return _page(page, request, {hit.id for hit in kept}, _hidden(found.pictures, threshold), threshold,
+                 total=len(kept), up_to=up_to)
 
 
 def _ranked_search(catalog: Catalog, collection: Collection, plan: Plan, vector: np.ndarray | None,
-                   similar_to: str | None, request: SearchRequest, filters: queries.SearchFilters,
-                   pictures: list[queries.Nearest], kept: list[queries.Nearest], threshold: float | None) -> Page:
-    """Words alone, or a date sort: the kept pictures and the word matches ranked in SQL, one page back."""
-    words = None
+                   similar_to: str | None, request: SearchRequest, filters: queries.SearchFilters) -> Page:
+    """Words alone, or a date sort: the picture matches the cutoff keeps (every one, up to MAX_RESULTS: the list
+    reads past its first VECTOR_DEPTH only as far as the cutoff keeps) and the word matches, ranked in SQL, one page
+    back, in one statement."""
+    words, pictures = _ranked_lists(plan, request, searches_pictures=vector is not None or similar_to is not None)
+    found = queries.ranked_page(catalog, collection, pictures, words, order=request.sort, offset=request.offset,
+                                limit=request.limit, most=MAX_RESULTS, filters=filters, vector=vector,
+                                similar_to=similar_to)
+    up_to = filters.up_to_id if filters.up_to_id is not None else found.newest_id
+    return _page(found.rows, request, found.visual, found.hidden, found.cutoff_score, total=found.total, up_to=up_to)
+
+
+def _ranked_lists(plan: Plan, request: SearchRequest, *,
+                  searches_pictures: bool) -> tuple[queries.WordList | None, queries.PictureList | None]:
+    """The word list and the picture list a search ranked in SQL takes its relevant set from."""
+    words = pictures = None
     if plan.words is not None:
         words = queries.WordList(plan.words.match, plan.words.match_prefix, plan.words.exact_name, MAX_RESULTS,
                                  plan.words.in_name, plan.words.in_text, plan.words.in_place, plan.words.in_tag)
-    found = queries.ranked_page(catalog, collection, [(hit.id, hit.when) for hit in kept], words,
-                                order=request.sort, offset=request.offset, limit=request.limit, most=MAX_RESULTS,
-                                filters=filters, vector=vector, similar_to=similar_to)
-    up_to = filters.up_to_id if filters.up_to_id is not None else found.newest_id
-    return _page(found.rows, request, pictures, kept, threshold, total=found.total, up_to=up_to)
+    if plan.needs_vector and searches_pictures:
+        cutoff = cutoff_stop(request.floor, has_minus=plan.has_minus, after=VECTOR_DEPTH) \
+            if request.cutoff == "auto" else None
+        pictures = queries.PictureList(MAX_RESULTS, request.min_score, request.ef_search, cutoff)
+    return words, pictures
 
 
-def _page(rows: list[queries.PageRow], request: SearchRequest, pictures: list[queries.Nearest],
-          kept: list[queries.Nearest], threshold: float | None, *, total: int, up_to: int | None) -> Page:
-    """The Page of `rows` (in order): why each matched, what the cutoff held back, whether more follow."""
-    visual = {hit.id for hit in kept}
+def _hidden(pictures: list[queries.Nearest], threshold: float | None) -> int:
+    """How many of the picture matches looked at score under the cutoff."""
+    return sum(1 for hit in pictures if threshold is not None and hit.score < threshold)
+
+
+def _page(rows: list[queries.PageRow], request: SearchRequest, visual: set[int] | frozenset[int], hidden: int,
+          threshold: float | None, *, total: int, up_to: int | None) -> Page:
+    """The Page of `rows` (in order): why each matched (`visual`: the picture matches the cutoff kept), how many
+    picture matches the cutoff held back, whether more follow."""
     matched: dict[int, list[Reason]] = {
         row.hit.id: [reason for reason, found in (("name", row.in_name), ("text", row.in_text), ("place", row.in_place),
                                                   ("tag", row.in_tag), ("visual", row.hit.id in visual)) if found]
         for row in rows
     }
     applied = max((score for score in (threshold, request.min_score) if score is not None), default=None)
-    hidden = sum(1 for hit in pictures if threshold is not None and hit.score < threshold)
     return Page(rows, matched, hidden, applied,
                 more=min(total, MAX_RESULTS) > request.offset + request.limit, up_to=up_to)
 
@@ -302,12 +307,9 @@ def count(catalog: Catalog, collection: Collection, plan: Plan, vector: np.ndarr
     filters = replace(request.filters, words=plan.required, exclude=plan.exclude)
     if plan.listing:
         return len(queries.dated_ids(catalog, collection, filters, newest=True, limit=MAX_RESULTS))
-    found: set[int] = set()
-    if vector is not None and plan.needs_vector:
-        _, kept, _ = _pictures(catalog, collection, vector, None, replace(request, sort="newest"), filters,
-                               VECTOR_DEPTH, plan)
-        found |= {hit.id for hit in kept}
-    if plan.words is not None:
-        matches, _ = _words(catalog, collection, plan.words, filters, None, MAX_RESULTS)
-        found |= {match.id for match in matches}
-    return min(len(found), MAX_RESULTS)
+    words, pictures = _ranked_lists(plan, request, searches_pictures=vector is not None)
+    if words is None and pictures is None:
+        return 0
+    found = queries.ranked_page(catalog, collection, pictures, words, order="newest", offset=0, limit=1,
+                                most=MAX_RESULTS, filters=filters, vector=vector)
+    return min(found.total, MAX_RESULTS)

@@ -170,9 +170,13 @@ def _nearest_sql(collection: Collection, vector: np.ndarray | None, similar_to: 
     # The scan reads one row past the limit (ties are ordered by id within a distance), so ef_search must
     # exceed it: else pgvector's iterative scan starts a second, costly pass for that one row. A list deeper
     # than ef_search's bound (a date sort's) is read by the iterative scan anyway: from the caller's ef_search,
-    # which is faster than from the bound (1000 rows at 100k: 94 against 109 ms, beside other work).
+    # which is faster than from the bound (1000 rows at 100k: 94 against 109 ms, beside other work). A list a
+    # `stop` rule ends reads on past its first `after` rows: from twice that, most such lists end in the first
+    # pass (the bench's date-sorted queries at 100k: p50 11.4 -> 7.3 ms, p95 19.7 -> 14.2 against ef_search 80).
     # A query vector is compared only while the registry still names its model (else no rows).
     ef = int(ef_search) if limit >= MAX_EF_SEARCH else max(int(ef_search), int(limit) + 1)
+    if stop is not None:
+        ef = max(ef, 2 * int(stop.after))
     session = hnsw_session(params, ef_search=ef, iterative_scan="relaxed_order",
                            only_if=model_guard() if vector is not None else "", grow_with=q)
     scan = f"""
@@ -195,10 +199,7 @@ def _stopped_sql(scan: str, stop: StopRule, params: dict[str, Any]) -> str:
     best score so far; a running count of the weaker rows past `after` is 0 up to the first of them, and PostgreSQL
     stops the window there (its run condition), and with it the index scan. A deep list kept by a cutoff reads as
     far as it keeps (242 of 1,000 rows, a tenth of the index pages, for a cluster of 242)."""
-    params.update(stop_floor=float(stop.floor), stop_fraction=float(stop.fraction), stop_after=int(stop.after))
-    floor = "CAST(:stop_floor AS float8)"
-    bar = f"CASE WHEN r.best > {floor} THEN {floor} + CAST(:stop_fraction AS float8) * (r.best - {floor}) " \
-          f"ELSE {floor} END"
+    bar = _bar_sql(stop, "r.best", params)
     return f"""
             SELECT * FROM (
                 SELECT r.*, count(*) FILTER (WHERE r.rank > CAST(:stop_after AS bigint) AND -r.distance < {bar})
@@ -206,6 +207,15 @@ def _stopped_sql(scan: str, stop: StopRule, params: dict[str, Any]) -> str:
                 FROM (SELECT s.*, row_number() OVER w AS rank, -min(s.distance) OVER w AS best FROM ({scan}) AS s
                       WINDOW w AS (ORDER BY s.distance, s.id ROWS UNBOUNDED PRECEDING)) AS r
             ) AS w WHERE w.weaker = 0"""
+
+
+def _bar_sql(rule: StopRule, best: str, params: dict[str, Any]) -> str:
+    """SQL of the score `rule` holds rows to, given the SQL of the best score (its values into `params`):
+    hybrid.cutoff_score's rule, in the database."""
+    params.update(stop_floor=float(rule.floor), stop_fraction=float(rule.fraction), stop_after=int(rule.after))
+    floor = "CAST(:stop_floor AS float8)"
+    return f"CASE WHEN {best} > {floor} THEN {floor} + CAST(:stop_fraction AS float8) * ({best} - {floor}) " \
+           f"ELSE {floor} END"
 
 
 def _check_empty(catalog: Catalog, collection: Collection, vector: np.ndarray | None, similar_to: str | None) -> None:
@@ -352,17 +362,19 @@ def stored_vectors(catalog: Catalog, collection: Collection, keys: Sequence[str]
 
 
 def _through_word_index(catalog: Catalog, collection: Collection, sql: str, params: dict[str, Any], *,
-                        bound: bool = False) -> list[list[Any]]:
+                        bound: bool = False, index_scans: bool = False) -> list[list[Any]]:
     """Rows of a statement that finds words: through the keyword index, never a scan of the table (or of its ids)
     stopped by a LIMIT. The planner expects a common word ("2019") evenly spread, but photos are stored in time
     order, so such a scan reads most of the table before it finds the year (300 ms at a million rows, against a
-    few ms via the index). With `bound`, the settings' statement also reads the newest row id into
+    few ms via the index). `index_scans` keeps index scans (an HNSW scan is one) for a statement whose word lists
+    end without a LIMIT (_word_list_sql). With `bound`, the settings' statement also reads the newest row id into
     params["up_to_id"] (planned before the settings apply, so through the primary key: 72 ms at 100k after)."""
     newest = f", (SELECT COALESCE(max(id), 0) FROM {quote_ident(collection.table)})" if bound else ""
+    index_scan = "on" if index_scans else "off"
 
     def run(conn: Any) -> list[list[Any]]:
         ((*_, last),) = conn.run("SELECT set_config('enable_seqscan', 'off', true), "
-                                 f"set_config('enable_indexscan', 'off', true){newest}")
+                                 f"set_config('enable_indexscan', '{index_scan}', true){newest}")
         if bound:
             params["up_to_id"] = int(last)
         return conn.run(sql, **params)
@@ -479,6 +491,9 @@ class RankedPage:
     rows: list[PageRow]  # the page, in order
     total: int  # rows in the ranking (the relevant set), 0 when the page is past its end
     newest_id: int | None  # the newest row id as the statement saw it (None when filters.up_to_id was given)
+    visual: frozenset[int] = frozenset()  # ids of the page's rows that are picture matches the cutoff kept
+    hidden: int = 0  # picture matches the cutoff held back, among the first it looked at
+    cutoff_score: float | None = None  # the cutoff's score (None without a cutoff or picture matches)
 
 
 # Orders `ranked_page` ranks by: a name the query spells first, then the newest; or by date, undated ones last
@@ -505,58 +520,103 @@ def _word_list_sql(collection: Collection, words: WordList | None, filters: Sear
     if words.exact_name:
         exact, params["exact"] = "search_tsv @@ to_tsquery('simple', :exact)", words.exact_name
 
-    def matches(tsquery: str) -> str:
-        return (f"SELECT id, {PHOTO_TIME_SQL} AS taken, {exact} AS exact FROM {q} "
-                f"WHERE {where} AND search_tsv @@ to_tsquery('simple', {tsquery})")
+    def matches(tsquery: str, only_if: str = "true") -> str:
+        # At most word_limit rows, ended by a window's run condition rather than a LIMIT: the planner then costs
+        # every match, so it never picks an index scan (of ids or dates) that a LIMIT would seem to stop early.
+        return (f"SELECT id, taken, exact FROM (SELECT id, {PHOTO_TIME_SQL} AS taken, {exact} AS exact, "
+                f"row_number() OVER () AS n FROM {q} WHERE {where} AND search_tsv @@ to_tsquery('simple', {tsquery}) "
+                f"AND {only_if}) AS m WHERE m.n <= :word_limit")
 
     # Whole words first; prefixes (a superset, costlier on a common prefix) only when those find too few.
-    return f"""whole AS MATERIALIZED ({matches(':words')} LIMIT :word_limit),
+    return f"""whole AS MATERIALIZED ({matches(':words')}),
         pick AS (SELECT CAST(:has_prefix AS boolean) AND count(*) < :word_limit AS prefix FROM whole),
-        prefixed AS MATERIALIZED ({matches(':words_prefix')} AND (SELECT prefix FROM pick) LIMIT :word_limit),
+        prefixed AS MATERIALIZED ({matches(':words_prefix', '(SELECT prefix FROM pick)')}),
         found AS (SELECT * FROM prefixed UNION ALL SELECT * FROM whole WHERE NOT (SELECT prefix FROM pick))""", \
         "CASE WHEN pick.prefix THEN :words_prefix ELSE :words END"
 
 
-def ranked_page(catalog: Catalog, collection: Collection, pictures: Sequence[tuple[int, float | None]],
-                words: WordList | None, *, order: str, offset: int, limit: int, most: int, filters: SearchFilters,
+@dataclass(frozen=True)
+class PictureList:
+    """The picture matches a search ranked in SQL puts in its relevant set: the nearest rows to the query vector,
+    at most `limit`, each scoring at least `min_score`; with `cutoff`, only those its rule keeps against the best
+    score, and the list ends where it stops keeping (StopRule; its `after` rows are the ones `hidden` counts in)."""
+
+    limit: int
+    min_score: float | None
+    ef_search: int
+    cutoff: StopRule | None
+
+
+def _picture_list_sql(collection: Collection, pictures: PictureList | None, vector: np.ndarray | None,
+                      similar_to: str | None, filters: SearchFilters, params: dict[str, Any]) -> str:
+    """CTEs ending in `kept` (id, taken: the picture matches of the relevant set) and `looked` (one row: `bar`, the
+    cutoff's score, NULL without a cutoff or matches; `read`, the rows the list read; `hidden`, those of its first
+    cutoff.after scoring under the bar)."""
+    if pictures is None:
+        return ("kept AS (SELECT NULL::bigint AS id, NULL::float8 AS taken WHERE false), "
+                "looked AS (SELECT NULL::float8 AS bar, 0::bigint AS read, 0::bigint AS hidden)")
+    session, select = _nearest_sql(collection, vector, similar_to, params, columns=f"id, {PHOTO_TIME_SQL} AS taken",
+                                   limit=pictures.limit, min_score=pictures.min_score, filters=filters, after=None,
+                                   ef_search=pictures.ef_search, stop=pictures.cutoff)
+    bar, hidden = "NULL::float8", "0::bigint"
+    if pictures.cutoff is not None:
+        bar = f"CASE WHEN count(*) > 0 THEN {_bar_sql(pictures.cutoff, '-min(distance)', params)} END"
+        hidden = ("(SELECT count(*) FROM (SELECT distance FROM pictures ORDER BY distance, id LIMIT :stop_after) "
+                  "AS f WHERE -f.distance < s.bar)")
+    return f"""{session}, pictures AS MATERIALIZED ({select}),
+        scored AS (SELECT {bar} AS bar, count(*) AS read FROM pictures),
+        looked AS (SELECT s.bar, s.read, {hidden} AS hidden FROM scored AS s),
+        kept AS (SELECT p.id, p.taken FROM pictures AS p, looked AS l WHERE l.bar IS NULL OR -p.distance >= l.bar)"""
+
+
+def ranked_page(catalog: Catalog, collection: Collection, pictures: PictureList | None, words: WordList | None, *,
+                order: str, offset: int, limit: int, most: int, filters: SearchFilters,
                 vector: np.ndarray | None = None, similar_to: str | None = None) -> RankedPage:
-    """One page of a search ranked in SQL, in one statement: the relevant set is `pictures` ((id, PHOTO_TIME_SQL)
-    of the kept picture matches) and the rows matching `words`, ranked by `order` (RANKED_ORDERS), at most `most`
-    of them. The page's rows come back with their score against `vector` (or the stored `similar_to`) and where
-    their words matched; and, for a first page (no filters.up_to_id), the newest row id, the bound it applied."""
+    """One page of a search ranked in SQL, in one statement: the relevant set is the picture matches `pictures`
+    describes (near `vector` or the stored `similar_to`) and the rows matching `words`, ranked by `order`
+    (RANKED_ORDERS), at most `most` of them. The picture list never leaves the database (a thousand rows decoded in
+    Python and sent back took twice the statement's own time). The page's rows come back with their score and where
+    they matched; and, for a first page (no filters.up_to_id), the newest row id, the bound it applied. Raises
+    KeyError as `search` does."""
     q = quote_ident(collection.table)
     bound = filters.up_to_id is None
     if bound:  # a first page: the bound is read in the same transaction (_through_word_index), then applied
         filters = replace(filters, up_to_id=0)
-    params: dict[str, Any] = {"offset": int(offset), "page_end": int(offset) + int(limit), "most": int(most),
-                              "picture_ids": [int(item) for item, _ in pictures],
-                              "picture_times": [when for _, when in pictures]}
+    params: dict[str, Any] = {"offset": int(offset), "page_end": int(offset) + int(limit), "most": int(most)}
+    pictures_sql = _picture_list_sql(collection, pictures, vector, similar_to, filters, params)
     words_sql, matched_by = _word_list_sql(collection, words, filters, params)
     distance = "NULL::float8"
     if vector is not None or similar_to is not None:
         distance = f"(embedding <#> {search_target(collection, vector, similar_to, params)})::float8"
     flags = _flags_sql(words.sources() if words is not None else {}, matched_by, params)
     sql = f"""
-        WITH {words_sql},
-        relevant AS (SELECT id, max(taken) AS taken, bool_or(exact) AS exact FROM (
-            SELECT id, taken, exact FROM found UNION ALL
-            SELECT id, taken, false FROM unnest(CAST(:picture_ids AS bigint[]), CAST(:picture_times AS float8[]))
-                AS p(id, taken)) AS m
+        WITH {pictures_sql}, {words_sql},
+        relevant AS (SELECT id, max(taken) AS taken, bool_or(exact) AS exact, bool_or(visual) AS visual FROM (
+            SELECT id, taken, exact, false AS visual FROM found UNION ALL
+            SELECT id, taken, false, true FROM kept) AS m
             GROUP BY id),
-        ranked AS (SELECT id, row_number() OVER (ORDER BY {RANKED_ORDERS[order]}) AS rank, count(*) OVER () AS total
-                   FROM relevant)
-        SELECT r.total, p.* FROM ranked AS r CROSS JOIN pick LEFT JOIN LATERAL (
-            SELECT {hit_sql(collection)}, {distance}, {flags} FROM {q} WHERE id = r.id AND status = 'embedded'
-        ) AS p ON true
-        WHERE r.rank > :offset AND r.rank <= :page_end AND r.rank <= :most
-        ORDER BY r.rank"""
+        ranked AS (SELECT id, visual, row_number() OVER (ORDER BY {RANKED_ORDERS[order]}) AS rank,
+                          count(*) OVER () AS total
+                   FROM relevant),
+        page AS (SELECT r.rank, r.total, r.visual, p.* FROM ranked AS r CROSS JOIN pick LEFT JOIN LATERAL (
+                     SELECT {hit_sql(collection)}, {distance}, {flags} FROM {q} WHERE id = r.id AND status = 'embedded'
+                 ) AS p ON true
+                 WHERE r.rank > :offset AND r.rank <= :page_end AND r.rank <= :most)
+        SELECT l.bar, l.read, l.hidden, g.* FROM looked AS l LEFT JOIN page AS g ON true
+        ORDER BY g.rank"""
     if words is None and not bound:
-        rows = catalog.db.run(sql, **params)
-    else:
-        rows = _through_word_index(catalog, collection, sql, params, bound=bound)
-    page = [PageRow(hit_of(row[1:], row[1 + HIT_WIDTH]), *(bool(flag) for flag in row[2 + HIT_WIDTH:]))
-            for row in rows if row[1] is not None]
-    return RankedPage(page, int(rows[0][0]) if rows else 0, params["up_to_id"] if bound else None)
+        with vectors_of(collection, collection.model_id):
+            rows = catalog.db.run(sql, **params)
+    else:  # the pictures' HNSW scan is an index scan
+        rows = _through_word_index(catalog, collection, sql, params, bound=bound, index_scans=pictures is not None)
+    bar, read, hidden = rows[0][:3]
+    if pictures is not None and not read:
+        _check_empty(catalog, collection, vector, similar_to)
+    shown = [row[3:] for row in rows if row[6] is not None]  # rank, total, visual, the hit, its distance, flags
+    page = [PageRow(hit_of(row[3:], row[3 + HIT_WIDTH]), *(bool(flag) for flag in row[4 + HIT_WIDTH:]))
+            for row in shown]
+    return RankedPage(page, int(rows[0][4] or 0), params["up_to_id"] if bound else None,
+                      visual=frozenset(row[3] for row in shown if row[2]), hidden=int(hidden), cutoff_score=bar)
 
 
 def recent(

@@ -8,9 +8,10 @@ is known and each rule (cutoff, fusion, minus terms, weights) can be checked aga
 from __future__ import annotations
 
 import io
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import numpy as np
 import pytest
@@ -22,10 +23,10 @@ from shared.config import Settings, load_settings
 from shared.events import ObjectEvent
 from shared.search import hybrid
 from shared.search.keywords import fold
-from shared.search.query_language import combine
+from shared.search.query_language import combine, parse
 from shared.store import queries
 from shared.store.catalog import Catalog, Collection
-from shared.store.db import quote_ident
+from shared.store.db import Connection, quote_ident
 from tests.fixtures.chosen import BLUE, OTHER, RED, ChosenEmbedder, unit
 from tests.fixtures.services import unique_name
 
@@ -384,6 +385,33 @@ def test_a_date_sort_keeping_more_than_the_first_list_reads_on(world: World) -> 
     add_rows(world.catalog, coll, reds | {f"blue/{i}.jpg": BLUE for i in range(5)}, model_id=world.embedder.model_id)
     body = search(world, "red", collection=coll.name, mode="semantic", sort="oldest", limit=100)
     assert keys(body) == list(reds) and body["hidden"] == 0
+
+
+def test_a_date_sort_sends_back_its_page_alone_and_counts_what_it_pages(
+        world: World, monkeypatch: pytest.MonkeyPatch) -> None:
+    coll = world.catalog.ensure_collection(unique_name("dated-one"), world.embedder.model_id, world.embedder.dim)
+    reds = {f"red/{i:03d}.jpg": unit(1, i / 1000, 0, 0) for i in range(hybrid.VECTOR_DEPTH + 16)}
+    add_rows(world.catalog, coll, reds | {f"blue/{i}.jpg": BLUE for i in range(5)}, model_id=world.embedder.model_id)
+    received: list[tuple[str, int]] = []
+
+    def recording(run: Callable[..., Any]) -> Callable[..., Any]:
+        def recording_run(conn: Connection, sql: str, *args: object, **values: object) -> Any:
+            rows = run(conn, sql, *args, **values)
+            received.append((sql, len(rows or [])))
+            return rows
+        return recording_run
+
+    for name in ("run", "run_prepared"):  # every statement, unnamed or named
+        monkeypatch.setattr(Connection, name, recording(getattr(Connection, name)))
+    body = search(world, "red", collection=coll.name, sort="newest", limit=5)
+    assert keys(body) == list(reds)[::-1][:5] and body["next_cursor"] and body["hidden"] == 0
+    # The bound, then the page: the picture list of 80 rows ranks in the database and never comes back.
+    searched = [rows for sql, rows in received if coll.table in sql]
+    assert searched == [1, 5], received
+    monkeypatch.undo()
+    plan = hybrid.plan(parse("red"), "hybrid")
+    assert hybrid.count(world.catalog, coll, plan, RED, hybrid.SearchRequest(
+        floor=world.settings.search_floor_for(coll.model_id))) == len(reds)
 
 
 def test_a_cursor_from_elsewhere_is_refused(world: World) -> None:
