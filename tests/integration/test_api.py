@@ -315,15 +315,40 @@ def test_signer_matches_boto3(world: World) -> None:
         "s3", endpoint_url=settings.s3_endpoint_url, region_name="us-east-1", aws_access_key_id="test",
         aws_secret_access_key="test", config=Config(signature_version="s3v4", s3={"addressing_style": "path"}),
     )
-    key = "dir/a b+c/é~(1).jpg"
-    expected = client.generate_presigned_url("get_object", Params={"Bucket": "b-1", "Key": key}, ExpiresIn=900)
-    # Sign at boto3's own timestamp: the URLs must then agree byte for byte.
-    stamp = parse_qs(urlsplit(expected).query)["X-Amz-Date"][0]
-    signed_at = datetime.strptime(stamp, "%Y%m%dT%H%M%SZ").replace(tzinfo=UTC)
-    assert UrlSigner(settings).url("b-1", key, now=signed_at) == expected
+    signer = UrlSigner(settings)
+    for key in ("dir/a b+c/é~(1).jpg", "photos/2019/IMG_0001-x.jpg"):  # quoted, and as it is
+        expected = client.generate_presigned_url("get_object", Params={"Bucket": "b-1", "Key": key}, ExpiresIn=900)
+        # Sign at boto3's own timestamp: the URLs must then agree byte for byte.
+        stamp = parse_qs(urlsplit(expected).query)["X-Amz-Date"][0]
+        signed_at = datetime.strptime(stamp, "%Y%m%dT%H%M%SZ").replace(tzinfo=UTC)
+        assert signer.url("b-1", key, now=signed_at) == expected
     public = UrlSigner(settings.model_copy(update={"public_base_url": "https://cdn.example/"}))
     assert public.url("b-1", "a b.jpg") == "https://cdn.example/a%20b.jpg"
     assert parse_qs(urlsplit(expected).query)["X-Amz-Expires"] == ["900"]
+
+
+def test_role_credentials_are_resolved_once_and_sign_with_their_token(
+        world: World, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Without configured keys the signer uses boto3's default chain (a Lambda role): resolving it took 16 ms, so
+    it is resolved once, and botocore refreshes what it found."""
+    import shared.storage
+
+    for name, value in {"AWS_ACCESS_KEY_ID": "ROLEKEY", "AWS_SECRET_ACCESS_KEY": "role-secret",
+                        "AWS_SESSION_TOKEN": "role/token+1"}.items():
+        monkeypatch.setenv(name, value)
+    sessions = []
+    real_session = shared.storage.boto3.Session
+
+    def counted_session(*args: object, **kwargs: object) -> object:
+        sessions.append(1)
+        return real_session(*args, **kwargs)
+
+    monkeypatch.setattr(shared.storage.boto3, "Session", counted_session)
+    signer = UrlSigner(world.settings.model_copy(update={"s3_access_key_id": None, "s3_secret_access_key": None}))
+    urls = [signer.url("b-1", f"p/{i}.jpg") for i in range(5)]
+    query = parse_qs(urlsplit(urls[0]).query)
+    assert query["X-Amz-Security-Token"] == ["role/token+1"] and query["X-Amz-Credential"][0].startswith("ROLEKEY/")
+    assert len(set(urls)) == 5 and len(sessions) == 1
 
 
 def test_an_image_keeps_its_url_for_a_quarter_of_its_lifetime(world: World) -> None:
