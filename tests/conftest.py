@@ -24,13 +24,12 @@ def pytest_collection_modifyitems(items: list) -> None:
 
 
 def pytest_sessionstart(session: pytest.Session) -> None:
-    """On a fresh checkout, `make test`'s two workers build the two small test models at once, one each, rather
-    than the second waiting on the first's lock for the model both of their first tests need."""
+    """On a fresh checkout, `make test`'s two workers build the small test models at once, each its share in one
+    process (torch and transformers imported once for several), rather than one after another as tests ask."""
     worker = os.environ.get("PYTEST_XDIST_WORKER")
     if worker is None:
         return
-    from shared.dev.model_builder import ensure_test_model
+    from shared.dev.model_builder import ensure_test_models
 
-    recipes = ["transformers", "immich"]
-    for recipe in recipes if worker == "gw0" else reversed(recipes):
-        ensure_test_model("tiny", recipe)
+    # Most tests use the first two: one in each worker's share.
+    ensure_test_models("tiny", ["transformers", "siglip2", "nllb"] if worker == "gw0" else ["immich", "mclip"])

@@ -1,10 +1,10 @@
 """Build a random-weight test model in Immich's CLIP layout (no network, fixed seed).
 
-    python -m shared.dev.model_builder OUT_DIR [--size tiny|b32] [--recipe transformers|immich|siglip2|nllb|mclip]
+    python -m shared.dev.model_builder OUT_DIR [--size tiny|b32] [--recipe transformers|immich|siglip2|nllb|mclip]...
 
-`ensure_test_model(size, recipe)` builds it once per checkout into .cache/test-models/ (the directory
-name carries the recipe and a hash of the builder's files, so editing them rebuilds) for the tests,
-`make dev MODEL=test` and the benchmarks.
+`ensure_test_model(size, recipe)` (`ensure_test_models` for several, in one process) builds it once per
+checkout into .cache/test-models/ (the directory name carries the recipe and a hash of the builder's files,
+so editing them rebuilds) for the tests, `make dev MODEL=test` and the benchmarks.
 
 The recipes write the same layout:
 
@@ -43,6 +43,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
 
@@ -108,32 +109,48 @@ def model_cache_path(size: str = "tiny", recipe: str = "transformers") -> Path:
 
 def ensure_test_model(size: str = "tiny", recipe: str = "transformers") -> Path:
     """Path of the built test model, building it first if needed (atomically: temp dir + rename)."""
-    target = model_cache_path(size, recipe)
-    if (target / "config.json").exists():
-        return target
+    return ensure_test_models(size, [recipe])[0]
+
+
+def ensure_test_models(size: str, recipes: list[str]) -> list[Path]:
+    """Paths of the built test models of `recipes`, the missing ones built in one child process: importing
+    torch, transformers and open_clip is ~11 s of a build's ~13, so one process for several saves most of it."""
+    targets = [model_cache_path(size, recipe) for recipe in recipes]
+    if all((target / "config.json").exists() for target in targets):
+        return targets
     CACHE.mkdir(parents=True, exist_ok=True)
-    # One builder at a time (parallel test workers): the others wait and then find it built.
-    with open(CACHE / f".{target.name}.lock", "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        if not (target / "config.json").exists():
-            _build(target, size, recipe)
-    return target
+    # One builder per model at a time (parallel test workers): the others wait and then find it built.
+    # Locks are taken in one order, so two callers asking for overlapping sets cannot deadlock.
+    with ExitStack() as locks:
+        for target in sorted(targets):
+            lock = locks.enter_context(open(CACHE / f".{target.name}.lock", "w"))
+            fcntl.flock(lock, fcntl.LOCK_EX)
+        missing = [(recipe, target) for recipe, target in zip(recipes, targets, strict=True)
+                   if not (target / "config.json").exists()]
+        if missing:
+            _build(size, missing)
+    return targets
 
 
-def _build(target: Path, size: str, recipe: str) -> None:
-    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}-", dir=CACHE))
+def _build(size: str, missing: list[tuple[str, Path]]) -> None:
+    tmp = Path(tempfile.mkdtemp(prefix=f".{size}-", dir=CACHE))
     try:
-        # A child process: the caller never imports torch just to build the model.
+        # A child process: the caller never imports torch just to build the models.
         env = {**os.environ, "PYTHONWARNINGS": "ignore"}
-        command = [sys.executable, "-m", "shared.dev.model_builder", str(tmp), "--size", size, "--recipe", recipe]
+        command = [sys.executable, "-m", "shared.dev.model_builder", str(tmp), "--size", size]
+        for recipe, _ in missing:
+            command += ["--recipe", recipe]
         result = subprocess.run(command, capture_output=True, text=True, env=env, cwd=CACHE.parents[1])
         if result.returncode != 0:
-            raise RuntimeError(f"building the {size} {recipe} test model failed:\n{result.stderr[-4000:]}")
-        try:
-            tmp.rename(target)
-        except OSError:
-            if not (target / "config.json").exists():  # lost a race is fine; anything else is not
-                raise
+            names = ", ".join(recipe for recipe, _ in missing)
+            raise RuntimeError(f"building the {size} test models ({names}) failed:\n{result.stderr[-4000:]}")
+        for recipe, target in missing:
+            built = tmp / recipe if len(missing) > 1 else tmp
+            try:
+                built.rename(target)
+            except OSError:
+                if not (target / "config.json").exists():  # lost a race is fine; anything else is not
+                    raise
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
 
@@ -457,11 +474,14 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description="Build a random-weight test model in Immich's layout.")
     parser.add_argument("out_dir", type=Path)
     parser.add_argument("--size", choices=sorted(SIZES), default="tiny")
-    parser.add_argument("--recipe", choices=RECIPES, default="transformers",
-                        help="transformers: dynamic batch, opset 17; immich: open_clip, Immich's exporter (batch 1)")
+    parser.add_argument("--recipe", choices=RECIPES, action="append",
+                        help="transformers (default): dynamic batch, opset 17; immich: open_clip, Immich's exporter "
+                        "(batch 1). Given more than once, each model goes to OUT_DIR/<recipe>.")
     args = parser.parse_args(argv)
-    out = build(args.out_dir, args.size, args.recipe)
-    print(f"random-weight test model ({args.size}, {args.recipe}) written to {out} - its embeddings are meaningless")
+    recipes = args.recipe or ["transformers"]
+    for recipe in recipes:
+        out = build(args.out_dir / recipe if len(recipes) > 1 else args.out_dir, args.size, recipe)
+        print(f"random-weight test model ({args.size}, {recipe}) written to {out} - its embeddings are meaningless")
 
 
 if __name__ == "__main__":
