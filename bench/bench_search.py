@@ -516,8 +516,22 @@ def render(results: list[dict], quick: bool) -> str:
             f"{r['cpu_ms']['api']:.1f} / {r['cpu_ms']['postgres']:.1f} / {r['cpu_ms']['client']:.1f} | "
             f"{r['errors']} of {r['load_requests']:,} |"
         )
-    lines += ["", storage_note(results)]
+    lines += ["", throughput_note(results), "", storage_note(results)]
     return "\n".join(lines)
+
+
+def throughput_note(results: list[dict]) -> str:
+    """What the machine's cores allow: the API, PostgreSQL and the load generator share them, so the rate cannot pass
+    cores / (their CPU per answer)."""
+    measured = [r for r in results if "similar" in r]
+    if not measured:
+        return ""
+    r, cores = measured[-1], os.cpu_count() or 1
+    per_answer = sum(r["cpu_ms"].values())
+    return (f"The three share this machine's {cores} cores: at {per_answer:.1f} CPU ms per answer (API + PostgreSQL + "
+            f"load generator, {r['n']:,} rows), the cores allow at most {cores * 1000 / per_answer:,.0f} req/s; "
+            f"300 req/s needs {cores * 1000 / 300:.1f} ms or less, PostgreSQL's share alone being "
+            f"{r['cpu_ms']['postgres']:.1f}.")
 
 
 def render_words(results: list[dict]) -> list[str]:
