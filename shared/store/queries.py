@@ -141,7 +141,8 @@ def search_target(collection: Collection, vector: np.ndarray | None, similar_to:
         raise CatalogError(f"query vector has {np.asarray(vector).shape[-1]} dimensions; "
                            f"collection {collection.name!r} stores {collection.dim}")
     if "vec" not in params:  # a statement comparing twice (a date sort's list and its page) writes it once
-        params.update(vec=vector_literal(vector), collection=collection.name, model_id=collection.model_id)
+        params["vec"] = vector_literal(vector)
+    params.update(collection=collection.name, model_id=collection.model_id)
     return "CAST(:vec AS halfvec)"
 
 
