@@ -145,14 +145,19 @@ def _build(size: str, missing: list[tuple[str, Path]]) -> None:
             names = ", ".join(recipe for recipe, _ in missing)
             raise RuntimeError(f"building the {size} test models ({names}) failed:\n{result.stderr[-4000:]}")
         for recipe, target in missing:
-            built = tmp / recipe if len(missing) > 1 else tmp
             try:
-                built.rename(target)
+                built_into(tmp, recipe, len(missing)).rename(target)
             except OSError:
                 if not (target / "config.json").exists():  # lost a race is fine; anything else is not
                     raise
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
+
+
+def built_into(out_dir: Path, recipe: str, count: int) -> Path:
+    """Where one run of the builder writes `recipe`'s model: OUT_DIR itself, or OUT_DIR/<recipe> when it builds
+    `count` > 1 models."""
+    return out_dir / recipe if count > 1 else out_dir
 
 
 def _bytes_to_unicode() -> dict[int, str]:
@@ -480,7 +485,7 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     recipes = args.recipe or ["transformers"]
     for recipe in recipes:
-        out = build(args.out_dir / recipe if len(recipes) > 1 else args.out_dir, args.size, recipe)
+        out = build(built_into(args.out_dir, recipe, len(recipes)), args.size, recipe)
         print(f"random-weight test model ({args.size}, {recipe}) written to {out} - its embeddings are meaningless")
 
 
