@@ -29,7 +29,7 @@ BUCKET = "existing"
 OBJECTS = 320
 # The stack's own recurring work comes round many times in this window (the SQS pollers' 1-s long polls, the
 # bucket's save every few seconds); the hourly backfill plan is the one exception, by design (see below).
-IDLE_SECONDS = 10.0
+IDLE_SECONDS = 6.0
 
 
 @pytest.fixture(scope="module")
@@ -37,8 +37,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory, test_model_dir: Path) -> Ite
     data_dir = tmp_path_factory.mktemp("bulk") / "data"
     log_path = ARTIFACTS / "bulk-devstack.log"
     log_path.unlink(missing_ok=True)
-    running = start_stack(data_dir, str(test_model_dir), log_path=log_path,
-                          settings={"IB_OCR": "false", "IB_FACES": "false"})
+    running = start_stack(data_dir, str(test_model_dir), log_path=log_path)
     yield running
     running.stop()
 

@@ -52,7 +52,7 @@ from tests.fixtures.model import png_bomb, synthetic_photo
 
 BUCKET = "photos"
 WRITERS, CLIENTS = 4, 3
-FIRST_PHASE_SECONDS, SECOND_PHASE_SECONDS = 8.0, 6.0
+FIRST_PHASE_SECONDS, SECOND_PHASE_SECONDS = 5.0, 4.0
 KILL_EVERY_SECONDS = 1.0
 SAME_KEY_GAP_SECONDS = 1.1  # S3 listings carry whole seconds: two writes of one key stay a second apart
 CORRUPT = {
@@ -64,6 +64,7 @@ CORRUPT = {
     "corrupt/bomb.png": png_bomb,
 }
 NOT_IMAGES = {"notes/readme.txt": b"notes", "folder/": b"", "folder/sub/": b""}
+STAGES = {"IB_OCR": "true"}  # the OCR stage's queue and table meet the faults too
 UNSTORABLE = ["nul/a\x00b.jpg"]  # S3 takes it, PostgreSQL cannot: kept in the bucket, recorded as failed, no row
 
 
@@ -381,7 +382,7 @@ def run_with_faults(data_dir: Path, model_dir: Path, ledger: Ledger, answers: An
     keys, seeds = hostile_keys(), iter(range(10_000, 10**9))
     for log in ("faults-1.log", "faults-2.log"):
         (ARTIFACTS / log).unlink(missing_ok=True)
-    first = start_stack(data_dir, str(model_dir), log_path=ARTIFACTS / "faults-1.log")
+    first = start_stack(data_dir, str(model_dir), log_path=ARTIFACTS / "faults-1.log", settings=STAGES)
     stacks.append(first)
     url = database_url(first)
     s3 = first.s3()
@@ -402,7 +403,7 @@ def run_with_faults(data_dir: Path, model_dir: Path, ledger: Ledger, answers: An
         first.process.wait(30)
         api_port, s3_port = (int(address.rsplit(":", 1)[1]) for address in (first.api_url, first.s3_endpoint))
         second = start_stack(data_dir, str(model_dir), log_path=ARTIFACTS / "faults-2.log", api_port=api_port,
-                             s3_port=s3_port)
+                             s3_port=s3_port, settings=STAGES)
         stacks.append(second)
         write_for(SECOND_PHASE_SECONDS, second, keys, ledger, seeds)
     finally:

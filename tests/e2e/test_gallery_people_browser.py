@@ -88,7 +88,7 @@ def wait_for_people(stack: Stack, timeout: float = 240.0) -> None:
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory: pytest.TempPathFactory, test_model_dir: Path) -> Iterator[Stack]:
     with running_stack(tmp_path_factory, str(test_model_dir), "gallery-people",
-                       settings={"IB_OCR": "false", "IB_FACES": "true"},
+                       settings={"IB_FACES": "true"},
                        objects=make_photos()) as running:
         wait_for_people(running)
         yield running

@@ -46,8 +46,7 @@ expect.set_options(timeout=20_000)
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory: pytest.TempPathFactory, test_model_dir: Path) -> Iterator[Stack]:
     settings = {"IB_DUPLICATES_NEAR_DISTANCE": str(TEST_MODEL_NEAR),
-                "IB_DUPLICATES_SIMILAR_DISTANCE": str(TEST_MODEL_SIMILAR), "IB_OCR": "false",
-                "IB_FACES": "false"}
+                "IB_DUPLICATES_SIMILAR_DISTANCE": str(TEST_MODEL_SIMILAR)}
     objects = {key: (body, None) for key, body in PHOTOS.items()}
     with running_stack(tmp_path_factory, str(test_model_dir), "gallery-photos", settings=settings,
                        objects=objects) as running:

@@ -74,8 +74,7 @@ expect.set_options(timeout=30_000)
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory: pytest.TempPathFactory, test_model_dir: Path) -> Iterator[Stack]:
     objects = {key: (body, "image/jpeg") for key, body in PHOTOS.items()}
-    with running_stack(tmp_path_factory, str(test_model_dir), "gallery-places", settings={"IB_OCR": "false"},
-                       objects=objects) as running:
+    with running_stack(tmp_path_factory, str(test_model_dir), "gallery-places", objects=objects) as running:
         yield running
 
 

@@ -12,7 +12,8 @@ def test_make_dev_shows_the_words_found_in_pictures(tmp_path: Path, test_model_d
     """The local stack's OCR worker reads what its embed worker embedded; the gallery's API shows it."""
     from tests.fixtures.devstack import ARTIFACTS, get_json, start_stack
 
-    stack = start_stack(tmp_path / "data", str(test_model_dir), log_path=ARTIFACTS / "devstack-ocr.log")
+    stack = start_stack(tmp_path / "data", str(test_model_dir), log_path=ARTIFACTS / "devstack-ocr.log",
+                        settings={"IB_OCR": "true"})
     try:
         stack.s3().put_object(Bucket=stack.bucket, Key="ward.jpg", Body=jpeg(render(SCENE["hospital-sign"])))
         stack.wait_embedded(1)

@@ -21,7 +21,7 @@ def test_make_dev_groups_the_faces_of_its_photos_into_people(tmp_path: Path, tes
     from tests.fixtures.devstack import ARTIFACTS, get_json, start_stack
 
     stack = start_stack(tmp_path / "data", str(test_model_dir), log_path=ARTIFACTS / "devstack-people.log",
-                        settings={"IB_OCR": "false", "IB_FACES": "true"})
+                        settings={"IB_FACES": "true"})
     grace = photo("grace_hopper")
     try:
         for key, image in {"grace-1.jpg": grace, "grace-2.jpg": ImageOps.mirror(grace),
