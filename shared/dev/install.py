@@ -60,7 +60,7 @@ def run(*args: str, env: dict[str, str] | None = None) -> bool:
 def main() -> int:
     target = f".[{sys.argv[1]}]" if len(sys.argv) > 1 else "."
     config = subprocess.run([sys.executable, "-m", "pip", "config", "list"], capture_output=True, text=True)
-    env = os.environ | uv_environment(pip_settings(config.stdout))
+    env = uv_environment(pip_settings(config.stdout)) | os.environ  # a developer's own UV_* settings win
     # uv compiles nothing by default: Python compiles what a run imports, not all of torch up front.
     if run("-m", "pip", "install", "-q", "uv") and run(
             "-m", "uv", "pip", "install", "--python", sys.executable, "-q", "-e", target, env=env):
