@@ -36,8 +36,12 @@ def pip_settings(config_list: str) -> dict[str, str]:
         name, sep, quoted = line.partition("=")
         if not sep:
             continue
+        try:
+            value = str(ast.literal_eval(quoted))
+        except (ValueError, SyntaxError):  # a line this reader does not know must not stop the install
+            continue
         scope, _, option = name.rpartition(".")
-        (from_env if scope == ":env:" else from_files)[option] = str(ast.literal_eval(quoted))
+        (from_env if scope == ":env:" else from_files)[option] = value
     return from_files | from_env
 
 

@@ -11,6 +11,7 @@ global.find-links='/opt/wheels'
 :env:.find-links='/opt/wheels /srv/more-wheels'
 :env:.default-timeout='180'
 install.no-binary=':none:'
+global.odd=not quoted
 """
 
 
@@ -19,6 +20,7 @@ def test_the_environments_settings_override_the_files():
     assert settings["find-links"] == "/opt/wheels /srv/more-wheels"
     assert settings["constraint"] == "/etc/xdg/pip/constraints.txt"
     assert settings["no-binary"] == ":none:"
+    assert "odd" not in settings  # a line it cannot read is left out, not an error that stops `make`
 
 
 def test_uv_gets_the_same_indexes_wheels_constraints_and_certificate():
