@@ -414,6 +414,33 @@ def test_a_date_sort_sends_back_its_page_alone_and_counts_what_it_pages(
         floor=world.settings.search_floor_for(coll.model_id))) == len(reds)
 
 
+def test_a_word_search_is_planned_once_unless_a_filter_narrows_it(
+        world: World, monkeypatch: pytest.MonkeyPatch) -> None:
+    plans: list[str] = []  # per word statement: the plan it ran with
+
+    def recording(run: Callable[..., Any]) -> Callable[..., Any]:
+        def recording_run(conn: Connection, sql: str, *args: object, **values: object) -> Any:
+            count = "SELECT COALESCE(sum(generic_plans), 0), COALESCE(sum(custom_plans), 0) FROM pg_prepared_statements"
+            before = conn.run(count)[0]
+            rows = run(conn, sql, *args, **values)
+            if "search_tsv @@" in sql:
+                generic, custom = (int(after - was) for after, was in zip(conn.run(count)[0], before, strict=True))
+                plans.append("generic" if (generic, custom) == (1, 0) else "custom" if (generic, custom) == (0, 1)
+                             else f"{generic} generic, {custom} custom")
+            return rows
+        return recording_run
+
+    monkeypatch.setattr(Connection, "run_prepared", recording(Connection.run_prepared))
+    for sort in ("relevance", "newest"):
+        plain = search(world, "IMG_2041", mode="keyword", sort=sort)
+        narrowed = search(world, "IMG_2041", mode="keyword", sort=sort, prefix="photos/2023/")
+        assert keys(plain)[0] == keys(narrowed)[0] == "photos/2023/2023-06-04/IMG_2041.jpg"
+    assert search(world, "mauer", mode="keyword", prefix="red/")["items"] == []  # the filter still applies
+    # The plan of a statement without a narrowing filter is made once and serves every value; a filter's values
+    # decide how much it keeps, so such a statement is planned for them each time.
+    assert plans == ["generic", "custom"] * 2 + ["custom"], plans
+
+
 def test_a_cursor_from_elsewhere_is_refused(world: World) -> None:
     recent = world.client.get("/api/recent", params={"limit": 1}).json()["next_cursor"]
     assert "cursor" in error_of(world.client.get("/api/search", params={"q": "red", "cursor": recent}), 400)
