@@ -101,8 +101,7 @@ class SearchFilters:
     def narrows(self) -> bool:
         """Whether a filter the caller chose narrows the rows (key prefix, dates, type, camera, place, people): how
         much it keeps decides the best plan. The page bound, quoted words and left-out keys do not."""
-        return any(value for value in (self.prefix, self.after, self.before, self.content_type, self.taken_after,
-                                       self.taken_before, self.camera, self.place, self.people))
+        return replace(self, up_to_id=None, words=None, exclude=()) != SearchFilters()
 
 
 @dataclass(frozen=True)
