@@ -372,7 +372,7 @@ def stored_vectors(catalog: Catalog, collection: Collection, keys: Sequence[str]
 
 
 def _through_word_index(catalog: Catalog, collection: Collection, sql: str, params: dict[str, Any], *,
-                        generic: bool, bound: bool = False, index_scans: bool = False) -> list[list[Any]]:
+                        filters: SearchFilters, bound: bool = False, index_scans: bool = False) -> list[list[Any]]:
     """Rows of a statement that finds words: through the keyword index, never a scan of the table (or of its ids)
     stopped by a LIMIT. The planner expects a common word ("2019") evenly spread, but photos are stored in time
     order, so such a scan reads most of the table before it finds the year (300 ms at a million rows, against a
@@ -380,11 +380,12 @@ def _through_word_index(catalog: Catalog, collection: Collection, sql: str, para
     end without a LIMIT (_word_list_sql). With `bound`, the settings' statement also reads the newest row id into
     params["up_to_id"] (planned before the settings apply, so through the primary key: 72 ms at 100k after).
 
-    The statement is a named one (parsed once per connection). `generic`: planned once too, when no filter's values
-    change the best plan (SearchFilters.narrows); planning was ~1.3 ms of a 5 ms keyword search at 100k."""
+    The statement is a named one (parsed once per connection), planned once too when none of its `filters` narrows
+    the rows (SearchFilters.narrows: their values change the best plan); planning was ~1.3 ms of a 5 ms keyword
+    search at 100k."""
     newest = f", (SELECT COALESCE(max(id), 0) FROM {quote_ident(collection.table)})" if bound else ""
     index_scan = "on" if index_scans else "off"
-    plan_mode = "force_generic_plan" if generic else "force_custom_plan"
+    plan_mode = "force_custom_plan" if filters.narrows() else "force_generic_plan"
 
     def run(conn: Any) -> list[list[Any]]:
         ((*_, last),) = conn.run("SELECT set_config('enable_seqscan', 'off', true), "
@@ -424,17 +425,18 @@ def word_matches(catalog: Catalog, collection: Collection, words: str, *, exact_
     many that is, in the order the GIN index finds them (no sort of every match: a word in every name costs a
     LIMIT)."""
     params: dict[str, Any] = {"words": words, "limit": int(limit)}
+    filters = filters or SearchFilters()
     distance = _distance_sql(vector, params)
     exact = "false"
     if exact_name:
         exact, params["exact"] = EXACT_SQL, exact_name
     where = " AND ".join(["status = 'embedded'", "search_tsv @@ to_tsquery('simple', :words)",
-                          *(filters or SearchFilters()).sql(params, collection.table)])
+                          *filters.sql(params, collection.table)])
     found = (f"SELECT id, {exact} AS exact, {distance} AS distance, {PHOTO_TIME_SQL} AS taken "
              f"FROM {quote_ident(collection.table)} WHERE {where} LIMIT :limit")
     sql = f"SELECT *, count(*) OVER () FROM ({found}) AS m"
 
-    rows = _through_word_index(catalog, collection, sql, params, generic=not (filters and filters.narrows()))
+    rows = _through_word_index(catalog, collection, sql, params, filters=filters)
     return [WordMatch(row[0], bool(row[1]), row[2], row[3]) for row in rows], (int(rows[0][4]) if rows else 0)
 
 
@@ -630,7 +632,7 @@ def ranked_page(catalog: Catalog, collection: Collection, pictures: PictureList 
         with vectors_of(collection, collection.model_id):
             rows = catalog.db.run(sql, **params)
     else:  # the pictures' HNSW scan is an index scan
-        rows = _through_word_index(catalog, collection, sql, params, generic=not filters.narrows(), bound=bound,
+        rows = _through_word_index(catalog, collection, sql, params, filters=filters, bound=bound,
                                    index_scans=pictures is not None)
     bar, read, hidden = rows[0][:3]
     if pictures is not None and not read:
