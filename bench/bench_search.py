@@ -454,7 +454,7 @@ def huge_pages_for(megabytes: int) -> Iterator[None]:
     restarts each), none faster at 100,000. Reserving needs root (vm.nr_hugepages); without it nothing changes.
     The earlier count is put back after."""
     size_kb = huge_page_kb()
-    if size_kb is None or not HUGE_PAGES.exists() or not os.access(HUGE_PAGES, os.W_OK):
+    if size_kb is None or not os.access(HUGE_PAGES, os.W_OK):  # no huge pages, or not root
         yield
         return
     before, reserved = int(HUGE_PAGES.read_text()), False
@@ -476,9 +476,10 @@ def bench_catalog(prefix: str) -> Iterator[tuple[Catalog, str]]:
         server = None
         pg_url = os.environ.get("IB_BENCH_DATABASE_URL")
         if not pg_url:
-            pages.enter_context(huge_pages_for(shared_buffers_mb()))
+            buffers_mb = shared_buffers_mb()
+            pages.enter_context(huge_pages_for(buffers_mb))
             server = EmbeddedPostgres(Path(tmp) / "pg")
-            pg_url = server.start(shared_buffers_mb=shared_buffers_mb())
+            pg_url = server.start(shared_buffers_mb=buffers_mb)
         catalog = Catalog.from_url(pg_url)
         try:
             yield catalog, pg_url
