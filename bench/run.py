@@ -7,7 +7,8 @@ bench/bench_ocr.py (the OCR stage),
 bench/bench_duplicates.py (duplicate groups), bench/bench_reliability.py (input checks, pool recovery,
 the local bucket copy), bench/bench_vectors.py (vector values to and from PostgreSQL)
 and bench/bench_places.py (place lookups, /api/places and /api/discover).
-`python -m bench.run --quick` is a fast smoke run that prints instead of writing the file.
+`python -m bench.run --quick` is a fast smoke run that prints instead of writing the file;
+`python -m bench.run --only bench_search` re-runs one section and puts it in place of its old figures.
 """
 
 from __future__ import annotations
@@ -82,10 +83,25 @@ def main() -> int:
     text = header + "\n" + "\n\n".join(parts) + "\n"
     if args.quick:
         print(text)
-    else:
-        OUTPUT.write_text(text)
-        print(f"wrote {OUTPUT}", file=sys.stderr)
+        return 0
+    if args.only and OUTPUT.exists():  # the other sections stay as their last full run wrote them
+        scale = f" with SCALE={os.environ['SCALE']}" if os.environ.get("SCALE") else ""
+        text = merged(OUTPUT.read_text(), parts, f"Re-run by `python -m bench.run --only {' --only '.join(args.only)}`"
+                      f"{scale} on {datetime.now(UTC):%Y-%m-%d %H:%M} UTC, commit {git_revision()}, on the same "
+                      f"machine: {', '.join(part.splitlines()[0].removeprefix('## ') for part in parts)}.")
+    OUTPUT.write_text(text)
+    print(f"wrote {OUTPUT}", file=sys.stderr)
     return 0
+
+
+def merged(previous: str, parts: list[str], note: str) -> str:
+    """`previous` (BENCHMARKS.md) with each of `parts` in place of the section of the same heading (a new one at the
+    end), and `note` (what was re-run, when) after its header."""
+    header, *sections = previous.split("\n## ")
+    by_heading = {"## " + section.splitlines()[0]: "## " + section.strip() for section in sections}
+    for part in parts:
+        by_heading[part.splitlines()[0]] = part
+    return header.rstrip() + "\n\n" + note + "\n\n" + "\n\n".join(by_heading.values()) + "\n"
 
 
 if __name__ == "__main__":

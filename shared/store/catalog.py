@@ -224,10 +224,11 @@ class Catalog:
 
     def get_collection(self, name: str) -> Collection:
         """The registry row, read every time: another process may have moved the collection to another
-        model a moment ago (one primary-key lookup, well under a millisecond)."""
+        model a moment ago (one primary-key lookup, well under a millisecond; a named statement, as every request
+        reads it: parsed and planned once per connection)."""
         self.ensure_schema()
         validate_collection_name(name)
-        rows = self.db.run(f"SELECT {COLLECTION_FIELDS} FROM {REGISTRY} WHERE name = :name", name=name)
+        rows = self.db.run_prepared(f"SELECT {COLLECTION_FIELDS} FROM {REGISTRY} WHERE name = :name", name=name)
         if not rows:
             raise UnknownCollection(
                 f"no collection named {name!r}. Upload images to that bucket first, or list collections "

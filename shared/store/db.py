@@ -65,7 +65,7 @@ class Connection(pg8000.native.Connection):
         self._named: OrderedDict[str, bytes] = OrderedDict()  # SQL text ($n form) -> its statement name
         self._to_close: list[bytes] = []  # names to close, sent with the next named statement
         self._serial = 0
-        self._parsed = False  # the server answered ParseComplete for the statement being run
+        self._parses = 0  # ParseComplete answers to the statement being run (its setup's first)
 
     def run(self, sql: str, stream: Any = None, types: Any = None, **params: Any) -> Any:
         if not params or stream is not None or types is not None:
@@ -76,35 +76,43 @@ class Connection(pg8000.native.Connection):
         return self._context.rows
 
     def _execute(self, statement: str, values: Any, name: bytes = pg8000.core.NULL_BYTE, *,
-                 parse: bool = True) -> pg8000.core.Context:
+                 parse: bool = True, setup: str | None = None) -> pg8000.core.Context:
         """Parse (unless the named statement `name` exists), Bind, Describe (the portal), Execute and Sync written at
         once, then the answers read. pg8000's execute_unnamed waits after Parse and again after Describe: three
-        round trips, and three transactions on the server, for every statement."""
+        round trips, and three transactions on the server, for every statement. `setup` (a SELECT of one row, no
+        parameters) runs first, before the same Sync: in the same round trip and the same transaction."""
         context = pg8000.core.Context(statement)
+        if setup is not None:
+            self.send_PARSE(pg8000.core.NULL_BYTE, setup)
+            self.send_BIND(pg8000.core.NULL_BYTE, make_params(self.py_types, ()))
+            pg8000.core._write(self._sock, _DESCRIBE_PORTAL + pg8000.core.EXECUTE_MSG)
         if parse:
             self.send_PARSE(name, statement)  # no parameter types: the server infers them, as before
         self.send_BIND(name, make_params(self.py_types, values))
         pg8000.core._write(self._sock, _DESCRIBE_PORTAL + _EXECUTE_AND_SYNC)
         pg8000.core._flush(self._sock)
         self.handle_messages(context)
+        if setup is not None:
+            context.rows = context.rows[1:]  # the setup's row: its rows come first
         return context
 
-    def run_prepared(self, sql: str, **params: Any) -> Any:
+    def run_prepared(self, sql: str, *, setup: str | None = None, **params: Any) -> Any:
         """`run` as a named statement: parsed once per connection, then planned from PostgreSQL's plan cache (a
         generic plan once it costs no more than the custom ones). For the nearest-neighbour statements parsing and
-        planning were ~0.5 ms of a 4 ms search. Word searches choose their plan mode (queries._through_word_index).
-        Still one round trip."""
+        planning were ~0.5 ms of a 4 ms search. Still one round trip, `setup` included: a SELECT of one row whose
+        `set_config(…, true)` settings hold while the statement is planned and run (the messages up to one Sync are
+        one transaction), as word searches choose their plans (queries._through_word_index)."""
         statement, make_vals = _to_statement(sql)
         values = make_vals(params)
         try:
-            return self._run_named(statement, values)
+            return self._run_named(statement, values, setup)
         except pg8000.exceptions.DatabaseError as exc:
             if not _is_stale_plan(exc):
                 raise
             self._forget(statement)  # a table changed under the statement: parse it again, once
-            return self._run_named(statement, values)
+            return self._run_named(statement, values, setup)
 
-    def _run_named(self, statement: str, values: Any) -> Any:
+    def _run_named(self, statement: str, values: Any, setup: str | None = None) -> Any:
         name = self._named.get(statement)
         new = name is None
         if new and len(self._named) >= NAMED_PER_CONNECTION:
@@ -115,13 +123,14 @@ class Connection(pg8000.native.Connection):
         if name is None:
             self._serial += 1
             name = f"ib_{self._serial}".encode("ascii") + pg8000.core.NULL_BYTE
-            self._parsed = False
         else:
             self._named.move_to_end(statement)
+        self._parses = 0
         try:
-            context = self._execute(statement, values, name, parse=new)
+            context = self._execute(statement, values, name, parse=new, setup=setup)
         finally:
-            if new and self._parsed:  # it exists on the server even if Bind or Execute failed
+            # It exists on the server even if Bind or Execute failed; not if its setup failed first (skipped then).
+            if new and self._parses == (1 if setup is None else 2):
                 self._named[statement] = name
         self._context = context
         return context.rows
@@ -132,7 +141,7 @@ class Connection(pg8000.native.Connection):
             self._to_close.append(name)
 
     def handle_PARSE_COMPLETE(self, data: bytes, context: Any) -> None:  # noqa: N802 (pg8000's handler name)
-        self._parsed = True
+        self._parses += 1
 
 
 class DatabaseUnavailable(RuntimeError):
@@ -320,9 +329,10 @@ class Database:
         """One statement in autocommit, run again on a new connection if its connection was lost."""
         return self.run_with_retry(lambda conn: conn.run(sql, **params))
 
-    def run_prepared(self, sql: str, **params: Any) -> list[list[Any]]:
-        """`run` as a named statement on each connection (Connection.run_prepared): for the hot search statements."""
-        return self.run_with_retry(lambda conn: conn.run_prepared(sql, **params))
+    def run_prepared(self, sql: str, *, setup: str | None = None, **params: Any) -> list[list[Any]]:
+        """`run` as a named statement on each connection, after `setup` in the same round trip
+        (Connection.run_prepared): for the hot search statements."""
+        return self.run_with_retry(lambda conn: conn.run_prepared(sql, setup=setup, **params))
 
     def ping(self) -> None:
         """Raise unless the database answers a trivial statement (the health check)."""

@@ -372,31 +372,24 @@ def stored_vectors(catalog: Catalog, collection: Collection, keys: Sequence[str]
 
 
 def _through_word_index(catalog: Catalog, collection: Collection, sql: str, params: dict[str, Any], *,
-                        filters: SearchFilters, bound: bool = False, index_scans: bool = False) -> list[list[Any]]:
+                        filters: SearchFilters, index_scans: bool = False) -> list[list[Any]]:
     """Rows of a statement that finds words: through the keyword index, never a scan of the table (or of its ids)
     stopped by a LIMIT. The planner expects a common word ("2019") evenly spread, but photos are stored in time
     order, so such a scan reads most of the table before it finds the year (300 ms at a million rows, against a
-    few ms via the index). `index_scans` keeps index scans (an HNSW scan is one) for a statement whose word lists
-    end without a LIMIT (_word_list_sql). With `bound`, the settings' statement also reads the newest row id into
-    params["up_to_id"] (planned before the settings apply, so through the primary key: 72 ms at 100k after).
+    few ms via the index). `index_scans` keeps index scans (an HNSW scan is one, and a newest row id read through
+    the primary key) for a statement whose word lists end without a LIMIT (_word_list_sql).
 
-    The statement is a named one (parsed once per connection), planned once too when none of its `filters` narrows
-    the rows (SearchFilters.narrows: their values change the best plan); planning was ~1.3 ms of a 5 ms keyword
-    search at 100k."""
-    newest = f", (SELECT COALESCE(max(id), 0) FROM {quote_ident(collection.table)})" if bound else ""
+    The settings go with the statement, in its round trip and its transaction (Connection.run_prepared's `setup`):
+    as a BEGIN, a settings statement and a COMMIT of their own they were three more round trips. The statement is a
+    named one (parsed once per connection), planned once too when none of its `filters` narrows the rows
+    (SearchFilters.narrows: their values change the best plan); planning was ~1.3 ms of a 5 ms keyword search at
+    100k."""
     index_scan = "on" if index_scans else "off"
     plan_mode = "force_custom_plan" if filters.narrows() else "force_generic_plan"
-
-    def run(conn: Any) -> list[list[Any]]:
-        ((*_, last),) = conn.run("SELECT set_config('enable_seqscan', 'off', true), "
-                                 f"set_config('enable_indexscan', '{index_scan}', true), "
-                                 f"set_config('plan_cache_mode', '{plan_mode}', true){newest}")
-        if bound:
-            params["up_to_id"] = int(last)
-        return conn.run_prepared(sql, **params)
-
+    setup = (f"SELECT set_config('enable_seqscan', 'off', true), set_config('enable_indexscan', '{index_scan}', true), "
+             f"set_config('plan_cache_mode', '{plan_mode}', true)")
     with vectors_of(collection, collection.model_id):
-        return catalog.db.transaction(run)
+        return catalog.db.run_prepared(sql, setup=setup, **params)
 
 
 @dataclass(frozen=True)
@@ -489,9 +482,9 @@ def page_rows(catalog: Catalog, collection: Collection, ids: Sequence[int], *, v
 
 @dataclass(frozen=True)
 class WordList:
-    """The word list of a search ranked in SQL: `match` (tsquery text), or `match_prefix` when `match` finds fewer
-    than `limit` rows; a row matching `exact_name` (the name the query spells) is `exact`; `in_name`/`in_text`/
-    `in_place`/`in_tag` say where a row's words matched (PageRow)."""
+    """The word list of a search ranked in SQL, at most `limit` rows: `match` (tsquery text), or `match_prefix` when
+    `match` finds fewer than `prefix_below` rows (`limit` if not given); a row matching `exact_name` (the name the
+    query spells) is `exact`; `in_name`/`in_text`/`in_place`/`in_tag` say where a row's words matched (PageRow)."""
 
     match: str
     match_prefix: str | None
@@ -501,6 +494,7 @@ class WordList:
     in_text: str
     in_place: str = ""
     in_tag: str = ""
+    prefix_below: int | None = None
 
     def sources(self) -> dict[str, str]:
         """PageRow's flags, by name: the tsquery text of each (empty: that source is not asked about)."""
@@ -536,7 +530,7 @@ def _word_list_sql(collection: Collection, words: WordList | None, filters: Sear
     q = quote_ident(collection.table)
     where = " AND ".join(["status = 'embedded'", *filters.sql(params, collection.table)])
     params.update(words=words.match, words_prefix=words.match_prefix or words.match, word_limit=int(words.limit),
-                  has_prefix=words.match_prefix is not None)
+                  has_prefix=words.match_prefix is not None, prefix_below=int(words.prefix_below or words.limit))
     exact = "false"
     if words.exact_name:
         exact, params["exact"] = EXACT_SQL, words.exact_name
@@ -550,7 +544,7 @@ def _word_list_sql(collection: Collection, words: WordList | None, filters: Sear
 
     # Whole words first; prefixes (a superset, costlier on a common prefix) only when those find too few.
     return f"""whole AS MATERIALIZED ({matches(':words')}),
-        pick AS (SELECT CAST(:has_prefix AS boolean) AND count(*) < :word_limit AS prefix FROM whole),
+        pick AS (SELECT CAST(:has_prefix AS boolean) AND count(*) < :prefix_below AS prefix FROM whole),
         prefixed AS MATERIALIZED ({matches(':words_prefix', '(SELECT prefix FROM pick)')}),
         found AS (SELECT * FROM prefixed UNION ALL SELECT * FROM whole WHERE NOT (SELECT prefix FROM pick))""", \
         "CASE WHEN pick.prefix THEN :words_prefix ELSE :words END"
@@ -597,12 +591,11 @@ def ranked_page(catalog: Catalog, collection: Collection, pictures: PictureList 
     describes (near `vector` or the stored `similar_to`) and the rows matching `words`, ranked by `order`
     (RANKED_ORDERS), at most `most` of them. The picture list never leaves the database (a thousand rows decoded in
     Python and sent back took twice the statement's own time). The page's rows come back with their score and where
-    they matched; and, for a first page (no filters.up_to_id), the newest row id, the bound it applied. Raises
+    they matched; and, for a first page (no filters.up_to_id), the newest row id its snapshot holds. Raises
     KeyError as `search` does."""
     q = quote_ident(collection.table)
-    bound = filters.up_to_id is None
-    if bound:  # a first page: the bound is read in the same transaction (_through_word_index), then applied
-        filters = replace(filters, up_to_id=0)
+    # A first page (no bound yet) reads the newest row id in the statement's own snapshot: no row it ranks is newer.
+    newest = "NULL::bigint" if filters.up_to_id is not None else f"(SELECT COALESCE(max(id), 0) FROM {q})"
     params: dict[str, Any] = {"offset": int(offset), "page_end": int(offset) + int(limit), "most": int(most)}
     pictures_sql = _picture_list_sql(collection, pictures, vector, similar_to, filters, params)
     words_sql, matched_by = _word_list_sql(collection, words, filters, params)
@@ -626,21 +619,20 @@ def ranked_page(catalog: Catalog, collection: Collection, pictures: PictureList 
                      SELECT {hit_sql(collection)}, {distance}, {flags} FROM {q} WHERE id = r.id AND status = 'embedded'
                  ) AS p ON true
                  WHERE r.rank > :offset AND r.rank <= :page_end AND r.rank <= :most)
-        SELECT l.bar, l.read, l.hidden, g.* FROM looked AS l LEFT JOIN page AS g ON true
+        SELECT l.bar, l.read, l.hidden, {newest}, g.* FROM looked AS l LEFT JOIN page AS g ON true
         ORDER BY g.rank"""
-    if words is None and not bound:
+    if words is None:
         with vectors_of(collection, collection.model_id):
             rows = catalog.db.run(sql, **params)
-    else:  # the pictures' HNSW scan is an index scan
-        rows = _through_word_index(catalog, collection, sql, params, filters=filters, bound=bound,
-                                   index_scans=pictures is not None)
-    bar, read, hidden = rows[0][:3]
+    else:  # index scans kept: the word lists end without a LIMIT; the pictures' HNSW scan and the newest id need them
+        rows = _through_word_index(catalog, collection, sql, params, filters=filters, index_scans=True)
+    bar, read, hidden, newest_id = rows[0][:4]
     if pictures is not None and not read:
         _check_empty(catalog, collection, vector, similar_to)
-    shown = [row[3:] for row in rows if row[6] is not None]  # rank, total, visual, the hit, its distance, flags
+    shown = [row[4:] for row in rows if row[7] is not None]  # rank, total, visual, the hit, its distance, flags
     page = [PageRow(hit_of(row[3:], row[3 + HIT_WIDTH]), *(bool(flag) for flag in row[4 + HIT_WIDTH:]))
             for row in shown]
-    return RankedPage(page, int(rows[0][4] or 0), params["up_to_id"] if bound else None,
+    return RankedPage(page, int(rows[0][5] or 0), None if newest_id is None else int(newest_id),
                       visual=frozenset(row[3] for row in shown if row[2]), hidden=int(hidden), cutoff_score=bar)
 
 

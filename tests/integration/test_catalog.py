@@ -249,6 +249,31 @@ def test_a_statement_in_one_round_trip_carries_values_and_errors_and_leaves_its_
         db.close()
 
 
+def test_a_setup_statement_holds_its_settings_for_the_statement_in_the_same_round_trip(
+        pg_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    db = Database(pg_url, max_size=1)
+    writes: list[int] = []
+    flush = db_module.pg8000.core._flush
+    monkeypatch.setattr(db_module.pg8000.core, "_flush", lambda sock: (writes.append(1), flush(sock)))
+    setup = "SELECT set_config('enable_seqscan', 'off', true), set_config('work_mem', '7MB', true)"
+    select = "SELECT current_setting('enable_seqscan'), current_setting(CAST(:name AS text))"
+    try:
+        db.run_prepared(select, name="work_mem")  # the connection opened, the statement parsed
+        before = len(writes)
+        assert db.run_prepared(select, name="work_mem") == [["on", "4MB"]]
+        alone, before = len(writes) - before, len(writes)
+        rows = db.run_prepared(select, setup=setup, name="work_mem")
+        assert rows == [["off", "7MB"]]  # the setup's own row is not among them
+        assert len(writes) - before == alone  # setup and statement sent at once: as many writes as the statement
+        # Local to that transaction: the next statement on the same connection has the defaults back.
+        assert db.run_prepared("SELECT current_setting(CAST(:name AS text))", name="enable_seqscan") == [["on"]]
+        with pytest.raises(pg8000.exceptions.DatabaseError, match="division by zero"):  # a failing setup: no rows
+            db.run_prepared("SELECT CAST(:x AS int)", setup="SELECT 1 / 0", x=1)
+        assert db.run_prepared("SELECT CAST(:x AS int)", x=1) == [[1]]
+    finally:
+        db.close()
+
+
 def test_a_named_statement_is_parsed_once_per_connection_and_survives_errors_and_table_changes(
         pg_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(db_module, "NAMED_PER_CONNECTION", 3)
