@@ -9,7 +9,7 @@ from dataclasses import dataclass, replace
 from typing import Annotated
 
 import numpy as np
-from fastapi import APIRouter, Depends, Query, Request
+from fastapi import APIRouter, Depends, Query, Request, Response
 from starlette.concurrency import run_in_threadpool
 
 from shared.api.cursors import search_cursor, search_position
@@ -22,6 +22,7 @@ from shared.api.deps import (
     require_api_key,
 )
 from shared.api.errors import ApiError, error_responses
+from shared.api.responses import json_answer
 from shared.api.schemas import ParsedQuery, QueryTerm, SearchPage
 from shared.api.validation import check_form
 from shared.embedders import Embedder
@@ -123,19 +124,20 @@ def answer_search(services: Services, query: SearchParams, options: SearchOption
     return services.on_current_model(query.collection, answer, needs_model=needs_model)
 
 
-@router.get("/search")
+@router.get("/search", response_model=SearchPage)
 def search(q: SearchTextParam, query: SearchParamsDep, options: SearchOptionsParams,
-           services: ServicesDep) -> SearchPage:
+           services: ServicesDep) -> Response:
     """Words and pictures: hybrid (default), semantic (pictures) or keyword (words) matches of the query
     language, best first or by date, weak picture matches held back by the cutoff (`score` = cosine similarity)."""
-    return answer_search(services, query, options, parse(q), started=time.perf_counter())
+    return json_answer(answer_search(services, query, options, parse(q), started=time.perf_counter()))
 
 
-@router.get("/similar")
+@router.get("/similar", response_model=SearchPage)
 def similar(key: StoredKeyParam, query: SearchParamsDep, options: SearchOptionsParams,
-            services: ServicesDep) -> SearchPage:
+            services: ServicesDep) -> Response:
     """Images like a stored one, the image itself excluded: the same answer as /api/search?q=similar:<key>."""
-    return answer_search(services, query, options, [Term("image", key, 1.0)], started=time.perf_counter())
+    return json_answer(answer_search(services, query, options, [Term("image", key, 1.0)],
+                                     started=time.perf_counter()))
 
 
 @router.post(
