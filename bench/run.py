@@ -27,6 +27,7 @@ SECTIONS = ["bench.bench_embed", "bench.bench_ingest", "bench.bench_bulk", "benc
             "bench.bench_ocr", "bench.bench_text", "bench.bench_duplicates", "bench.bench_reliability",
             "bench.bench_vectors", "bench.bench_places", "bench.bench_faces"]
 OUTPUT = Path(__file__).resolve().parents[1] / "BENCHMARKS.md"
+RERUN_SECTIONS = ", on the same machine: "  # a re-run's note, before the sections it names
 
 
 def machine() -> str:
@@ -87,8 +88,8 @@ def main() -> int:
     if args.only and OUTPUT.exists():  # the other sections stay as their last full run wrote them
         scale = f" with SCALE={os.environ['SCALE']}" if os.environ.get("SCALE") else ""
         text = merged(OUTPUT.read_text(), parts, f"Re-run by `python -m bench.run --only {' --only '.join(args.only)}`"
-                      f"{scale} on {datetime.now(UTC):%Y-%m-%d %H:%M} UTC, commit {git_revision()}, on the same "
-                      f"machine: {', '.join(part.splitlines()[0].removeprefix('## ') for part in parts)}.")
+                      f"{scale} on {datetime.now(UTC):%Y-%m-%d %H:%M} UTC, commit {git_revision()}{RERUN_SECTIONS}"
+                      f"{'; '.join(part.splitlines()[0].removeprefix('## ') for part in parts)}.")
     OUTPUT.write_text(text)
     print(f"wrote {OUTPUT}", file=sys.stderr)
     return 0
@@ -96,12 +97,15 @@ def main() -> int:
 
 def merged(previous: str, parts: list[str], note: str) -> str:
     """`previous` (BENCHMARKS.md) with each of `parts` in place of the section of the same heading (a new one at the
-    end), and `note` (what was re-run, when) after its header."""
+    end), and `note` (what was re-run, when) after its header, in place of an earlier note on the same sections."""
     header, *sections = previous.split("\n## ")
     by_heading = {"## " + section.splitlines()[0]: "## " + section.strip() for section in sections}
     for part in parts:
         by_heading[part.splitlines()[0]] = part
-    return header.rstrip() + "\n\n" + note + "\n\n" + "\n\n".join(by_heading.values()) + "\n"
+    rerun = note.partition(RERUN_SECTIONS)[2]
+    kept = [paragraph for paragraph in header.rstrip().split("\n\n")
+            if not (paragraph.startswith("Re-run by") and paragraph.endswith(rerun))]
+    return "\n\n".join([*kept, note, *by_heading.values()]) + "\n"
 
 
 if __name__ == "__main__":
