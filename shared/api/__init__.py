@@ -10,8 +10,9 @@ Routes (JSON; every one takes `collection`, default IB_BUCKET):
 
 The package: `app.py` builds the app (`create_app`, CORS, the gallery's static files); `routes/` holds
 one router per area (search, browse, status); `deps.py` the dependencies (services, API key, shared
-query parameters); `schemas.py` the answers' models; `errors.py` the exception -> answer table;
-`cursors.py` the page cursors; `services.py` what the routes use, created on first use.
+query parameters); `schemas.py` the answers' models; `responses.py` the hot routes' JSON writer;
+`errors.py` the exception -> answer table; `cursors.py` the page cursors; `services.py` what the routes
+use, created on first use.
 
 `create_app()` does no I/O: the database pool, storage and model come from `shared.runtime` on first
 use (a Lambda container keeps them between invocations), and the text tower loads on the first text
