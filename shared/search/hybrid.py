@@ -261,8 +261,8 @@ def _ranked_lists(plan: Plan, request: SearchRequest, *,
         # Prefixes below WORD_DEPTH whole-word matches, as `_words` looks at them: every mode finds the same words
         # (and a second scan for 845 matches of "beach trip" cost a keyword search a third of its time).
         words = queries.WordList(plan.words.match, plan.words.match_prefix, plan.words.exact_name, MAX_RESULTS,
-                                 plan.words.in_name, plan.words.in_text, plan.words.in_place, plan.words.in_tag,
-                                 prefix_below=WORD_DEPTH)
+                                 WORD_DEPTH, plan.words.in_name, plan.words.in_text, plan.words.in_place,
+                                 plan.words.in_tag)
     if plan.needs_vector and searches_pictures:
         cutoff = cutoff_stop(request.floor, has_minus=plan.has_minus, after=VECTOR_DEPTH) \
             if request.cutoff == "auto" else None

@@ -483,18 +483,18 @@ def page_rows(catalog: Catalog, collection: Collection, ids: Sequence[int], *, v
 @dataclass(frozen=True)
 class WordList:
     """The word list of a search ranked in SQL, at most `limit` rows: `match` (tsquery text), or `match_prefix` when
-    `match` finds fewer than `prefix_below` rows (`limit` if not given); a row matching `exact_name` (the name the
-    query spells) is `exact`; `in_name`/`in_text`/`in_place`/`in_tag` say where a row's words matched (PageRow)."""
+    `match` finds fewer than `prefix_below` rows; a row matching `exact_name` (the name the query spells) is `exact`;
+    `in_name`/`in_text`/`in_place`/`in_tag` say where a row's words matched (PageRow)."""
 
     match: str
     match_prefix: str | None
     exact_name: str | None
     limit: int
+    prefix_below: int
     in_name: str
     in_text: str
     in_place: str = ""
     in_tag: str = ""
-    prefix_below: int | None = None
 
     def sources(self) -> dict[str, str]:
         """PageRow's flags, by name: the tsquery text of each (empty: that source is not asked about)."""
@@ -530,7 +530,7 @@ def _word_list_sql(collection: Collection, words: WordList | None, filters: Sear
     q = quote_ident(collection.table)
     where = " AND ".join(["status = 'embedded'", *filters.sql(params, collection.table)])
     params.update(words=words.match, words_prefix=words.match_prefix or words.match, word_limit=int(words.limit),
-                  has_prefix=words.match_prefix is not None, prefix_below=int(words.prefix_below or words.limit))
+                  has_prefix=words.match_prefix is not None, prefix_below=int(words.prefix_below))
     exact = "false"
     if words.exact_name:
         exact, params["exact"] = EXACT_SQL, words.exact_name
