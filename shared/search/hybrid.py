@@ -225,19 +225,16 @@ def _threshold(pictures: list[queries.Nearest], request: SearchRequest, plan: Pl
 
 def _picture_search(catalog: Catalog, collection: Collection, plan: Plan, vector: np.ndarray | None,
                     similar_to: str | None, request: SearchRequest, filters: queries.SearchFilters) -> Page:
-    """Pictures alone, best first: the list and the page's rows in one statement. The kept matches are a prefix
-    of the list (best first), so the page is the statement's window less the rows the cutoff holds back."""
+    """Pictures alone, best first: the list, the cutoff and the page's rows in one statement. The kept matches are a
+    prefix of the list (best first), so the page is the statement's window of them."""
     depth = min(MAX_RESULTS, max(VECTOR_DEPTH, request.offset + request.limit + 1))
+    cutoff = cutoff_stop(request.floor, has_minus=plan.has_minus, after=depth) if request.cutoff == "auto" else None
     found = queries.picture_page(catalog, collection, vector, similar_to=similar_to, depth=depth,
                                  offset=request.offset, limit=request.limit, min_score=request.min_score,
-                                 filters=filters, ef_search=request.ef_search)
-    threshold = _threshold(found.pictures, request, plan)
-    kept = [hit for hit in found.pictures if threshold is None or hit.score >= threshold]
-    page = [queries.PageRow(found.rows[hit.id], False, False)
-            for hit in kept[request.offset:request.offset + request.limit] if hit.id in found.rows]
+                                 cutoff=cutoff, filters=filters, ef_search=request.ef_search)
     up_to = filters.up_to_id if filters.up_to_id is not None else found.newest_id
-    return _page(page, request, {hit.id for hit in kept}, _hidden(found.pictures, threshold), threshold,
-                 total=len(kept), up_to=up_to)
+    return _page([queries.PageRow(hit, False, False) for hit in found.rows], request,
+                 {hit.id for hit in found.rows}, found.hidden, found.cutoff_score, total=found.kept, up_to=up_to)
 
 
 def _ranked_search(catalog: Catalog, collection: Collection, plan: Plan, vector: np.ndarray | None,

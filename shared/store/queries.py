@@ -160,7 +160,6 @@ def _nearest_sql(collection: Collection, vector: np.ndarray | None, similar_to: 
     is `id`), then its distance; the values go into `params`. With `stop`, the list ends where its rule says, and
     the index scan stops there."""
     q = quote_ident(collection.table)
-    params["limit"] = int(limit)
     target = search_target(collection, vector, similar_to, params)
     where = ["embedding IS NOT NULL", "status = 'embedded'"]
     if similar_to is not None:
@@ -182,7 +181,9 @@ def _nearest_sql(collection: Collection, vector: np.ndarray | None, similar_to: 
     # which is faster than from the bound (1000 rows at 100k: 94 against 109 ms, beside other work). A list a
     # `stop` rule ends reads on past its first `after` rows: from twice that, most such lists end in the first
     # pass (the bench's date-sorted queries at 100k: p50 11.4 -> 7.3 ms, p95 19.7 -> 14.2 against ef_search 80).
-    # A query vector is compared only while the registry still names its model (else no rows).
+    # A query vector is compared only while the registry still names its model (else no rows). The LIMIT is written
+    # in the text: as a parameter, a plan made once (_nearest_plan) guesses a tenth of the table for it, and joins a
+    # page's rows by hashing a scan of the whole table (70 ms at 100k rows).
     ef = int(ef_search) if limit >= MAX_EF_SEARCH else max(int(ef_search), int(limit) + 1)
     if stop is not None:
         ef = max(ef, 2 * int(stop.after))
@@ -193,7 +194,7 @@ def _nearest_sql(collection: Collection, vector: np.ndarray | None, similar_to: 
             FROM {q}
             WHERE {" AND ".join(where)} AND cfg.scan IS NOT NULL
             ORDER BY embedding <#> {target}, id  -- ties (identical vectors: copies) by id, as the cursor pages
-            LIMIT :limit"""
+            LIMIT {int(limit)}"""
     if stop is not None:
         scan = _stopped_sql(scan, stop, params)
     select = f"""
@@ -227,6 +228,19 @@ def _bar_sql(rule: StopRule, best: str, params: dict[str, Any]) -> str:
            f"ELSE {floor} END"
 
 
+def plan_cache_mode(*, plan_once: bool) -> str:
+    """The set_config call (for Connection.run_prepared's `setup`) that plans a named statement once, or for each
+    run's values: when a filter's values decide the best plan."""
+    return f"set_config('plan_cache_mode', '{'force_generic_plan' if plan_once else 'force_custom_plan'}', true)"
+
+
+def _nearest_plan(filters: SearchFilters) -> str:
+    """The setup of a nearest-neighbour statement: planned once (as an HNSW scan) unless a filter, quoted words
+    included, narrows the rows: how many rows a filter keeps decides between the HNSW scan and another index. Planning
+    the statement of /api/similar cost PostgreSQL ~0.7 ms of its 2.6 ms at 100k."""
+    return "SELECT " + plan_cache_mode(plan_once=not (filters.narrows() or filters.words))
+
+
 def _check_empty(catalog: Catalog, collection: Collection, vector: np.ndarray | None, similar_to: str | None) -> None:
     """After an empty answer: KeyError for a `similar_to` that is not an embedded row, ModelChanged for a query
     vector of a model the collection has left."""
@@ -241,11 +255,12 @@ def _nearest(catalog: Catalog, collection: Collection, vector: np.ndarray | None
              after: tuple[float, int] | None, ef_search: int, stop: StopRule | None = None) -> list[list[Any]]:
     """Rows of the nearest-neighbour statement (one statement, one round trip), best first."""
     params: dict[str, Any] = {}
+    filters = filters or SearchFilters()
     session, select = _nearest_sql(collection, vector, similar_to, params, columns=columns, limit=limit,
                                    min_score=min_score, filters=filters, after=after, ef_search=ef_search,
                                    stop=stop)
     with vectors_of(collection, collection.model_id):
-        rows = catalog.db.run_prepared(f"WITH {session} {select}", **params)
+        rows = catalog.db.run_prepared(f"WITH {session} {select}", setup=_nearest_plan(filters), **params)
     if not rows:
         _check_empty(catalog, collection, vector, similar_to)
     return rows
@@ -298,38 +313,53 @@ def nearest(catalog: Catalog, collection: Collection, vector: np.ndarray | None,
 
 @dataclass(frozen=True)
 class PicturePage:
-    pictures: list[Nearest]  # every picture match looked at, best first
-    rows: dict[int, Hit]  # id -> row, with its score, of the matches ranked offset+1 .. offset+limit
+    rows: list[Hit]  # the kept matches ranked offset+1 .. offset+limit, best first, with their scores
+    kept: int  # the matches the cutoff kept among those looked at
+    hidden: int  # those it held back
+    cutoff_score: float | None  # the cutoff's score (None without a cutoff, or without matches)
     newest_id: int | None  # the newest row id as the statement saw it (None when filters.up_to_id was given)
 
 
 def picture_page(catalog: Catalog, collection: Collection, vector: np.ndarray | None, *, similar_to: str | None,
-                 depth: int, offset: int, limit: int, min_score: float | None, filters: SearchFilters,
-                 ef_search: int) -> PicturePage:
-    """A pictures-only search in one statement (one round trip): the ids, distances and dates of the `depth`
-    nearest rows, the rows of those ranked offset+1 .. offset+limit, and, for a first page (no
-    filters.up_to_id), the newest row id, the bound of its later pages. Raises KeyError as `search` does."""
+                 depth: int, offset: int, limit: int, min_score: float | None, cutoff: StopRule | None,
+                 filters: SearchFilters, ef_search: int) -> PicturePage:
+    """A pictures-only search in one statement (one round trip): the `depth` nearest rows are looked at, the
+    `cutoff` rule keeps the best of them (a prefix of the list), and the rows of those ranked offset+1 ..
+    offset+limit come back; for a first page (no filters.up_to_id), with the newest row id, the bound of its later
+    pages. Only the page's rows leave the database: decoding the rest was a third of the statement's Python time.
+    Raises KeyError as `search` does."""
     q = quote_ident(collection.table)
     params: dict[str, Any] = {"offset": int(offset), "page_end": int(offset) + int(limit)}
-    session, select = _nearest_sql(collection, vector, similar_to, params, columns=f"id, {PHOTO_TIME_SQL} AS taken",
+    session, select = _nearest_sql(collection, vector, similar_to, params, columns="id",
                                    limit=depth, min_score=min_score, filters=filters, after=None, ef_search=ef_search)
     # The same snapshot as the scan: no row the page could show is newer.
     newest = "NULL::bigint" if filters.up_to_id is not None else f"(SELECT COALESCE(max(id), 0) FROM {q})"
     sql = f"""
         WITH {session}, pictures AS MATERIALIZED ({select}),
-        ranked AS (SELECT id, taken, distance, row_number() OVER (ORDER BY distance, id) AS rank FROM pictures)
-        SELECT r.id, r.taken, r.distance, {newest}, p.*
-        FROM ranked AS r LEFT JOIN LATERAL (
-            SELECT {hit_sql(collection)} FROM {q} WHERE id = r.id AND r.rank > :offset AND r.rank <= :page_end
-        ) AS p ON true
-        ORDER BY r.rank"""
+        scored AS (SELECT {_list_bar_sql(cutoff, params)} AS bar, count(*) AS read FROM pictures),
+        kept AS MATERIALIZED (
+            SELECT p.id, p.distance, row_number() OVER (ORDER BY p.distance, p.id) AS rank
+            FROM pictures AS p, scored AS s WHERE s.bar IS NULL OR -p.distance >= s.bar)
+        SELECT s.bar, s.read, (SELECT count(*) FROM kept), {newest}, k.distance, h.*
+        FROM scored AS s
+        LEFT JOIN kept AS k ON k.rank > :offset AND k.rank <= :page_end
+        LEFT JOIN LATERAL (SELECT {hit_sql(collection)} FROM {q} WHERE id = k.id) AS h ON true
+        ORDER BY k.rank"""
     with vectors_of(collection, collection.model_id):
-        rows = catalog.db.run_prepared(sql, **params)
-    if not rows:
+        rows = catalog.db.run_prepared(sql, setup=_nearest_plan(filters), **params)
+    bar, read, kept, newest_id = rows[0][:4]
+    if not read:
         _check_empty(catalog, collection, vector, similar_to)
-    return PicturePage([Nearest(row[0], float(row[2]), row[1]) for row in rows],
-                       {row[0]: hit_of(row[4:], row[2]) for row in rows if row[4] is not None},
-                       None if not rows or rows[0][3] is None else int(rows[0][3]))
+    return PicturePage([hit_of(row[5:], row[4]) for row in rows if row[5] is not None], int(kept),
+                       int(read) - int(kept), bar, None if newest_id is None else int(newest_id))
+
+
+def _list_bar_sql(cutoff: StopRule | None, params: dict[str, Any]) -> str:
+    """SQL of the score a picture list's `cutoff` holds its rows to, an aggregate over `distance`: NULL without a
+    cutoff or rows."""
+    if cutoff is None:
+        return "NULL::float8"
+    return f"CASE WHEN count(*) > 0 THEN {_bar_sql(cutoff, '-min(distance)', params)} END"
 
 
 # ---- hybrid search: stored vectors of query images, word matches, the rows of a page -----------------
@@ -385,9 +415,8 @@ def _through_word_index(catalog: Catalog, collection: Collection, sql: str, para
     (SearchFilters.narrows: their values change the best plan); planning was ~1.3 ms of a 5 ms keyword search at
     100k."""
     index_scan = "on" if index_scans else "off"
-    plan_mode = "force_custom_plan" if filters.narrows() else "force_generic_plan"
     setup = (f"SELECT set_config('enable_seqscan', 'off', true), set_config('enable_indexscan', '{index_scan}', true), "
-             f"set_config('plan_cache_mode', '{plan_mode}', true)")
+             f"{plan_cache_mode(plan_once=not filters.narrows())}")
     with vectors_of(collection, collection.model_id):
         return catalog.db.run_prepared(sql, setup=setup, **params)
 
@@ -573,9 +602,8 @@ def _picture_list_sql(collection: Collection, pictures: PictureList | None, vect
     session, select = _nearest_sql(collection, vector, similar_to, params, columns=f"id, {PHOTO_TIME_SQL} AS taken",
                                    limit=pictures.limit, min_score=pictures.min_score, filters=filters, after=None,
                                    ef_search=pictures.ef_search, stop=pictures.cutoff)
-    bar, hidden = "NULL::float8", "0::bigint"
+    bar, hidden = _list_bar_sql(pictures.cutoff, params), "0::bigint"
     if pictures.cutoff is not None:
-        bar = f"CASE WHEN count(*) > 0 THEN {_bar_sql(pictures.cutoff, '-min(distance)', params)} END"
         hidden = ("(SELECT count(*) FROM (SELECT distance FROM pictures ORDER BY distance, id LIMIT :stop_after) "
                   "AS f WHERE -f.distance < s.bar)")
     return f"""{session}, pictures AS MATERIALIZED ({select}),
