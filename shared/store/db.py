@@ -101,7 +101,7 @@ class Connection(pg8000.native.Connection):
         generic plan once it costs no more than the custom ones). For the nearest-neighbour statements parsing and
         planning were ~0.5 ms of a 4 ms search. Still one round trip, `setup` included: a SELECT of one row whose
         `set_config(…, true)` settings hold while the statement is planned and run (the messages up to one Sync are
-        one transaction), as word searches choose their plans (queries._through_word_index)."""
+        one transaction), as searches choose how their plans are made (queries.plan_cache_mode)."""
         statement, make_vals = _to_statement(sql)
         values = make_vals(params)
         try:
