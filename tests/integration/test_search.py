@@ -415,16 +415,17 @@ def test_a_date_sort_sends_back_its_page_alone_and_counts_what_it_pages(
         floor=world.settings.search_floor_for(coll.model_id))) == len(reds)
 
 
-def test_a_word_search_is_planned_once_unless_a_filter_narrows_it(
-        world: World, monkeypatch: pytest.MonkeyPatch) -> None:
-    plans: list[str] = []  # per word statement: the plan it ran with
+def record_plans(monkeypatch: pytest.MonkeyPatch, marker: str) -> list[str]:
+    """Per named statement holding `marker`, in order: whether it ran with a plan made once ("generic") or made for
+    its values ("custom")."""
+    plans: list[str] = []
+    count = "SELECT COALESCE(sum(generic_plans), 0), COALESCE(sum(custom_plans), 0) FROM pg_prepared_statements"
 
     def recording(run: Callable[..., Any]) -> Callable[..., Any]:
         def recording_run(conn: Connection, sql: str, *args: object, **values: object) -> Any:
-            count = "SELECT COALESCE(sum(generic_plans), 0), COALESCE(sum(custom_plans), 0) FROM pg_prepared_statements"
             before = conn.run(count)[0]
             rows = run(conn, sql, *args, **values)
-            if "search_tsv @@" in sql:
+            if marker in sql:
                 generic, custom = (int(after - was) for after, was in zip(conn.run(count)[0], before, strict=True))
                 plans.append("generic" if (generic, custom) == (1, 0) else "custom" if (generic, custom) == (0, 1)
                              else f"{generic} generic, {custom} custom")
@@ -432,6 +433,12 @@ def test_a_word_search_is_planned_once_unless_a_filter_narrows_it(
         return recording_run
 
     monkeypatch.setattr(Connection, "run_prepared", recording(Connection.run_prepared))
+    return plans
+
+
+def test_a_word_search_is_planned_once_unless_a_filter_narrows_it(
+        world: World, monkeypatch: pytest.MonkeyPatch) -> None:
+    plans = record_plans(monkeypatch, "search_tsv @@")
     for sort in ("relevance", "newest"):
         plain = search(world, "IMG_2041", mode="keyword", sort=sort)
         narrowed = search(world, "IMG_2041", mode="keyword", sort=sort, prefix="photos/2023/")
@@ -440,6 +447,19 @@ def test_a_word_search_is_planned_once_unless_a_filter_narrows_it(
     # The plan of a statement without a narrowing filter is made once and serves every value; a filter's values
     # decide how much it keeps, so such a statement is planned for them each time.
     assert plans == ["generic", "custom"] * 2 + ["custom"], plans
+
+
+def test_a_picture_search_is_planned_once_unless_a_filter_narrows_it(
+        world: World, monkeypatch: pytest.MonkeyPatch) -> None:
+    plans = record_plans(monkeypatch, "embedding <#>")
+    like_red = {"key": "red/one.jpg", "cutoff": "none"}
+    plain = world.client.get("/api/similar", params=like_red).json()
+    narrowed = world.client.get("/api/similar", params={**like_red, "prefix": "red/"}).json()
+    quoted = search(world, '"two" + similar:red/one.jpg', mode="semantic")
+    assert keys(plain)[0] == keys(narrowed)[0] == "red/two.jpg" and keys(quoted) == ["red/two.jpg"]
+    assert all(key.startswith("red/") for key in keys(narrowed)) and len(keys(plain)) > len(keys(narrowed))
+    # As for words: a plan made once serves every stored image searched by; a filter's values decide the plan.
+    assert plans == ["generic", "custom", "custom"], plans
 
 
 def test_a_cursor_from_elsewhere_is_refused(world: World) -> None:
